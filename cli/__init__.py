@@ -1,0 +1,1 @@
+"""The stageroute command line (a thin Typer layer over the ``stageroute`` library)."""

@@ -1,0 +1,3 @@
+"""stageroute: plan LLM deployments and routing tables from request/feedback logs (StageRoute)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,142 @@
+"""DeployOPT: the stage's deployment set, a MIP over the candidate pool.
+
+    maximise   sum_m d_m u_m
+    subject to sum_m d_m c_m <= b,  sum_m d_m = 1,  0 <= d_m <= a_m z_m,  z_m in {0, 1}
+               sum_m z_m = min(M_max, |P|),  sum_m a_m z_m >= 1
+
+Solved lexicographically: (1) the optimistic value V*; (2) among sets within a hair of V*, the
+one that prefers higher u, then lower c, then lower index, so that the slots the LP leaves free
+go to the most promising (often least known) models, identically on every solver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from stageroute.errors import InfeasibleError
+from stageroute.route import solve_route
+from stageroute.solver import Solver, solve
+
+OBJ_TOL = 1e-7  # sets whose value is within this (relative) of V* count as optimal
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """DeployOPT's answer: the chosen set (a boolean mask over the pool) and its LP weights."""
+
+    chosen: NDArray[np.bool_]
+    weights: NDArray[np.float64]
+    value: float  # V*: the optimistic expected reward of the best mixture on the set
+    over_budget: bool  # no set meets the budget: the cheapest-cost sets were searched instead
+
+
+def preference_order(u: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Indices by u desc, then c asc, then index asc."""
+    return np.lexsort((np.arange(u.size), c, -u))
+
+
+def build_deploy_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
+                       budget: float, k: int, allow_drop: bool = False):
+    """The DeployOPT MIP with both objectives; ``phase`` switches between them (see below)."""
+    import pyomo.environ as pe
+
+    n = u.size
+    rank = np.empty(n, dtype=np.int64)
+    rank[preference_order(u, c)] = np.arange(n)
+    m = pe.ConcreteModel(name="DeployOPT")
+    m.I = pe.RangeSet(0, n - 1)
+    m.d = pe.Var(m.I, bounds=(0.0, 1.0))
+    m.z = pe.Var(m.I, domain=pe.Binary)
+    m.budget_value = pe.Param(mutable=True, initialize=float(budget))
+    m.floor_value = pe.Param(mutable=True, initialize=0.0)
+    m.cap = pe.Constraint(m.I, rule=lambda m, i: m.d[i] <= float(a[i]) * m.z[i])
+    total = pe.quicksum(m.d[i] for i in m.I)
+    m.simplex = pe.Constraint(expr=total <= 1.0) if allow_drop else pe.Constraint(expr=total == 1.0)
+    cost = pe.quicksum(float(c[i]) * m.d[i] for i in m.I)
+    reward = pe.quicksum(float(u[i]) * m.d[i] for i in m.I)
+    m.budget = pe.Constraint(expr=cost <= m.budget_value)
+    m.card = pe.Constraint(expr=pe.quicksum(m.z[i] for i in m.I) == k)
+    m.card_le = pe.Constraint(expr=pe.quicksum(m.z[i] for i in m.I) <= k)
+    m.card_le.deactivate()
+    if not allow_drop:
+        m.through = pe.Constraint(expr=pe.quicksum(float(a[i]) * m.z[i] for i in m.I) >= 1.0)
+    m.floor = pe.Constraint(expr=reward >= m.floor_value)
+    m.floor.deactivate()
+    m.reward = pe.Objective(expr=reward, sense=pe.maximize)
+    m.cost = pe.Objective(expr=cost, sense=pe.minimize)
+    m.preference = pe.Objective(
+        expr=pe.quicksum(float(n - rank[i]) * m.z[i] for i in m.I), sense=pe.maximize
+    )
+    m.cost.deactivate()
+    m.preference.deactivate()
+    return m
+
+
+def _use(m, objective: str) -> None:
+    for name in ("reward", "cost", "preference"):
+        getattr(m, name).activate() if name == objective else getattr(m, name).deactivate()
+
+
+def read_deployment(m) -> NDArray[np.bool_]:
+    return np.array([round(m.z[i].value or 0.0) == 1 for i in m.I])
+
+
+def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_deployed: int,
+                 solver: Solver = Solver.HIGHS, allow_drop: bool = False) -> Deployment:
+    """Choose the stage's deployment set.
+
+    Raises:
+        InfeasibleError: no set of at most ``max_deployed`` models can carry all traffic under
+            the max_share caps (the budget alone never makes it fail: see ``over_budget``).
+    """
+    u = np.asarray(u, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    a = np.asarray(a, dtype=np.float64)
+    if u.size == 0:
+        raise InfeasibleError("the candidate pool is empty: no model is available for the stage")
+    if max_deployed < 1:
+        raise ValueError(f"max_deployed must be >= 1, got {max_deployed}")
+    k = min(max_deployed, u.size)
+    top = np.sort(a)[::-1][:k].sum()
+    if not allow_drop and top < 1.0 - 1e-12:
+        raise InfeasibleError(
+            f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
+            f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
+        )
+    m = build_deploy_model(u, c, a, budget, k, allow_drop)
+    over = False
+    if not solve(m, solver):
+        m.card.deactivate()
+        m.card_le.activate()
+        if not solve(m, solver):
+            # No set meets the budget even with the cost lower bounds: find the cheapest mixture,
+            # then the most rewarding set at that cost.
+            over = True
+            m.budget.deactivate()
+            _use(m, "cost")
+            if not solve(m, solver):
+                raise InfeasibleError("DeployOPT has no feasible set even without the budget")
+            floor_cost = float(m.cost.expr())
+            m.budget_value.set_value(floor_cost * (1 + 1e-9) + 1e-12)
+            m.budget.activate()
+            _use(m, "reward")
+            if not solve(m, solver):
+                raise InfeasibleError("DeployOPT failed at the cheapest cost")
+        m.card_le.deactivate()
+        m.card.activate()
+    best = float(m.reward.expr())
+    m.floor_value.set_value(best - OBJ_TOL * max(1.0, abs(best)))
+    m.floor.activate()
+    _use(m, "preference")
+    if not solve(m, solver):  # cannot happen: the phase-1 solution is feasible
+        raise InfeasibleError("DeployOPT's tie-breaking phase found no solution")
+    chosen = read_deployment(m)
+    # The set is the MIP's answer; its mixture and value come from the exact LP on that set, so
+    # they do not carry the tie-breaking phase's tolerance and are identical on every solver.
+    routing = solve_route(u[chosen], c[chosen], a[chosen], budget, allow_drop)
+    weights = np.zeros(u.size)
+    weights[chosen] = routing.probability
+    return Deployment(chosen, weights, routing.objective, over or routing.over_budget)

@@ -1,0 +1,53 @@
+"""Option values shared by the library and the CLI: closed sets and text parsers (no heavy imports)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+
+from stageroute.errors import UsageError
+
+
+class Solver(StrEnum):
+    """MIP/LP solvers stageroute drives through Pyomo."""
+
+    HIGHS = "highs"
+    GLPK = "glpk"
+
+
+class Radius(StrEnum):
+    """What ``v`` is in the confidence radius: the empirical variance (default) or the mean."""
+
+    VARIANCE = "variance"
+    MEAN = "mean"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, option: str = "--stage-length") -> dt.timedelta:
+    """'7d', '12h', '1w', '90m', '3600s' (or a combination such as '1d12h') -> timedelta."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", text.strip().lower()):
+        raise UsageError(
+            f"{option} '{text}' is not a duration, use a number and a unit such as 7d, 12h or 1w"
+        )
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"{option} must be positive, got '{text}'")
+    return dt.timedelta(seconds=seconds)
+
+
+def parse_datetime(text: str | None, option: str = "--as-of") -> dt.datetime:
+    """ISO 8601 date or datetime (UTC when no offset is given); None or 'now' -> now (UTC)."""
+    if text is None or text.strip().lower() == "now":
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option} '{text}' is not a date, use ISO 8601 such as 2026-11-16 or "
+            "2026-11-16T02:00:00Z"
+        ) from None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

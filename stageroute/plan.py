@@ -1,0 +1,313 @@
+"""The plan for the next stage: logs + catalog -> bounds -> DeployOPT -> RouteOPT -> Plan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from stageroute.bounds import cost_lcb, reward_ucb, theory_gamma
+from stageroute.catalog import Window, load_catalog, split_pool
+from stageroute.deploy import solve_deploy
+from stageroute.errors import BadDataError, UsageError
+from stageroute.logs import LogSummary, summarise_logs
+from stageroute.route import solve_route, solve_route_pyomo
+from stageroute.options import Radius, Solver
+from stageroute.solver import require_solver
+from stageroute.stats import variance
+
+DEFAULT_GAMMA = 1.0
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlanConfig:
+    """Everything ``make_plan`` needs besides the inputs; validated on construction."""
+
+    budget: float
+    max_deployed: int
+    as_of: dt.datetime
+    stage_length: dt.timedelta = dt.timedelta(days=7)
+    solver: Solver = Solver.HIGHS
+    gamma: float | str = DEFAULT_GAMMA
+    radius: Radius = Radius.VARIANCE
+    delta: float = 0.05
+    cost_scale: float | None = None
+    allow_drop: bool = False
+    deployed: tuple[str, ...] | None = None
+    canary_share: float | None = None
+    min_samples: int = 30
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.budget) and self.budget >= 0):
+            raise UsageError(f"--budget must be a finite number >= 0, got {self.budget}")
+        if self.max_deployed < 1:
+            raise UsageError(f"--max-deployed must be >= 1, got {self.max_deployed}")
+        if self.as_of.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware")
+        if self.stage_length <= dt.timedelta(0):
+            raise UsageError(f"--stage-length must be positive, got {self.stage_length}")
+        if isinstance(self.gamma, str):
+            if self.gamma != "theory":
+                raise UsageError(f"--gamma must be a number > 0 or 'theory', got '{self.gamma}'")
+        elif not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise UsageError(f"--gamma must be a number > 0 or 'theory', got {self.gamma}")
+        if not 0 < self.delta < 1:
+            raise UsageError(f"--delta must be in (0, 1), got {self.delta}")
+        if self.cost_scale is not None and not (math.isfinite(self.cost_scale) and self.cost_scale > 0):
+            raise UsageError(f"--cost-scale must be > 0, got {self.cost_scale}")
+        if self.canary_share is not None and not 0 < self.canary_share <= 1:
+            raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share}")
+        if self.min_samples < 0:
+            raise UsageError(f"--min-samples must be >= 0, got {self.min_samples}")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLine:
+    """One candidate of the pool with its statistics, bounds and the decision about it."""
+
+    model: str
+    n_reward: int
+    n_cost: int
+    mean_reward: float | None
+    reward_ucb: float
+    mean_cost: float | None
+    cost_lcb: float
+    cost_bound: str  # "observed", "price" (untried: list price x typical tokens) or "floor"
+    max_share: float
+    deployed: bool
+    action: str  # "keep", "add", "evict", "idle"
+    probability: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The plan for one stage: plain data, rendered by ``report`` or ``plan_document``."""
+
+    window: Window
+    config: PlanConfig
+    gamma: float
+    cost_scale: float
+    candidates: tuple[ModelLine, ...]  # the whole pool, deployed first
+    evicted: tuple[tuple[str, str], ...]
+    excluded: tuple[tuple[str, str], ...]
+    currently_deployed: tuple[str, ...]
+    expected: dict[str, float | None]
+    over_budget: bool
+    dropped: float
+    logs: LogSummary
+    notes: tuple[str, ...] = field(default=())
+    run_id: str = ""
+
+    @property
+    def deployment(self) -> tuple[ModelLine, ...]:
+        return tuple(line for line in self.candidates if line.deployed)
+
+
+def _pool_stats(pool: pl.DataFrame, summary: LogSummary) -> pl.DataFrame:
+    joined = pool.join(summary.stats, on="model", how="left")
+    return joined.with_columns(pl.col("n_reward", "n_cost").fill_null(0)).sort("model")
+
+
+def _currently_deployed(config: PlanConfig, summary: LogSummary, catalog: pl.DataFrame) -> list[str]:
+    if config.deployed is not None:
+        unknown = sorted(set(config.deployed) - set(catalog["model"]))
+        if unknown:
+            raise UsageError(
+                f"--deployed names '{unknown[0]}', which is not in the catalog; "
+                "use model ids from the catalog"
+            )
+        return sorted(set(config.deployed))
+    if summary.last_seen is None:
+        return []
+    since = summary.last_seen - config.stage_length
+    return sorted(summary.stats.filter(pl.col("last_seen") > since)["model"].to_list())
+
+
+def _price_prior(pool: pl.DataFrame, summary: LogSummary) -> np.ndarray:
+    """Expected cost of a request from list prices and the log's typical token counts."""
+    if summary.mean_input_tokens is None or summary.mean_output_tokens is None:
+        return np.full(pool.height, np.nan)
+    est = (
+        pool["usd_per_mtok_in"].to_numpy() * summary.mean_input_tokens
+        + pool["usd_per_mtok_out"].to_numpy() * summary.mean_output_tokens
+    ) / 1e6
+    return np.asarray(est, dtype=np.float64)
+
+
+def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
+              feedback: str | Path | None = None,
+              progress: Callable[[str], None] | None = None) -> Plan:
+    """Plan the stage that starts at ``config.as_of``.
+
+    Raises:
+        StagerouteError: subclasses for bad or missing input, a missing solver, infeasibility.
+    """
+    say = progress or (lambda _: None)
+    require_solver(config.solver)
+    catalog = load_catalog(catalog_path)
+    window = Window(config.as_of, config.as_of + config.stage_length)
+    say(f"scanning logs {logs}")
+    summary = summarise_logs(logs, catalog, config.as_of, feedback, config.strict)
+    pool, excluded = split_pool(catalog, window)
+    if pool.height == 0:
+        raise BadDataError(
+            f"catalog {catalog_path} has no model available for the stage "
+            f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC "
+            "(none released by its start and not retired before its end); check --as-of"
+        )
+    stats = _pool_stats(pool, summary)
+    n_r = stats["n_reward"].to_numpy()
+    n_c = stats["n_cost"].to_numpy()
+    prior = _price_prior(stats, summary)
+    gamma = (theory_gamma(catalog.height, max(summary.rows_used, 1), config.delta)
+             if config.gamma == "theory" else float(config.gamma))
+    observed_scale = summary.cost_p999 if summary.cost_p999 else None
+    scale = config.cost_scale or observed_scale or (np.nanmax(prior) if np.isfinite(prior).any() else None)
+    scale = float(scale) if scale and scale > 0 else 1.0
+    mean_r = stats["mean_reward"].to_numpy()
+    mean_c = stats["mean_cost"].to_numpy()
+    u = reward_ucb(mean_r, variance(stats, "reward"), n_r, gamma, config.radius)
+    c = cost_lcb(mean_c, variance(stats, "cost"), n_c, gamma, scale, config.radius, untried=prior)
+    a = stats["max_share"].to_numpy().astype(np.float64)
+    if config.canary_share is not None:
+        a = np.where(n_r < config.min_samples, np.minimum(a, config.canary_share), a)
+
+    say(f"solving DeployOPT over {u.size} candidates with {config.solver}")
+    dep = solve_deploy(u, c, a, config.budget, config.max_deployed, config.solver, config.allow_drop)
+    chosen = dep.chosen
+    routing = solve_route(u[chosen], c[chosen], a[chosen], config.budget, config.allow_drop)
+    # Cross-check the exact solver against the Pyomo LP on the chosen solver: the table must be
+    # optimal there too (ties may differ; the exact solver breaks them by model id).
+    reference = solve_route_pyomo(u[chosen], c[chosen], a[chosen], config.budget,
+                                  config.solver, config.allow_drop)
+    if abs(reference.objective - routing.objective) > 1e-6 or reference.over_budget != routing.over_budget:
+        raise RuntimeError(
+            f"RouteOPT cross-check failed: exact {routing.objective} vs {config.solver} "
+            f"{reference.objective}"
+        )
+    prob = np.zeros(u.size)
+    prob[chosen] = routing.probability
+
+    current = _currently_deployed(config, summary, catalog)
+    names = stats["model"].to_list()
+    lines = []
+    for i, name in enumerate(names):
+        deployed = bool(chosen[i])
+        action = ("keep" if name in current else "add") if deployed else (
+            "evict" if name in current else "idle")
+        if deployed and prob[i] > 0:
+            reason = "optimal mixture"
+        elif deployed:
+            reason = "exploration slot (untried)" if n_r[i] == 0 else "free slot (next-best UCB)"
+        else:
+            reason = "not selected: another set has a higher optimistic value"
+        bound = "observed" if n_c[i] > 0 else ("price" if np.isfinite(prior[i]) else "floor")
+        lines.append(ModelLine(
+            model=name, n_reward=int(n_r[i]), n_cost=int(n_c[i]),
+            mean_reward=float(mean_r[i]) if n_r[i] else None, reward_ucb=float(u[i]),
+            mean_cost=float(mean_c[i]) if n_c[i] else None, cost_lcb=float(c[i]),
+            cost_bound=bound, max_share=float(a[i]), deployed=deployed, action=action,
+            probability=float(prob[i]), reason=reason,
+        ))
+    lines.sort(key=lambda line: (not line.deployed, -line.probability, line.model))
+    excluded_reasons = dict(excluded.iter_rows())
+    evicted = [(line.model, line.reason) for line in lines if line.action == "evict"]
+    for name in current:
+        if name not in names:
+            evicted.append((name, excluded_reasons.get(name, "not in the catalog")))
+
+    served = prob > 0
+    reward_mean = float(prob @ np.nan_to_num(mean_r)) if np.all(n_r[served] > 0) else None
+    cost_mean = float(prob @ np.nan_to_num(mean_c)) if np.all(n_c[served] > 0) else None
+    notes = []
+    if routing.over_budget:
+        notes.append(
+            f"over budget: no mixture of the deployed models meets {config.budget:.6g} even with "
+            f"the cost lower bounds; the cheapest one costs {routing.cost:.6g} per request"
+        )
+    elif cost_mean is not None and cost_mean > config.budget * (1 + 1e-9):
+        notes.append(
+            f"under the plain means this table costs {cost_mean:.6g} per request, above the budget "
+            f"{config.budget:.6g}: the cost bounds are still optimistic; it tightens as data arrives"
+        )
+    if summary.unknown.height:
+        listed = ", ".join(f"{m} ({r} rows)" for m, r in summary.unknown.iter_rows())
+        notes.append(f"ignored log rows of models not in the catalog: {listed}")
+    plan = Plan(
+        window=window, config=config, gamma=gamma, cost_scale=scale, candidates=tuple(lines),
+        evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),
+        currently_deployed=tuple(current),
+        expected={"reward_ucb": routing.objective, "cost_lcb": routing.cost,
+                  "reward_mean": reward_mean, "cost_mean": cost_mean},
+        over_budget=routing.over_budget, dropped=routing.dropped, logs=summary, notes=tuple(notes),
+    )
+    doc = plan_document(plan)
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+    return Plan(**{**{f: getattr(plan, f) for f in plan.__dataclass_fields__}, "run_id":
+                   f"{window.start:%Y%m%dT%H%M}-{digest}"})
+
+
+def _num(x: float | None) -> float | None:
+    """Round to 12 significant digits so that the same inputs give the same bytes."""
+    if x is None or not math.isfinite(x):
+        return None
+    return float(f"{x:.12g}")
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The JSON document of SPEC 7 (fixed keys first, then extras)."""
+    cfg = plan.config
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "window": {"start": _iso(plan.window.start), "end": _iso(plan.window.end)},
+        "budget": _num(cfg.budget),
+        "max_deployed": cfg.max_deployed,
+        "solver": str(cfg.solver),
+        "deployment": [
+            {"model": m.model, "action": m.action, "n": m.n_reward,
+             "mean_reward": _num(m.mean_reward), "reward_ucb": _num(m.reward_ucb),
+             "mean_cost": _num(m.mean_cost), "cost_lcb": _num(m.cost_lcb),
+             "n_cost": m.n_cost, "cost_bound": m.cost_bound, "reason": m.reason}
+            for m in plan.deployment
+        ],
+        "evicted": [{"model": m, "reason": r} for m, r in plan.evicted],
+        "routing": [
+            {"model": m.model, "probability": _num(m.probability), "max_share": _num(m.max_share)}
+            for m in plan.deployment
+        ],
+        "expected": {k: _num(v) for k, v in plan.expected.items()},
+        "over_budget": plan.over_budget,
+        "run_id": plan.run_id or None,
+        "dropped": _num(plan.dropped),
+        "excluded": [{"model": m, "reason": r} for m, r in plan.excluded],
+        "currently_deployed": list(plan.currently_deployed),
+        "gamma": _num(plan.gamma),
+        "radius": str(cfg.radius),
+        "cost_scale": _num(plan.cost_scale),
+        "logs": {"rows": plan.logs.rows, "rows_used": plan.logs.rows_used,
+                 "first": _iso(plan.logs.first_seen), "last": _iso(plan.logs.last_seen),
+                 "cost_source": plan.logs.cost_source,
+                 "unknown_models": dict(plan.logs.unknown.iter_rows())},
+        "candidates": [
+            {"model": m.model, "n": m.n_reward, "mean_reward": _num(m.mean_reward),
+             "reward_ucb": _num(m.reward_ucb), "mean_cost": _num(m.mean_cost),
+             "cost_lcb": _num(m.cost_lcb), "action": m.action, "reason": m.reason}
+            for m in plan.candidates
+        ],
+        "notes": list(plan.notes),
+    }
