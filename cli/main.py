@@ -148,7 +148,7 @@ def plan(
 
             from stageroute.report import render_plan
 
-            render_plan(result, Console())
+            render_plan(result, Console(width=None if sys.stdout.isatty() else 120))
         if result.over_budget and not allow_over_budget:
             _fail(
                 f"budget {budget:.6g} cannot be met: even the cheapest mixture of the available "

@@ -6,6 +6,7 @@ All functions are pure and vectorised over numpy arrays (one entry per model).
 from __future__ import annotations
 
 import math
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 

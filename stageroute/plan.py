@@ -19,8 +19,8 @@ from stageroute.catalog import Window, load_catalog, split_pool
 from stageroute.deploy import solve_deploy
 from stageroute.errors import BadDataError, UsageError
 from stageroute.logs import LogSummary, summarise_logs
-from stageroute.route import solve_route, solve_route_pyomo
 from stageroute.options import Radius, Solver
+from stageroute.route import solve_route, solve_route_pyomo
 from stageroute.solver import require_solver
 from stageroute.stats import variance
 

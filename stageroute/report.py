@@ -32,21 +32,28 @@ def render_plan(plan: Plan, console: Console) -> None:
         f"catalog models); cost from {plan.logs.cost_source}; cost scale {plan.cost_scale:.4g}[/]"
     )
     table = Table(title="Deployment", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col, justify in [("model", "left"), ("action", "left"), ("n", "right"),
-                         ("mean", "right"), ("UCB", "right"), ("cost", "right"),
-                         ("cost LCB", "right")]:
-        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("model", overflow="fold", ratio=2)
+    for col in ("action", "n", "mean", "UCB", "cost", "cost LCB"):
+        table.add_column(col, justify="left" if col == "action" else "right", no_wrap=True,
+                         min_width=len(col) if col != "cost LCB" else 8)
     table.add_column("why", ratio=1)
-    rows = [m for m in plan.candidates if m.deployed or m.action == "evict"]
-    for m in rows:
-        style = _ACTION_STYLE[m.action]
+    for m in plan.deployment:
         lcb = _money(m.cost_lcb) + ("" if m.cost_bound == "observed" else f" ({m.cost_bound})")
-        table.add_row(m.model, f"[{style}]{m.action}[/]", f"{m.n_reward:,}", _f(m.mean_reward),
-                      _f(m.reward_ucb), _money(m.mean_cost), lcb, m.reason)
-    for name, reason in plan.evicted:
-        if not any(m.model == name for m in rows):
-            table.add_row(name, "[red]evict[/]", "", "", "", "", "", reason)
+        table.add_row(m.model, f"[{_ACTION_STYLE[m.action]}]{m.action}[/]", f"{m.n_reward:,}",
+                      _f(m.mean_reward), _f(m.reward_ucb), _money(m.mean_cost), lcb, m.reason)
     console.print(table)
+    if plan.evicted:
+        evicted = Table(title="Evicted", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        evicted.add_column("model", overflow="fold")
+        evicted.add_column("UCB", justify="right", no_wrap=True)
+        evicted.add_column("cost LCB", justify="right", no_wrap=True)
+        evicted.add_column("why")
+        lines = {m.model: m for m in plan.candidates}
+        for name, reason in plan.evicted:
+            line = lines.get(name)
+            evicted.add_row(f"[red]{name}[/]", _f(line.reward_ucb) if line else "-",
+                            _money(line.cost_lcb) if line else "-", reason)
+        console.print(evicted)
 
     routing = Table(title="Routing table", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     routing.add_column("model")

@@ -102,13 +102,20 @@ def _mix_at_budget(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np
     du = u[:, None] - u[None, :]
     dc = c[:, None] - c[None, :]
     mask = (du > 0) & (dc > 0)
-    lambdas = np.unique(du[mask] / dc[mask])
+    with np.errstate(over="ignore", divide="ignore"):
+        ratios = du[mask] / dc[mask]
+    lambdas = np.unique(ratios[np.isfinite(ratios)])  # subnormal cost gaps: no finite breakpoint
     # The greedy order is constant strictly between breakpoints: evaluate there, never at one.
-    edges = np.concatenate(([0.0], lambdas, [lambdas[-1] * 2.0 + 1.0]))
+    top = lambdas[-1] * 2.0 + 1.0 if lambdas.size else 1.0
+    edges = np.concatenate(([0.0], lambdas, [top]))
     mids = (edges[:-1] + edges[1:]) / 2.0  # mids[k] lies left of lambdas[k], mids[k+1] right
+    last = mids.size - 1
 
     def cost_at(k: int) -> tuple[float, NDArray[np.float64]]:
-        p = _fill(_order(u - mids[k] * c, c), a)
+        if k == last:  # beyond every breakpoint: the cheapest order, which meets the budget
+            p = _fill(np.lexsort((np.arange(u.size), -u, c)), a)
+        else:
+            p = _fill(_order(u - mids[k] * c, c), a)
         return float(p @ c), p
 
     lo, hi = 1, mids.size - 1  # smallest k >= 1 whose greedy meets the budget

@@ -1,0 +1,153 @@
+"""Full-information outcome tables (every model's reward and cost for every prompt).
+
+They drive ``replay`` and can be turned into a bandit-feedback request log for ``plan``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from stageroute.errors import BadDataError, InputMissingError
+
+OUTCOMES_SCHEMA: dict[str, pl.DataType] = {
+    "sample_id": pl.String(),
+    "model": pl.String(),
+    "reward": pl.Float64(),
+    "cost": pl.Float64(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeMatrix:
+    """Outcomes as dense arrays: ``reward[i, j]`` is model ``models[j]`` on prompt ``samples[i]``."""
+
+    samples: tuple[str, ...]
+    models: tuple[str, ...]
+    reward: NDArray[np.float64]
+    cost: NDArray[np.float64]
+
+    @property
+    def mean_reward(self) -> NDArray[np.float64]:
+        return np.asarray(self.reward.mean(axis=0))
+
+    @property
+    def mean_cost(self) -> NDArray[np.float64]:
+        return np.asarray(self.cost.mean(axis=0))
+
+
+def load_outcomes(path: str | Path) -> pl.DataFrame:
+    """Load and validate a long outcomes table (Parquet or CSV).
+
+    Raises:
+        InputMissingError: no such file.
+        BadDataError: missing column, bad value, duplicate (sample_id, model).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputMissingError(f"outcomes {path} does not exist, pass an existing file to --outcomes")
+    try:
+        frame = pl.read_csv(path) if path.suffix.lower() == ".csv" else pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadDataError(f"outcomes {path} cannot be read ({first}), check the file") from None
+    for name in OUTCOMES_SCHEMA:
+        if name not in frame.columns:
+            raise BadDataError(
+                f"outcomes {path} have no column '{name}' (they have: {', '.join(frame.columns)}), "
+                "the long format needs sample_id, model, reward, cost"
+            )
+    try:
+        frame = frame.with_columns(
+            pl.col("sample_id").cast(pl.String), pl.col("model").cast(pl.String),
+            pl.col("reward").cast(pl.Float64), pl.col("cost").cast(pl.Float64),
+        )
+    except pl.exceptions.PolarsError:
+        raise BadDataError(
+            f"outcomes {path}: reward and cost must be numbers, check their column types"
+        ) from None
+    checks = [
+        ("reward", pl.col("reward").is_null() | pl.col("reward").is_nan(), "is empty or NaN"),
+        ("reward", (pl.col("reward") < 0) | (pl.col("reward") > 1), "is outside [0, 1]"),
+        ("cost", pl.col("cost").is_null() | ~pl.col("cost").is_finite(), "is empty or not finite"),
+        ("cost", pl.col("cost") < 0, "is negative"),
+    ]
+    for column, pred, what in checks:
+        bad = frame.filter(pred)
+        if bad.height:
+            row = bad.row(0, named=True)
+            raise BadDataError(
+                f"outcomes {path}, column '{column}' {what}: {row[column]!r} "
+                f"(sample_id {row['sample_id']!r}, model {row['model']!r}), fix the table"
+            )
+    dup = frame.filter(pl.struct("sample_id", "model").is_duplicated())
+    if dup.height:
+        row = dup.row(0, named=True)
+        raise BadDataError(
+            f"outcomes {path} list (sample_id {row['sample_id']!r}, model {row['model']!r}) twice, "
+            "keep one row per pair"
+        )
+    if frame.height == 0:
+        raise BadDataError(f"outcomes {path} have no rows")
+    return frame
+
+
+def to_matrix(outcomes: pl.DataFrame, models: list[str] | None = None) -> OutcomeMatrix:
+    """Pivot to dense arrays (models sorted unless given); every pair must be present."""
+    names = sorted(outcomes["model"].unique().to_list()) if models is None else list(models)
+    frame = outcomes.filter(pl.col("model").is_in(names))
+    samples = sorted(frame["sample_id"].unique().to_list())
+    wide = {}
+    for kind in ("reward", "cost"):
+        pivot = frame.pivot(on="model", index="sample_id", values=kind).sort("sample_id")
+        missing = [m for m in names if m not in pivot.columns]
+        if missing or pivot.select(names).null_count().sum_horizontal()[0] > 0:
+            raise BadDataError(
+                f"outcomes are incomplete: not every prompt has a {kind} for every model "
+                f"({missing[0] if missing else 'some pairs'} missing); replay needs the full table"
+            )
+        wide[kind] = pivot.select(names).to_numpy().astype(np.float64)
+    return OutcomeMatrix(tuple(samples), tuple(names), wide["reward"], wide["cost"])
+
+
+def available_mask(catalog: pl.DataFrame, models: tuple[str, ...],
+                   times: NDArray[np.datetime64]) -> NDArray[np.bool_]:
+    """``mask[t, j]``: model j is released and not retired at time ``times[t]``."""
+    info = {r["model"]: r for r in catalog.iter_rows(named=True)}
+    rel = np.array([_np_time(info[m]["released"]) for m in models])
+    ret = np.array([_np_time(info[m]["retired"]) if info[m]["retired"] is not None
+                    else np.datetime64("9999-01-01T00:00:00", "us") for m in models])
+    return (rel[None, :] <= times[:, None]) & (times[:, None] < ret[None, :])
+
+
+def _np_time(t: dt.datetime) -> np.datetime64:
+    return np.datetime64(t.astimezone(dt.UTC).replace(tzinfo=None), "us")
+
+
+def simulate_log(outcomes: OutcomeMatrix, catalog: pl.DataFrame, rows: int,
+                 start: dt.datetime, end: dt.datetime, seed: int) -> pl.DataFrame:
+    """A bandit-feedback log: random prompts, each served by a model drawn uniformly among those
+    available then, with that pair's real reward and cost and the logging propensity."""
+    rng = np.random.default_rng(seed)
+    t0, t1 = _np_time(start), _np_time(end)
+    times = t0 + ((t1 - t0) * (np.arange(rows) / rows)).astype("timedelta64[us]")
+    avail = available_mask(catalog, outcomes.models, times)
+    if not avail.any(axis=1).all():
+        raise BadDataError("some requests fall where no model of the catalog is available")
+    prompt = rng.integers(0, len(outcomes.samples), rows)
+    k = avail.sum(axis=1)
+    pick = np.floor(rng.random(rows) * k).astype(np.int64)
+    model = np.argmax(np.cumsum(avail, axis=1) > pick[:, None], axis=1)
+    return pl.DataFrame({
+        "request_id": [f"sim-{seed}-{i}" for i in range(rows)],
+        "timestamp": pl.Series(times).dt.replace_time_zone("UTC"),
+        "model": np.array(outcomes.models)[model],
+        "reward": outcomes.reward[prompt, model],
+        "cost": outcomes.cost[prompt, model],
+        "propensity": 1.0 / k,
+    })

@@ -1,0 +1,84 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from stageroute.deploy import solve_deploy
+from stageroute.errors import InfeasibleError
+from stageroute.options import Solver
+from stageroute.route import solve_route
+
+
+def brute_force(u, c, a, budget, k):
+    """Best value over every set of size k (feasible sets first, then the cheapest)."""
+    best = None
+    for subset in itertools.combinations(range(u.size), k):
+        s = list(subset)
+        if a[s].sum() < 1 - 1e-12:
+            continue
+        r = solve_route(u[s], c[s], a[s], budget)
+        key = (0, -r.cost, r.objective) if r.over_budget else (1, 0.0, r.objective)
+        if best is None or key > best:
+            best = key
+    return best
+
+
+@pytest.mark.parametrize("solver", list(Solver))
+@pytest.mark.parametrize("seed", range(25))
+def test_random_instances_match_brute_force_on_both_solvers(solver, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 8))
+    u = rng.random(n).round(int(rng.integers(1, 4)))
+    c = rng.random(n).round(int(rng.integers(1, 4)))
+    a = np.where(rng.random(n) < 0.6, 1.0, (rng.integers(2, 10, n) / 10))
+    budget = float(rng.choice([rng.random() * 0.6, c.min(), 0.0]))
+    k = int(rng.integers(1, 4))
+    best = brute_force(u, c, a, budget, min(k, n))
+    if best is None:
+        with pytest.raises(InfeasibleError):
+            solve_deploy(u, c, a, budget, k, solver)
+        return
+    dep = solve_deploy(u, c, a, budget, k, solver)
+    assert dep.chosen.sum() == min(k, n)
+    assert dep.over_budget == (best[0] == 0)
+    assert dep.value == pytest.approx(best[2], abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_both_solvers_choose_the_same_set(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = 12
+    u, c = rng.random(n).round(2), rng.random(n).round(2)
+    a = np.ones(n)
+    sets = [solve_deploy(u, c, a, 0.3, 4, s).chosen.tolist() for s in Solver]
+    assert sets[0] == sets[1]
+
+
+def test_free_slots_go_to_the_most_promising_models():
+    # The LP needs only model 0 (best within budget); the free slots go by UCB (model 4), then
+    # by lower cost among equal UCBs (model 3 before model 2).
+    u = np.array([0.8, 0.5, 0.6, 0.6, 0.9])
+    c = np.array([0.1, 0.1, 0.3, 0.2, 0.9])
+    dep = solve_deploy(u, c, np.ones(5), budget=0.1, max_deployed=3)
+    assert np.flatnonzero(dep.chosen).tolist() == [0, 3, 4]
+    assert dep.weights.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_throughput_caps_that_no_set_can_meet_raise():
+    with pytest.raises(InfeasibleError, match="max_share"):
+        solve_deploy([0.5, 0.6, 0.7], [0.1, 0.1, 0.1], [0.3, 0.3, 0.3], 1.0, 3)
+
+
+def test_over_budget_picks_the_cheapest_set():
+    dep = solve_deploy([0.9, 0.5, 0.7], [0.5, 0.2, 0.3], [1, 1, 1], budget=0.1, max_deployed=1)
+    assert dep.over_budget
+    assert dep.chosen.tolist() == [False, True, False]
+
+
+def test_large_instance_is_solved_identically_by_both_solvers():
+    rng = np.random.default_rng(0)
+    u, c = rng.random(300), rng.random(300)
+    a = np.where(rng.random(300) < 0.5, 1.0, 0.2)
+    deps = [solve_deploy(u, c, a, 0.2, 16, s) for s in Solver]
+    assert deps[0].chosen.tolist() == deps[1].chosen.tolist()
+    assert deps[0].value == pytest.approx(deps[1].value, abs=1e-12)

@@ -1,0 +1,124 @@
+import datetime as dt
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from stageroute.catalog import load_catalog
+from stageroute.options import Solver
+from stageroute.outcomes import load_outcomes, simulate_log, to_matrix
+from stageroute.plan import PlanConfig, make_plan, plan_document
+from stageroute.route import solve_route
+
+ROUTERBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench"
+AS_OF = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)  # all 11 models released, none retired
+
+
+@pytest.fixture(scope="module")
+def routerbench_log(tmp_path_factory):
+    """300k requests, each a random prompt served by a model drawn uniformly among those
+    released by then, with that pair's real RouterBench reward and cost."""
+    matrix = to_matrix(load_outcomes(ROUTERBENCH / "outcomes.parquet"))
+    catalog = load_catalog(ROUTERBENCH / "catalog.csv")
+    log = simulate_log(matrix, catalog, 300_000, dt.datetime(2023, 3, 14, tzinfo=dt.UTC), AS_OF, seed=1)
+    path = tmp_path_factory.mktemp("rb") / "log.parquet"
+    log.write_parquet(path)
+    return path, matrix
+
+
+def true_optimum(matrix, budget, k):
+    """Brute force over every k-subset with the true means; ties: higher mean, then lower cost."""
+    mu, c = matrix.mean_reward, matrix.mean_cost
+    pref = {j: r for r, j in enumerate(np.lexsort((np.arange(mu.size), c, -mu)))}
+    best = None
+    for subset in itertools.combinations(range(mu.size), k):
+        s = list(subset)
+        r = solve_route(mu[s], c[s], np.ones(k), budget)
+        key = (round(r.objective, 9), -sum(pref[j] for j in s))
+        if best is None or key > best[0]:
+            best = (key, s, r)
+    return best
+
+
+@pytest.mark.parametrize("solver", list(Solver))
+def test_plan_on_routerbench_matches_the_true_means_optimum(routerbench_log, solver):
+    path, matrix = routerbench_log
+    budget = 0.3 * matrix.mean_cost.max()
+    plan = make_plan(path, ROUTERBENCH / "catalog.csv",
+                     PlanConfig(budget=budget, max_deployed=3, as_of=AS_OF, solver=solver))
+    _, subset, routing = true_optimum(matrix, budget, 3)
+    expected = {matrix.models[j]: routing.probability[i] for i, j in enumerate(subset)}
+    got = {m.model: m.probability for m in plan.deployment}
+    assert sorted(got) == sorted(expected)
+    for model, prob in expected.items():
+        assert got[model] == pytest.approx(prob, abs=0.02), model
+    assert not plan.over_budget
+    assert plan.expected["reward_mean"] == pytest.approx(routing.objective, abs=0.01)
+
+
+def test_same_inputs_give_the_same_bytes(tmp_path):
+    cfg = PlanConfig(budget=0.002, max_deployed=3, as_of=dt.datetime(2026, 11, 16, 2, tzinfo=dt.UTC))
+    sample = Path(__file__).resolve().parents[1] / "sample_logs"
+    docs = [json.dumps(plan_document(make_plan(sample / "logs.parquet", sample / "catalog.csv", cfg)))
+            for _ in range(2)]
+    assert docs[0] == docs[1]
+    doc = json.loads(docs[0])
+    fixed = {"schema_version", "window", "budget", "max_deployed", "solver", "deployment",
+             "evicted", "routing", "expected", "over_budget"}
+    assert fixed <= doc.keys()
+    assert sum(r["probability"] for r in doc["routing"]) == pytest.approx(1.0)
+    assert all(d["action"] in ("keep", "add") for d in doc["deployment"])
+
+
+def small_log(tmp_path, catalog_rows, log_rows):
+    cat = tmp_path / "catalog.csv"
+    pl.DataFrame(catalog_rows, schema=["model", "released", "retired", "max_share"],
+                 orient="row").write_csv(cat)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    log = pl.DataFrame(
+        [(f"r{i}", t0 + dt.timedelta(hours=i), m, r, c) for i, (m, r, c) in enumerate(log_rows)],
+        schema={"request_id": pl.String, "timestamp": pl.Datetime("us", "UTC"), "model": pl.String,
+                "reward": pl.Float64, "cost": pl.Float64},
+        orient="row",
+    )
+    path = tmp_path / "log.parquet"
+    log.write_parquet(path)
+    return path, cat
+
+
+def test_mid_stage_retirement_is_excluded_with_its_reason_and_new_models_explored(tmp_path):
+    rows = [("old", 0.9, 0.001)] * 50 + [("steady", 0.6, 0.001)] * 50
+    logs, cat = small_log(tmp_path, [
+        ("old", "2025-01-01", "2026-03-05", 1.0),
+        ("steady", "2025-01-01", None, 1.0),
+        ("fresh", "2026-02-01", None, 1.0),
+        ("future", "2026-06-01", None, 1.0),
+    ], rows)
+    plan = make_plan(logs, cat, PlanConfig(budget=0.01, max_deployed=2,
+                                           as_of=dt.datetime(2026, 3, 1, tzinfo=dt.UTC)))
+    excluded = dict(plan.excluded)
+    assert excluded["old"].startswith("retires mid-stage on 2026-03-05")
+    assert excluded["future"].startswith("not released until 2026-06-01")
+    assert dict(plan.evicted)["old"].startswith("retires mid-stage")
+    actions = {m.model: m.action for m in plan.deployment}
+    assert actions == {"fresh": "add", "steady": "keep"}  # the untried model gets a slot
+    fresh = next(m for m in plan.deployment if m.model == "fresh")
+    assert fresh.n_reward == 0 and fresh.reward_ucb == 1.0
+
+
+def test_throughput_caps_and_canary_share(tmp_path):
+    rows = [("a", 0.9, 0.001)] * 200 + [("b", 0.5, 0.001)] * 200
+    logs, cat = small_log(tmp_path, [
+        ("a", "2025-01-01", None, 0.7), ("b", "2025-01-01", None, 1.0),
+        ("new", "2026-01-05", None, 1.0),
+    ], rows)
+    cfg = {"budget": 0.01, "max_deployed": 3, "as_of": dt.datetime(2026, 3, 1, tzinfo=dt.UTC)}
+    plan = make_plan(logs, cat, PlanConfig(**cfg))
+    probs = {m.model: m.probability for m in plan.deployment}
+    assert probs["new"] == pytest.approx(1.0)  # optimism: an untried model looks perfect
+    canary = make_plan(logs, cat, PlanConfig(**cfg, canary_share=0.1))
+    probs = {m.model: m.probability for m in canary.deployment}
+    assert probs == pytest.approx({"new": 0.1, "a": 0.7, "b": 0.2})

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from stageroute.errors import InfeasibleError
+from stageroute.options import Solver
+from stageroute.route import solve_route, solve_route_pyomo
+
+FEAS_TOL = 1e-7
+
+# Values on a coarse grid make exact ties (equal rewards, equal costs, cost == budget) common.
+grid = st.integers(0, 10).map(lambda k: k / 10)
+# Arbitrary values on a 1e-5 grid: no instance sits within HiGHS' feasibility tolerance (1e-7) of
+# a budget tie unless it is an exact tie, where both solvers must agree (SPEC 6).
+floats = st.integers(0, 10**5).map(lambda k: k / 10**5)
+
+
+@st.composite
+def instances(draw, max_models=6):
+    n = draw(st.integers(1, max_models))
+    u = np.array(draw(st.lists(st.one_of(grid, floats), min_size=n, max_size=n)))
+    c = np.array(draw(st.lists(st.one_of(grid, floats), min_size=n, max_size=n)))
+    a = np.array(draw(st.lists(st.one_of(st.just(1.0), st.integers(1, 10).map(lambda k: k / 10)),
+                               min_size=n, max_size=n)))
+    budget = draw(st.one_of(grid, st.sampled_from(list(c)), floats))
+    return u, c, a, float(budget), draw(st.booleans())
+
+
+def check_feasible(p, c, a, budget, over, allow_drop):
+    assert np.all(p >= -FEAS_TOL) and np.all(p <= a + FEAS_TOL)
+    if allow_drop:
+        assert p.sum() <= 1 + FEAS_TOL
+    else:
+        assert p.sum() == pytest.approx(1.0, abs=FEAS_TOL)
+    if not over:
+        assert p @ c <= budget + FEAS_TOL
+
+
+def compare(u, c, a, budget, allow_drop, solver):
+    try:
+        fast = solve_route(u, c, a, budget, allow_drop)
+    except InfeasibleError:
+        fast = None
+    try:
+        ref = solve_route_pyomo(u, c, a, budget, solver, allow_drop)
+    except InfeasibleError:
+        ref = None
+    assert (fast is None) == (ref is None)
+    if fast is None:
+        return
+    assert fast.over_budget == ref.over_budget
+    check_feasible(fast.probability, c, a, budget, fast.over_budget, allow_drop)
+    check_feasible(ref.probability, c, a, budget, ref.over_budget, allow_drop)
+    assert fast.objective == pytest.approx(ref.objective, abs=1e-7)
+    if fast.over_budget:
+        assert fast.cost == pytest.approx(ref.cost, abs=1e-7)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances())
+@example((np.array([0.5, 0.5]), np.array([0.3, 0.3]), np.array([1.0, 1.0]), 0.3, False))
+@example((np.array([0.9, 0.1]), np.array([0.5, 0.0]), np.array([0.4, 0.4]), 0.1, False))
+def test_exact_solver_matches_highs(instance):
+    compare(*instance, Solver.HIGHS)
+
+
+@settings(max_examples=40, deadline=None)
+@given(instances(max_models=4))
+def test_exact_solver_matches_glpk(instance):
+    compare(*instance, Solver.GLPK)
+
+
+def test_budget_binding_mixture_known_answer():
+    r = solve_route([0.9, 0.6], [0.01, 0.001], [1, 1], budget=0.0037)
+    assert r.probability == pytest.approx([0.3, 0.7])
+    assert r.objective == pytest.approx(0.69)
+    assert not r.over_budget
+
+
+def test_over_budget_uses_the_cheapest_mixture_and_flags_it():
+    r = solve_route([0.9, 0.6, 0.7], [0.01, 0.002, 0.002], [1, 1, 1], budget=0.001)
+    assert r.over_budget
+    assert r.probability == pytest.approx([0, 0, 1])  # cheapest, then the better of the tie
+
+
+def test_allow_drop_refuses_traffic_instead_of_going_over_budget():
+    r = solve_route([0.9], [0.01], [1], budget=0.004, allow_drop=True)
+    assert not r.over_budget
+    assert r.probability == pytest.approx([0.4])
+    assert r.dropped == pytest.approx(0.6)
+
+
+def test_caps_that_cannot_carry_the_traffic_are_infeasible():
+    with pytest.raises(InfeasibleError, match="sum to 0.8"):
+        solve_route([0.9, 0.5], [0.1, 0.1], [0.4, 0.4], budget=1.0)
+
+
+def test_ties_are_broken_by_index():
+    r = solve_route([0.7, 0.7, 0.7], [0.1, 0.1, 0.1], [1, 1, 1], budget=1.0)
+    assert r.probability.tolist() == [1.0, 0.0, 0.0]
