@@ -140,3 +140,68 @@ def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_de
     weights = np.zeros(u.size)
     weights[chosen] = routing.probability
     return Deployment(chosen, weights, routing.objective, over or routing.over_budget)
+
+
+def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
+                            max_deployed: int, allow_drop: bool = False,
+                            limit: int = 20_000) -> Deployment | None:
+    """DeployOPT by enumerating every set (same objective and tie-breaking as the MIP).
+
+    Exact like the MIP and much faster on small pools; returns None when there are more than
+    ``limit`` sets (use ``solve_deploy`` then).
+    """
+    import itertools
+    import math
+
+    from stageroute.compiled import route
+
+    u = np.asarray(u, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    a = np.asarray(a, dtype=np.float64)
+    n = u.size
+    if n == 0:
+        raise InfeasibleError("the candidate pool is empty: no model is available for the stage")
+    k = min(max_deployed, n)
+    if math.comb(n, k) > limit:
+        return None
+    weight = np.empty(n, dtype=np.int64)
+    weight[preference_order(u, c)] = n - np.arange(n)
+    extra = 1 if allow_drop else 0
+    uu, cc, aa = np.zeros(k + extra), np.zeros(k + extra), np.ones(k + extra)
+    p = np.zeros(k + extra)
+    best: tuple[tuple[int, float, float, int], tuple[int, ...]] | None = None
+    for subset in itertools.combinations(range(n), k):
+        s = list(subset)
+        if not allow_drop and a[s].sum() < 1.0 - 1e-12:
+            continue
+        uu[:k], cc[:k], aa[:k] = u[s], c[s], a[s]
+        over = route(uu, cc, aa, budget, p)
+        value, cost = float(p @ uu), float(p @ cc)
+        # feasible first; then value (over budget: lower cost first, then value); then preference
+        key = (0, -cost, value, 0) if over else (1, 0.0, value, 0)
+        key = (*key[:3], int(weight[s].sum()))
+        if best is None or _better(key, best[0]):
+            best = (key, subset)
+    if best is None:
+        top = np.sort(a)[::-1][:k].sum()
+        raise InfeasibleError(
+            f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
+            f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
+        )
+    chosen = np.zeros(n, dtype=bool)
+    chosen[list(best[1])] = True
+    routing = solve_route(u[chosen], c[chosen], a[chosen], budget, allow_drop)
+    weights = np.zeros(n)
+    weights[chosen] = routing.probability
+    return Deployment(chosen, weights, routing.objective, routing.over_budget)
+
+
+def _better(key: tuple[int, float, float, int], best: tuple[int, float, float, int]) -> bool:
+    """Lexicographic comparison where values within OBJ_TOL count as equal."""
+    for x, y in zip(key[:3], best[:3], strict=True):
+        tol = OBJ_TOL * max(1.0, abs(y)) if isinstance(x, float) else 0
+        if x > y + tol:
+            return True
+        if x < y - tol:
+            return False
+    return key[3] > best[3]

@@ -51,3 +51,15 @@ def parse_datetime(text: str | None, option: str = "--as-of") -> dt.datetime:
             "2026-11-16T02:00:00Z"
         ) from None
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Policy(StrEnum):
+    """Policies that ``replay`` can simulate."""
+
+    STAGEROUTE = "stageroute"
+    PACED = "stageroute-paced"  # StageRoute with budget pacing
+    ORACLE = "oracle"
+    STATIC = "static"
+    GREEDY = "greedy"
+    EPSILON = "epsilon-greedy"
+    UNIFORM = "uniform"

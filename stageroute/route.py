@@ -112,8 +112,12 @@ def _mix_at_budget(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np
     last = mids.size - 1
 
     def cost_at(k: int) -> tuple[float, NDArray[np.float64]]:
-        if k == last:  # beyond every breakpoint: the cheapest order, which meets the budget
+        # The end intervals use their exact orders (no rounding in u - lambda c): reward first,
+        # and beyond every breakpoint the cheapest order, which meets the budget.
+        if k == last:
             p = _fill(np.lexsort((np.arange(u.size), -u, c)), a)
+        elif k == 0:
+            p = _fill(_order(u, c), a)
         else:
             p = _fill(_order(u - mids[k] * c, c), a)
         return float(p @ c), p
@@ -127,8 +131,10 @@ def _mix_at_budget(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np
             lo = mid + 1
     cost_right, right = cost_at(lo)
     cost_left, left = cost_at(lo - 1)
-    theta = (budget - cost_right) / (cost_left - cost_right)
-    theta = min(max(theta, 0.0), 1.0)
+    # Near-equal rewards can make both sides cost the same after rounding: then the right one,
+    # which meets the budget, is optimal up to that rounding.
+    gap = cost_left - cost_right
+    theta = min(max((budget - cost_right) / gap, 0.0), 1.0) if gap > 0 else 0.0
     return right + theta * (left - right)
 
 

@@ -82,3 +82,27 @@ def test_large_instance_is_solved_identically_by_both_solvers():
     deps = [solve_deploy(u, c, a, 0.2, 16, s) for s in Solver]
     assert deps[0].chosen.tolist() == deps[1].chosen.tolist()
     assert deps[0].value == pytest.approx(deps[1].value, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_exhaustive_deploy_equals_the_mip(seed):
+    from stageroute.deploy import solve_deploy_exhaustive
+
+    rng = np.random.default_rng(500 + seed)
+    n = int(rng.integers(1, 10))
+    u = rng.random(n).round(int(rng.integers(1, 3)))
+    c = rng.random(n).round(int(rng.integers(1, 3)))
+    a = np.where(rng.random(n) < 0.7, 1.0, rng.integers(3, 10, n) / 10)
+    budget = float(rng.random() * 0.5)
+    k = int(rng.integers(1, 5))
+    drop = bool(rng.random() < 0.2)
+    try:
+        mip = solve_deploy(u, c, a, budget, k, Solver.HIGHS, drop)
+    except InfeasibleError:
+        with pytest.raises(InfeasibleError):
+            solve_deploy_exhaustive(u, c, a, budget, k, drop)
+        return
+    ex = solve_deploy_exhaustive(u, c, a, budget, k, drop)
+    assert ex.over_budget == mip.over_budget
+    assert ex.value == pytest.approx(mip.value, abs=1e-9)
+    assert ex.chosen.tolist() == mip.chosen.tolist()

@@ -1,0 +1,397 @@
+"""Counterfactual replay on full-information outcomes: StageRoute against the oracle and baselines.
+
+Per seed, one stream of prompts (common to every policy) is spread evenly over a time span so that
+catalog arrivals and retirements happen during the run. Learning policies see bandit feedback
+only: the served model's reward and cost for that prompt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from stageroute import compiled
+from stageroute.bounds import cost_lcb, reward_ucb
+from stageroute.catalog import Window
+from stageroute.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
+from stageroute.errors import UsageError
+from stageroute.options import Policy, Radius, Solver
+from stageroute.outcomes import OutcomeMatrix, available_mask
+from stageroute.route import solve_route
+
+LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON,
+            Policy.UNIFORM)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayConfig:
+    """What to simulate; validated on construction."""
+
+    budget: float
+    max_deployed: int
+    horizon: int
+    stages: int
+    seeds: int = 1
+    policies: tuple[Policy, ...] = tuple(Policy)
+    gamma: float = 1.0
+    radius: Radius = Radius.VARIANCE
+    epsilon: float = 0.1
+    solver: Solver = Solver.HIGHS
+    allow_drop: bool = False
+    cost_scale: float | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    first_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.budget) and self.budget >= 0):
+            raise UsageError(f"--budget must be a finite number >= 0, got {self.budget}")
+        if self.max_deployed < 1:
+            raise UsageError(f"--max-deployed must be >= 1, got {self.max_deployed}")
+        if self.horizon < 1:
+            raise UsageError(f"--horizon must be >= 1, got {self.horizon}")
+        if not 1 <= self.stages <= self.horizon:
+            raise UsageError(f"--stages must be in [1, horizon={self.horizon}], got {self.stages}")
+        if self.seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {self.seeds}")
+        if not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise UsageError(f"--gamma must be > 0, got {self.gamma}")
+        if not 0 <= self.epsilon <= 1:
+            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon}")
+        if self.cost_scale is not None and not self.cost_scale > 0:
+            raise UsageError(f"--cost-scale must be > 0, got {self.cost_scale}")
+        if not self.policies:
+            raise UsageError("--policy: give at least one policy")
+
+
+def default_stages(horizon: int) -> int:
+    """K ~ T^(1/3), the stage count of the regret analysis."""
+    return max(1, round(horizon ** (1 / 3)))
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """The stream's timeline: stage boundaries (query indices), times, and each stage's pool."""
+
+    bounds: NDArray[np.int64]  # K+1 query indices; stage k is [bounds[k], bounds[k+1])
+    windows: tuple[Window, ...]
+    pools: NDArray[np.bool_]  # [K, N]
+
+
+def default_span(catalog: pl.DataFrame, models: Sequence[str], stages: int
+                 ) -> tuple[dt.datetime, dt.datetime]:
+    """From the first release to one stage past the last release (of the replayed models)."""
+    released = catalog.filter(pl.col("model").is_in(list(models)))["released"]
+    first, last = released.min(), released.max()
+    assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
+    if first == last:
+        return first, first + dt.timedelta(days=7 * stages)
+    # last = first + (K - 1) stage lengths, so the span holds one stage after the last release
+    step = (last - first) / max(stages - 1, 1)
+    return first, last + step
+
+
+def make_schedule(catalog: pl.DataFrame, outcomes: OutcomeMatrix, config: ReplayConfig) -> Schedule:
+    start, end = config.start, config.end
+    if start is None or end is None:
+        d_start, d_end = default_span(catalog, outcomes.models, config.stages)
+        start, end = start or d_start, end or d_end
+    if end <= start:
+        raise UsageError(f"--end {end:%Y-%m-%d} must be after --start {start:%Y-%m-%d}")
+    k, t = config.stages, config.horizon
+    bounds = np.round(np.linspace(0, t, k + 1)).astype(np.int64)
+    span = end - start
+    times = [start + span * (int(i) / t) for i in bounds]
+    windows = tuple(Window(times[i], times[i + 1]) for i in range(k))
+    starts = np.array([np.datetime64(w.start.replace(tzinfo=None), "us") for w in windows])
+    ends = np.array([np.datetime64(w.end.replace(tzinfo=None), "us") for w in windows])
+    at_start = available_mask(catalog, outcomes.models, starts)
+    # in the pool: available at the stage start and not retired before its end
+    last_moment = ends - np.timedelta64(1, "us")
+    pools = at_start & available_mask(catalog, outcomes.models, last_moment)
+    empty = np.flatnonzero(~pools.any(axis=1))
+    if empty.size:
+        w = windows[empty[0]]
+        raise UsageError(
+            f"no model of the catalog is available in stage {empty[0] + 1} "
+            f"({w.start:%Y-%m-%d} to {w.end:%Y-%m-%d}); move --start/--end into the catalog's dates"
+        )
+    return Schedule(bounds, windows, pools)
+
+
+@dataclass(frozen=True, slots=True)
+class StageValue:
+    models: tuple[int, ...]
+    value: float  # expected reward per query
+    cost: float
+    over_budget: bool
+
+
+def oracle_stage(outcomes: OutcomeMatrix, pool: NDArray[np.bool_], config: ReplayConfig,
+                 alpha: NDArray[np.float64]) -> StageValue:
+    """The best set of at most M available models and its best mixture, with the true means."""
+    idx = np.flatnonzero(pool)
+    mu, c = outcomes.mean_reward[idx], outcomes.mean_cost[idx]
+    dep = _deploy(mu, c, alpha[idx], config)
+    chosen = idx[dep.chosen]
+    routing = solve_route(outcomes.mean_reward[chosen], outcomes.mean_cost[chosen], alpha[chosen],
+                          config.budget, config.allow_drop)
+    return StageValue(tuple(int(j) for j in chosen), routing.objective, routing.cost,
+                      routing.over_budget)
+
+
+def _deploy(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
+            config: ReplayConfig) -> Deployment:
+    """Exhaustive when the pool is small (exact, fast), the MIP otherwise."""
+    dep = solve_deploy_exhaustive(u, c, a, config.budget, config.max_deployed, config.allow_drop)
+    if dep is None:
+        dep = solve_deploy(u, c, a, config.budget, config.max_deployed, config.solver,
+                           config.allow_drop)
+    return dep
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    prompts: NDArray[np.int64]
+    draws: NDArray[np.float64]  # uniform: which model the routing table samples
+    explore: NDArray[np.float64]  # uniform: epsilon-greedy's coin
+
+
+def make_stream(n_samples: int, horizon: int, seed: int) -> Stream:
+    rng = np.random.default_rng(seed)
+    return Stream(rng.integers(0, n_samples, horizon), rng.random(horizon), rng.random(horizon))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One policy on one seed: per-stage sums and deployed sets."""
+
+    reward: NDArray[np.float64]  # [K] reward summed over the stage's queries
+    cost: NDArray[np.float64]
+    dropped: NDArray[np.int64]
+    deployed: tuple[tuple[int, ...], ...]
+    over_budget: tuple[bool, ...]
+
+
+def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stream: Stream,
+               config: ReplayConfig, alpha: NDArray[np.float64], scale: float,
+               prior: NDArray[np.float64]) -> Run:
+    """Simulate one learning policy on one stream with bandit feedback."""
+    n_models = len(outcomes.models)
+    k_stages = schedule.pools.shape[0]
+    stats = np.zeros((6, n_models))
+    gamma = 0.0 if policy in (Policy.GREEDY, Policy.EPSILON) else config.gamma
+    mode = {Policy.EPSILON: compiled.MODE_EPSILON, Policy.UNIFORM: compiled.MODE_UNIFORM}.get(
+        policy, compiled.MODE_ROUTE)
+    pace_state = np.array([0.0, 0.0, float(config.horizon)])
+    reward = np.zeros(k_stages)
+    cost = np.zeros(k_stages)
+    dropped = np.zeros(k_stages, dtype=np.int64)
+    deployed: list[tuple[int, ...]] = []
+    over: list[bool] = []
+    current: tuple[int, ...] = ()
+    for k in range(k_stages):
+        pool = schedule.pools[k]
+        frozen = policy is Policy.STATIC and k >= 2
+        kept = tuple(j for j in current if pool[j])
+        if frozen and kept and alpha[list(kept)].sum() >= 1.0 - 1e-12:
+            current = kept  # static: never re-plan, only drop models that left the pool
+        else:
+            idx = np.flatnonzero(pool)
+            u, c = bounds_of(stats, idx, gamma, config.radius, scale, prior)
+            dep = _deploy(u, c, alpha[idx], config)
+            current = tuple(int(j) for j in idx[dep.chosen])
+        lo, hi = schedule.bounds[k], schedule.bounds[k + 1]
+        out_model = np.empty(hi - lo, dtype=np.int64)
+        out_reward = np.empty(hi - lo)
+        out_cost = np.empty(hi - lo)
+        compiled.run_queries(
+            np.array(current, dtype=np.int64), alpha, stream.prompts[lo:hi], stream.draws[lo:hi],
+            stream.explore[lo:hi], outcomes.reward, outcomes.cost, stats, prior, gamma,
+            config.radius is Radius.MEAN, scale, config.budget, policy is Policy.PACED, pace_state,
+            mode, config.epsilon, config.allow_drop, out_model, out_reward, out_cost,
+        )
+        reward[k] = out_reward.sum()
+        cost[k] = out_cost.sum()
+        dropped[k] = int((out_model < 0).sum())
+        deployed.append(current)
+        u_d, c_d = bounds_of(stats, np.array(current), gamma, config.radius, scale, prior)
+        over.append(False if mode == compiled.MODE_UNIFORM else bool(
+            solve_route(u_d, c_d, alpha[list(current)], config.budget, config.allow_drop).over_budget))
+    return Run(reward, cost, dropped, tuple(deployed), tuple(over))
+
+
+def bounds_of(stats: NDArray[np.float64], idx: NDArray[np.int64], gamma: float, radius: Radius,
+              scale: float, prior: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Reward UCB and cost LCB of models ``idx`` from the replay's statistics array."""
+    s = stats[:, idx]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_r = np.where(s[compiled.N_R] > 0, s[compiled.M2_R] / s[compiled.N_R], np.nan)
+        var_c = np.where(s[compiled.N_C] > 0, s[compiled.M2_C] / s[compiled.N_C], np.nan)
+    if gamma == 0.0:  # plain means (greedy); untried models stay optimistic
+        u = np.where(s[compiled.N_R] > 0, s[compiled.MEAN_R], 1.0)
+        c = np.where(s[compiled.N_C] > 0, s[compiled.MEAN_C], np.nan_to_num(prior[idx], nan=0.0))
+        return u, c
+    u = reward_ucb(s[compiled.MEAN_R], var_r, s[compiled.N_R], gamma, radius)
+    c = cost_lcb(s[compiled.MEAN_C], var_c, s[compiled.N_C], gamma, scale, radius, untried=prior[idx])
+    return u, c
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySummary:
+    policy: Policy
+    mean_reward: float
+    mean_cost: float
+    cost_over_budget: float
+    regret: float
+    suboptimality: float
+    ci95: dict[str, tuple[float, float]]
+    runs: tuple[Run, ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    config: ReplayConfig
+    models: tuple[str, ...]
+    schedule: Schedule
+    oracle: tuple[StageValue, ...]
+    oracle_value: float  # expected reward per query
+    scale: float
+    max_mean_cost: float  # for the relative budget: budget / the largest per-model mean cost
+    policies: tuple[PolicySummary, ...]
+
+
+# two-sided 95% Student t quantiles for 1..30 degrees of freedom
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def ci95(values: NDArray[np.float64]) -> tuple[float, float]:
+    """Student-t 95% interval of the mean over seeds (a point when there is one seed)."""
+    m = float(np.mean(values))
+    if values.size < 2:
+        return (m, m)
+    t = _T95[values.size - 2] if values.size - 1 <= len(_T95) else 1.96
+    half = t * float(np.std(values, ddof=1)) / math.sqrt(values.size)
+    return (m - half, m + half)
+
+
+def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
+           progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+    """Simulate every requested policy on ``config.seeds`` streams and compare with the oracle.
+
+    Raises:
+        UsageError: bad span or parameters; InfeasibleError: throughput caps.
+    """
+    missing = [m for m in outcomes.models if m not in set(catalog["model"])]
+    if missing:
+        raise UsageError(
+            f"outcome model '{missing[0]}' is not in the catalog; add it to the catalog "
+            "(with its release date)"
+        )
+    info = catalog.filter(pl.col("model").is_in(list(outcomes.models))).sort("model")
+    order = {m: i for i, m in enumerate(info["model"])}
+    alpha = info["max_share"].to_numpy()[[order[m] for m in outcomes.models]].astype(np.float64)
+    schedule = make_schedule(catalog, outcomes, config)
+    scale = config.cost_scale or float(np.quantile(outcomes.cost, 0.999)) or 1.0
+    prior = np.full(len(outcomes.models), np.nan)  # outcome tables carry no token counts
+    cache: dict[bytes, StageValue] = {}
+    oracle = []
+    for pool in schedule.pools:
+        key = pool.tobytes()
+        if key not in cache:
+            cache[key] = oracle_stage(outcomes, pool, config, alpha)
+        oracle.append(cache[key])
+    sizes = np.diff(schedule.bounds).astype(np.float64)
+    oracle_total = float(sum(v.value * n for v, n in zip(oracle, sizes, strict=True)))
+    oracle_cost = float(sum(v.cost * n for v, n in zip(oracle, sizes, strict=True)))
+    learning = [p for p in config.policies if p is not Policy.ORACLE]
+    runs: dict[Policy, list[Run]] = {p: [] for p in learning}
+    total = config.seeds * len(learning)
+    done = 0
+    for seed in range(config.first_seed, config.first_seed + config.seeds):
+        stream = make_stream(len(outcomes.samples), config.horizon, seed)
+        for policy in learning:
+            runs[policy].append(run_policy(policy, outcomes, schedule, stream, config, alpha,
+                                           scale, prior))
+            done += 1
+            if progress:
+                progress(done, total)
+    t = float(config.horizon)
+    summaries = []
+    for policy in config.policies:
+        if policy is Policy.ORACLE:
+            summaries.append(PolicySummary(
+                policy, oracle_total / t, oracle_cost / t,
+                oracle_cost / t / config.budget if config.budget > 0 else math.inf, 0.0, 0.0,
+                {"mean_reward": (oracle_total / t, oracle_total / t),
+                 "suboptimality": (0.0, 0.0), "mean_cost": (oracle_cost / t, oracle_cost / t)},
+                (),
+            ))
+            continue
+        rewards = np.array([r.reward.sum() for r in runs[policy]])
+        costs = np.array([r.cost.sum() for r in runs[policy]])
+        sub = 1.0 - rewards / oracle_total if oracle_total > 0 else np.zeros_like(rewards)
+        summaries.append(PolicySummary(
+            policy=policy,
+            mean_reward=float(rewards.mean() / t),
+            mean_cost=float(costs.mean() / t),
+            cost_over_budget=float(costs.mean() / t / config.budget) if config.budget > 0 else math.inf,
+            regret=float(oracle_total - rewards.mean()),
+            suboptimality=float(sub.mean()),
+            ci95={"mean_reward": ci95(rewards / t), "suboptimality": ci95(sub),
+                  "mean_cost": ci95(costs / t)},
+            runs=tuple(runs[policy]),
+        ))
+    return ReplayResult(config, outcomes.models, schedule, tuple(oracle), oracle_total / t, scale,
+                        float(outcomes.mean_cost.max()), tuple(summaries))
+
+
+def _num(x: float) -> float | None:
+    return float(f"{x:.10g}") if math.isfinite(x) else None
+
+
+def replay_document(result: ReplayResult) -> dict:
+    """The JSON document of SPEC 7 (fixed keys first, then extras)."""
+    cfg = result.config
+    models = result.models
+
+    def names(ids: tuple[int, ...]) -> list[str]:
+        return [models[j] for j in ids]
+
+    return {
+        "schema_version": 1,
+        "horizon": cfg.horizon,
+        "stages": cfg.stages,
+        "seeds": cfg.seeds,
+        "budget": _num(cfg.budget),
+        "max_deployed": cfg.max_deployed,
+        "oracle_value": _num(result.oracle_value),
+        "policies": [
+            {"policy": str(p.policy), "mean_reward": _num(p.mean_reward),
+             "mean_cost": _num(p.mean_cost), "cost_over_budget": _num(p.cost_over_budget),
+             "regret": _num(p.regret), "suboptimality": _num(p.suboptimality),
+             "ci95": {k: [_num(lo), _num(hi)] for k, (lo, hi) in p.ci95.items()}}
+            for p in result.policies
+        ],
+        "gamma": cfg.gamma,
+        "radius": str(cfg.radius),
+        "cost_scale": _num(result.scale),
+        "relative_budget": _num(cfg.budget / result.max_mean_cost) if result.max_mean_cost > 0 else None,
+        "timeline": [
+            {"stage": k + 1, "start": w.start.isoformat(), "end": w.end.isoformat(),
+             "queries": int(result.schedule.bounds[k + 1] - result.schedule.bounds[k]),
+             "pool": [models[j] for j in np.flatnonzero(result.schedule.pools[k])],
+             "oracle": names(result.oracle[k].models),
+             **{str(p.policy): names(p.runs[0].deployed[k]) for p in result.policies if p.runs}}
+            for k, w in enumerate(result.schedule.windows)
+        ],
+    }
+
