@@ -151,3 +151,62 @@ def simulate_log(outcomes: OutcomeMatrix, catalog: pl.DataFrame, rows: int,
         "cost": outcomes.cost[prompt, model],
         "propensity": 1.0 / k,
     })
+
+
+def import_routerbench(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Turn RouterBench's wide layout into the long outcomes format.
+
+    The wide table has one row per prompt: ``sample_id``, ``eval_name``, a score column named
+    after each model and a ``<model>|total_cost`` column per model (CSV, Parquet or the original
+    pickle, which needs pandas). Prompts whose id repeats or whose scores are missing are dropped
+    and counted.
+
+    Returns:
+        The long table (sample_id, eval_name, model, reward, cost) and counts of what was dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputMissingError(f"RouterBench file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".pkl", ".pickle"):
+            try:
+                import pandas as pd
+            except ImportError:
+                raise BadDataError(
+                    f"reading the pickle {path} needs pandas, install it (pip install pandas) or "
+                    "convert the file to CSV/Parquet"
+                ) from None
+            wide = pl.from_pandas(pd.read_pickle(path).reset_index(drop=True))
+        elif suffix == ".csv":
+            wide = pl.read_csv(path, infer_schema_length=None)
+        else:
+            wide = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadDataError(f"RouterBench file {path} cannot be read ({first})") from None
+    models = sorted(c for c in wide.columns if f"{c}|total_cost" in wide.columns)
+    if "sample_id" not in wide.columns or not models:
+        raise BadDataError(
+            f"RouterBench file {path} does not have the wide layout: it needs sample_id, and per "
+            "model a score column '<model>' and a cost column '<model>|total_cost'"
+        )
+    if "eval_name" not in wide.columns:
+        wide = wide.with_columns(pl.lit(None, pl.String).alias("eval_name"))
+    wide = wide.with_columns(pl.col("sample_id").cast(pl.String))
+    repeated = wide.filter(pl.col("sample_id").is_duplicated())
+    wide = wide.filter(~pl.col("sample_id").is_duplicated())
+    long = pl.concat([
+        wide.select(
+            "sample_id", pl.col("eval_name").cast(pl.String), pl.lit(m).alias("model"),
+            pl.col(m).cast(pl.Float64, strict=False).alias("reward"),
+            pl.col(f"{m}|total_cost").cast(pl.Float64, strict=False).alias("cost"),
+        )
+        for m in models
+    ])
+    incomplete = long.filter(pl.col("reward").is_null() | pl.col("cost").is_null() |
+                             pl.col("reward").is_nan() | pl.col("cost").is_nan())["sample_id"].unique()
+    long = long.filter(~pl.col("sample_id").is_in(incomplete.implode())).sort("sample_id", "model")
+    return long, {"models": len(models), "prompts": long["sample_id"].n_unique(),
+                  "dropped_repeated_ids": repeated["sample_id"].n_unique(),
+                  "dropped_incomplete": incomplete.len()}

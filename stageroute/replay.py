@@ -23,7 +23,7 @@ from stageroute.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
 from stageroute.errors import UsageError
 from stageroute.options import Policy, Radius, Solver
 from stageroute.outcomes import OutcomeMatrix, available_mask
-from stageroute.route import solve_route
+from stageroute.route import Routing, solve_route
 
 LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON,
             Policy.UNIFORM)
@@ -84,30 +84,41 @@ class Schedule:
     pools: NDArray[np.bool_]  # [K, N]
 
 
-def default_span(catalog: pl.DataFrame, models: Sequence[str], stages: int
+def stage_bounds(horizon: int, stages: int) -> NDArray[np.int64]:
+    """Query indices where stages start (plus the horizon): K nearly equal stages."""
+    return np.round(np.linspace(0, horizon, stages + 1)).astype(np.int64)
+
+
+def default_span(catalog: pl.DataFrame, models: Sequence[str], horizon: int, stages: int
                  ) -> tuple[dt.datetime, dt.datetime]:
-    """From the first release to one stage past the last release (of the replayed models)."""
+    """From the first release to one stage past the last release (of the replayed models).
+
+    The span is stretched so that the last stage starts exactly at (not a rounding error before)
+    the last release, which therefore takes part in the last stage.
+    """
     released = catalog.filter(pl.col("model").is_in(list(models)))["released"]
     first, last = released.min(), released.max()
     assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
-    if first == last:
+    if first == last or stages < 2:
         return first, first + dt.timedelta(days=7 * stages)
-    # last = first + (K - 1) stage lengths, so the span holds one stage after the last release
-    step = (last - first) / max(stages - 1, 1)
-    return first, last + step
+    last_start = int(stage_bounds(horizon, stages)[-2])
+    gap = (last - first) // dt.timedelta(microseconds=1)
+    span = -(-gap * horizon // last_start)  # ceil: query times floor back onto the release
+    return first, first + dt.timedelta(microseconds=span)
 
 
 def make_schedule(catalog: pl.DataFrame, outcomes: OutcomeMatrix, config: ReplayConfig) -> Schedule:
     start, end = config.start, config.end
     if start is None or end is None:
-        d_start, d_end = default_span(catalog, outcomes.models, config.stages)
+        d_start, d_end = default_span(catalog, outcomes.models, config.horizon, config.stages)
         start, end = start or d_start, end or d_end
     if end <= start:
         raise UsageError(f"--end {end:%Y-%m-%d} must be after --start {start:%Y-%m-%d}")
     k, t = config.stages, config.horizon
-    bounds = np.round(np.linspace(0, t, k + 1)).astype(np.int64)
+    bounds = stage_bounds(t, k)
     span = end - start
-    times = [start + span * (int(i) / t) for i in bounds]
+    span_us = span // dt.timedelta(microseconds=1)
+    times = [start + dt.timedelta(microseconds=span_us * int(i) // t) for i in bounds]
     windows = tuple(Window(times[i], times[i + 1]) for i in range(k))
     starts = np.array([np.datetime64(w.start.replace(tzinfo=None), "us") for w in windows])
     ends = np.array([np.datetime64(w.end.replace(tzinfo=None), "us") for w in windows])
@@ -181,8 +192,14 @@ class Run:
 
 def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stream: Stream,
                config: ReplayConfig, alpha: NDArray[np.float64], scale: float,
-               prior: NDArray[np.float64]) -> Run:
-    """Simulate one learning policy on one stream with bandit feedback."""
+               prior: NDArray[np.float64], kernel: Callable[..., None] | None = None,
+               served: list[NDArray[np.int64]] | None = None) -> Run:
+    """Simulate one learning policy on one stream with bandit feedback.
+
+    ``kernel`` replaces the compiled per-query loop (the reference loops in tests); ``served``,
+    if given, receives the served model of every query, stage by stage.
+    """
+    kernel = kernel or compiled.run_queries
     n_models = len(outcomes.models)
     k_stages = schedule.pools.shape[0]
     stats = np.zeros((6, n_models))
@@ -211,12 +228,14 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
         out_model = np.empty(hi - lo, dtype=np.int64)
         out_reward = np.empty(hi - lo)
         out_cost = np.empty(hi - lo)
-        compiled.run_queries(
+        kernel(
             np.array(current, dtype=np.int64), alpha, stream.prompts[lo:hi], stream.draws[lo:hi],
             stream.explore[lo:hi], outcomes.reward, outcomes.cost, stats, prior, gamma,
             config.radius is Radius.MEAN, scale, config.budget, policy is Policy.PACED, pace_state,
             mode, config.epsilon, config.allow_drop, out_model, out_reward, out_cost,
         )
+        if served is not None:
+            served.append(out_model)
         reward[k] = out_reward.sum()
         cost[k] = out_cost.sum()
         dropped[k] = int((out_model < 0).sum())
@@ -229,18 +248,60 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
 
 def bounds_of(stats: NDArray[np.float64], idx: NDArray[np.int64], gamma: float, radius: Radius,
               scale: float, prior: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Reward UCB and cost LCB of models ``idx`` from the replay's statistics array."""
+    """Reward UCB and cost LCB of models ``idx`` from the replay's statistics array.
+
+    gamma = 0 gives the plain means (greedy), untried models staying optimistic.
+    """
     s = stats[:, idx]
     with np.errstate(divide="ignore", invalid="ignore"):
         var_r = np.where(s[compiled.N_R] > 0, s[compiled.M2_R] / s[compiled.N_R], np.nan)
         var_c = np.where(s[compiled.N_C] > 0, s[compiled.M2_C] / s[compiled.N_C], np.nan)
-    if gamma == 0.0:  # plain means (greedy); untried models stay optimistic
-        u = np.where(s[compiled.N_R] > 0, s[compiled.MEAN_R], 1.0)
-        c = np.where(s[compiled.N_C] > 0, s[compiled.MEAN_C], np.nan_to_num(prior[idx], nan=0.0))
-        return u, c
     u = reward_ucb(s[compiled.MEAN_R], var_r, s[compiled.N_R], gamma, radius)
     c = cost_lcb(s[compiled.MEAN_C], var_c, s[compiled.N_C], gamma, scale, radius, untried=prior[idx])
     return u, c
+
+
+def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
+    """The per-query loop in plain Python around ``route_fn`` (``solve_route`` or Pyomo).
+
+    Same signature and semantics as ``compiled.run_queries``: tests check that the compiled loop
+    makes exactly the decisions of this one.
+    """
+    def run(deployed, alpha, prompts, draws, explore, R, C, stats, prior, gamma, radius_mean,
+            scale, budget, pace, pace_state, mode, epsilon, allow_drop, out_model, out_reward,
+            out_cost) -> None:
+        radius = Radius.MEAN if radius_mean else Radius.VARIANCE
+        d = deployed.size
+        for t in range(prompts.size):
+            if mode == compiled.MODE_UNIFORM or (mode == compiled.MODE_EPSILON
+                                                and explore[t] < epsilon):
+                p = np.full(d, 1.0 / d)
+            else:
+                u, c = bounds_of(stats, deployed, gamma, radius, scale, prior)
+                b = budget
+                if pace:
+                    left = pace_state[2] - pace_state[1]
+                    b = max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0)
+                p = route_fn(u, c, alpha[deployed], b, allow_drop).probability
+            acc = np.cumsum(p)
+            hits = np.flatnonzero(draws[t] < acc)
+            if hits.size:
+                pick = int(hits[0])
+            elif allow_drop:
+                pick = -1
+            else:
+                pick = int(np.flatnonzero(p > 0)[-1]) if (p > 0).any() else d - 1
+            if pick < 0:
+                out_model[t], out_reward[t], out_cost[t] = -1, 0.0, 0.0
+            else:
+                j = int(deployed[pick])
+                r, cost = R[prompts[t], j], C[prompts[t], j]
+                compiled.welford.py_func(stats, compiled.N_R, j, r)
+                compiled.welford.py_func(stats, compiled.N_C, j, cost)
+                out_model[t], out_reward[t], out_cost[t] = j, r, cost
+                pace_state[0] += cost
+            pace_state[1] += 1.0
+    return run
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stageroute.plan import Plan
+from stageroute.replay import ReplayResult
 
 _ACTION_STYLE = {"keep": "green", "add": "bold cyan", "evict": "red", "idle": "dim"}
 
@@ -82,3 +83,45 @@ def render_plan(plan: Plan, console: Console) -> None:
             + "; ".join(f"{m} ({r})" for m, r in plan.excluded)
             + "[/]"
         )
+
+
+def render_replay(result: ReplayResult, console: Console) -> None:
+    """Per-policy results with 95% intervals over seeds, then the deployment timeline."""
+    cfg = result.config
+    console.print(
+        f"[bold]Replay[/] T={cfg.horizon:,} queries, {cfg.stages} stages, {cfg.seeds} seed(s), "
+        f"budget {cfg.budget:.4g}/query, max deployed {cfg.max_deployed}, gamma {cfg.gamma:g} "
+        f"({cfg.radius}); oracle value {result.oracle_value:.4f}/query"
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("policy", "mean reward", "95% CI", "mean cost", "cost/budget", "regret",
+                "sub-optimality", "95% CI "):
+        table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
+    for p in result.policies:
+        lo, hi = p.ci95["mean_reward"]
+        slo, shi = p.ci95["suboptimality"]
+        ratio = p.cost_over_budget
+        ratio_text = f"{ratio:.3f}" if ratio == ratio and ratio != float("inf") else "-"
+        style = "red" if ratio > 1.02 else ""
+        table.add_row(str(p.policy), f"{p.mean_reward:.4f}", f"[{lo:.4f}, {hi:.4f}]",
+                      f"{p.mean_cost:.4g}", f"[{style}]{ratio_text}[/]" if style else ratio_text,
+                      f"{p.regret:,.1f}", f"{p.suboptimality:.2%}", f"[{slo:.2%}, {shi:.2%}]")
+    console.print(table)
+    learner = next((p for p in result.policies if p.runs and str(p.policy) == "stageroute"), None)
+    if learner is None:
+        return
+    timeline = Table(title="Deployment timeline (stages where a set changes; seed 1)",
+                     title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("stage", "start", "pool", "oracle", "stageroute"):
+        timeline.add_column(col, overflow="fold")
+    previous: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    short = [m.split("/")[-1] for m in result.models]
+    for k, window in enumerate(result.schedule.windows):
+        now = (result.oracle[k].models, learner.runs[0].deployed[k])
+        if now == previous:
+            continue
+        previous = now
+        timeline.add_row(str(k + 1), f"{window.start:%Y-%m-%d}",
+                         str(int(result.schedule.pools[k].sum())),
+                         ", ".join(short[j] for j in now[0]), ", ".join(short[j] for j in now[1]))
+    console.print(timeline)

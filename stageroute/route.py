@@ -163,8 +163,14 @@ def read_routing(m) -> NDArray[np.float64]:
 
 
 def solve_route_pyomo(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
-                      solver: Solver = Solver.HIGHS, allow_drop: bool = False) -> Routing:
-    """RouteOPT with Pyomo; same contract as ``solve_route`` (ties broken by the solver)."""
+                      solver: Solver = Solver.HIGHS, allow_drop: bool = False,
+                      canonical: bool = False) -> Routing:
+    """RouteOPT with Pyomo; same contract as ``solve_route``.
+
+    Ties are broken by the solver unless ``canonical``: then two more LPs pick, among optimal
+    tables, the cheapest and then the one that favours lower indices (``solve_route``'s rule
+    wherever models tie exactly).
+    """
     u, c, a = _as_arrays(u, c, a)
     if not allow_drop:
         throughput_check(a)
@@ -179,5 +185,25 @@ def solve_route_pyomo(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
         if not solve(m, solver):
             raise InfeasibleError("RouteOPT fallback at the cheapest cost failed")
         over = True
+    if canonical:
+        _canonicalise(m, u, c, solver)
     p = read_routing(m)
     return Routing(p, float(p @ u), float(p @ c), over, float(max(0.0, 1.0 - p.sum())) if allow_drop else 0.0)
+
+
+def _canonicalise(m, u: NDArray[np.float64], c: NDArray[np.float64], solver: Solver) -> None:
+    import pyomo.environ as pe
+
+    tol = 1e-10
+    best = float(sum(u[i] * (m.p[i].value or 0.0) for i in m.I))
+    m.keep_reward = pe.Constraint(expr=pe.quicksum(float(u[i]) * m.p[i] for i in m.I) >= best - tol)
+    m.obj.deactivate()
+    m.by_cost = pe.Objective(expr=pe.quicksum(float(c[i]) * m.p[i] for i in m.I), sense=pe.minimize)
+    if not solve(m, solver):
+        raise InfeasibleError("RouteOPT tie-breaking (cost) failed")
+    cheapest = float(sum(c[i] * (m.p[i].value or 0.0) for i in m.I))
+    m.keep_cost = pe.Constraint(expr=pe.quicksum(float(c[i]) * m.p[i] for i in m.I) <= cheapest + tol)
+    m.by_cost.deactivate()
+    m.by_index = pe.Objective(expr=pe.quicksum(float(i + 1) * m.p[i] for i in m.I), sense=pe.minimize)
+    if not solve(m, solver):
+        raise InfeasibleError("RouteOPT tie-breaking (index) failed")
