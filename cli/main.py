@@ -14,8 +14,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from stageroute.errors import ExitCode, StagerouteError
-from stageroute.options import Radius, Solver, parse_datetime, parse_duration
+from stageroute.errors import ExitCode, StagerouteError, UsageError
+from stageroute.options import Policy, Radius, Solver, parse_datetime, parse_duration
 
 app = typer.Typer(
     name="stageroute",
@@ -53,14 +53,32 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn library errors into one ``Error:`` line and their exit code."""
+def _errors(output: Path | None = None) -> Iterator[None]:
+    """Turn library errors into one ``Error:`` line and their exit code.
+
+    With ``output``, the whole run holds ``<output>.lock``: two cron runs cannot compute and
+    write the same plan at once. Bugs (anything else) also get one line, and exit 1;
+    STAGEROUTE_DEBUG=1 shows the traceback instead.
+    """
     try:
-        yield
+        if output is None:
+            yield
+        else:
+            from stageroute.output import locked
+
+            with locked(output):
+                yield
+    except typer.Exit:
+        raise
     except StagerouteError as exc:
         _fail(str(exc), int(exc.exit_code))
     except KeyboardInterrupt:
         _fail("interrupted, nothing was written", 130)
+    except Exception as exc:  # a bug, not bad input: say so, without a traceback
+        if os.environ.get("STAGEROUTE_DEBUG"):
+            raise
+        _fail(f"internal error ({type(exc).__name__}: {exc}), please report it with the command "
+              "you ran; STAGEROUTE_DEBUG=1 shows the traceback", ExitCode.INTERNAL)
 
 
 def _progress(quiet: bool) -> Callable[[str], None]:
@@ -76,7 +94,7 @@ def _emit(doc: dict, as_json: bool, output: Path | None) -> None:
 
     text = to_json(doc)
     if output is not None:
-        write_atomic(output, text)
+        write_atomic(output, text, lock=False)  # _errors(output) holds the lock
     if as_json:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -128,7 +146,7 @@ def plan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
-    with _errors():
+    with _errors(output):
         from stageroute.plan import PlanConfig, make_plan, plan_document
 
         config = PlanConfig(
@@ -142,21 +160,146 @@ def plan(
         result = make_plan(logs, catalog, config, feedback=feedback, progress=_progress(quiet))
         for note in result.notes:
             _progress(quiet)(f"warning: {note}")
-        _emit(plan_document(result), json_out, output)
+        failed = result.over_budget and not allow_over_budget
+        if not failed:  # a plan that breaks the budget is shown, never written as the new plan
+            _emit(plan_document(result), json_out, output)
         if not json_out:
             from rich.console import Console
 
             from stageroute.report import render_plan
 
             render_plan(result, Console(width=None if sys.stdout.isatty() else 120))
-        if result.over_budget and not allow_over_budget:
+        if failed:
             _fail(
                 f"budget {budget:.6g} cannot be met: even the cheapest mixture of the available "
                 f"models costs {result.expected['cost_lcb']:.6g} per request under the cost lower "
-                "bounds; the cheapest plan was produced and flagged over_budget; raise --budget, "
-                "pass --allow-drop to refuse part of the traffic, or --allow-over-budget",
+                "bounds (shown above, not written); raise --budget, pass --allow-drop to refuse "
+                "part of the traffic, or --allow-over-budget to accept the cheapest plan",
                 ExitCode.INFEASIBLE,
             )
+
+
+@app.command()
+def replay(
+    outcomes: Annotated[Path, typer.Option(help="Full-information outcomes (long format: sample_id, "
+                                           "model, reward, cost), Parquet or CSV.")],
+    catalog: Annotated[Path, typer.Option(help="Model catalog with release/retirement dates.")],
+    max_deployed: Annotated[int, typer.Option(help="At most this many models deployed at once.")],
+    budget: Annotated[float | None, typer.Option(help="Cost budget per query (currency). "
+                                                 "E.g. --budget 0.0015")] = None,
+    relative_budget: Annotated[float | None, typer.Option(help="Budget as a fraction of the "
+                                                          "largest per-model mean cost (SPEC 2). "
+                                                          "E.g. --relative-budget 0.3")] = None,
+    horizon: Annotated[int, typer.Option(help="Queries T in the stream.")] = 100_000,
+    stages: Annotated[int | None, typer.Option(help="Stages K (default: round(T^(1/3))).")] = None,
+    seeds: Annotated[int, typer.Option(help="Independent streams; results are mean and 95% CI.")] = 5,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    policy: Annotated[list[Policy] | None, typer.Option(help="Policy to simulate; repeat the option "
+                                                        "for several. Default: all.")] = None,
+    gamma: Annotated[float, typer.Option(help="Confidence-radius scale.")] = 1.0,
+    radius: Annotated[Radius, typer.Option(help="v in the radius: variance or mean.")] = Radius.VARIANCE,
+    epsilon: Annotated[float, typer.Option(help="Exploration rate of epsilon-greedy.")] = 0.1,
+    start: Annotated[str | None, typer.Option(help="Time of the first query (default: the first "
+                                              "release in the catalog).")] = None,
+    end: Annotated[str | None, typer.Option(help="Time after the last query (default: one stage "
+                                            "past the last release).")] = None,
+    cost_scale: Annotated[float | None, typer.Option(help="Cost normalisation (default: 99.9th "
+                                                     "percentile of the table's costs).")] = None,
+    allow_drop: Annotated[bool, typer.Option("--allow-drop", help="Allow refusing queries "
+                                             "(reward 0, cost 0).")] = False,
+    solver: Annotated[Solver, typer.Option(help="MIP solver for DeployOPT on large pools.")] = Solver.HIGHS,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON results to this file.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG: cumulative regret per policy and "
+                                              "the deployment timeline.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar on stderr.")] = False,
+) -> None:
+    """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
+    with _errors(output):
+        from stageroute.catalog import load_catalog
+        from stageroute.outcomes import load_outcomes, to_matrix
+        from stageroute.replay import ReplayConfig, default_stages, replay_document
+        from stageroute.replay import replay as run_replay
+
+        if (budget is None) == (relative_budget is None):
+            raise UsageError("give exactly one of --budget and --relative-budget")
+        matrix = to_matrix(load_outcomes(outcomes))
+        cat = load_catalog(catalog)
+        if relative_budget is not None:
+            budget = relative_budget * float(matrix.mean_cost.max())
+        assert budget is not None
+        config = ReplayConfig(
+            budget=budget, max_deployed=max_deployed, horizon=horizon,
+            stages=stages if stages is not None else default_stages(horizon), seeds=seeds,
+            policies=tuple(dict.fromkeys(policy)) if policy else tuple(Policy), gamma=gamma,
+            radius=radius, epsilon=epsilon, solver=solver, allow_drop=allow_drop,
+            cost_scale=cost_scale, first_seed=seed,
+            start=parse_datetime(start, "--start") if start else None,
+            end=parse_datetime(end, "--end") if end else None,
+        )
+        with _progress_bar(quiet, "replaying") as advance:
+            result = run_replay(matrix, cat, config, progress=advance)
+        if plot is not None:
+            from stageroute.plots import plot_replay
+
+            plot_replay(result, plot)
+        _emit(replay_document(result), json_out, output)
+        if not json_out:
+            from rich.console import Console
+
+            from stageroute.report import render_replay
+
+            render_replay(result, Console(width=None if sys.stdout.isatty() else 120))
+
+
+@contextmanager
+def _progress_bar(quiet: bool, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar on stderr (only on a terminal); yields advance(done, total)."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(f"[bold]{label}[/]", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+import_app = typer.Typer(help="Convert third-party data into stageroute's formats.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("routerbench")
+def import_routerbench_cmd(
+    source: Annotated[Path, typer.Argument(help="RouterBench's wide table: CSV, Parquet or the "
+                                           "original .pkl (needs pandas; only open pickles you "
+                                           "trust).")],
+    output: Annotated[Path, typer.Option(help="Where to write the long outcomes table (Parquet). "
+                                         "E.g. --output outcomes.parquet")],
+) -> None:
+    """Turn RouterBench's wide layout (score and '<model>|total_cost' per model) into outcomes."""
+    with _errors(output):
+        import io
+
+        from stageroute.outcomes import import_routerbench
+        from stageroute.output import write_atomic
+
+        long, counts = import_routerbench(source)
+        buffer = io.BytesIO()
+        long.write_parquet(buffer)
+        write_atomic(output, buffer.getvalue(), lock=False)
+        sys.stderr.write(
+            f"stageroute: wrote {long.height:,} rows ({counts['prompts']:,} prompts x "
+            f"{counts['models']} models) to {output}; dropped {counts['dropped_repeated_ids']} "
+            f"repeated and {counts['dropped_incomplete']} incomplete prompts\n"
+        )
 
 
 def _gamma(text: str) -> float | str:

@@ -96,7 +96,7 @@ def _to_utc(col: pl.Series, path: Path) -> pl.Series:
         )
     text = col.str.strip_chars()
     text = pl.Series(name, [None if v in ("", None) else v for v in text.to_list()], dtype=pl.String)
-    out = []
+    out: list[dt.datetime | None] = []
     for value in text.to_list():
         if value is None:
             out.append(None)
@@ -121,12 +121,16 @@ def _to_float(col: pl.Series, path: Path) -> pl.Series:
         bad = stripped.filter(cast.is_null() & stripped.is_not_null())
         if len(bad):
             raise BadDataError(
-                f"catalog {path}, column '{name}' has '{bad[0]}', which is not a number"
+                f"catalog {path}, column '{name}' has '{bad[0]}', which is not a number; "
+                "write a plain number such as 0.5 (or leave it empty)"
             )
         return cast
     if col.dtype == pl.Null or col.dtype.is_numeric():
         return col.cast(pl.Float64)
-    raise BadDataError(f"catalog {path}, column '{name}' has type {col.dtype}, expected a number")
+    raise BadDataError(
+        f"catalog {path}, column '{name}' has type {col.dtype}, expected a number; "
+        "write a plain number such as 0.5 (or leave it empty)"
+    )
 
 
 def _check(frame: pl.DataFrame, path: Path) -> None:
@@ -160,12 +164,12 @@ def _check(frame: pl.DataFrame, path: Path) -> None:
             "it must be in (0, 1]"
         )
     for price in ("usd_per_mtok_in", "usd_per_mtok_out"):
-        bad = frame.filter(pl.col(price).is_nan() | (pl.col(price) < 0))
+        bad = frame.filter(~pl.col(price).is_finite() | (pl.col(price) < 0))
         if len(bad):
             row = bad.row(0, named=True)
             raise BadDataError(
                 f"catalog {path}, column '{price}' is {row[price]} for '{row['model']}', "
-                "prices must be >= 0 (or empty when unknown)"
+                "prices must be finite and >= 0 (or empty when unknown)"
             )
 
 
@@ -177,6 +181,8 @@ def load_catalog(path: str | Path) -> pl.DataFrame:
         BadDataError: a column is missing, a value is invalid, or a model is listed twice.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputMissingError(f"catalog {path} is a directory, pass the catalog file to --catalog")
     if not path.is_file():
         raise InputMissingError(f"catalog {path} does not exist, pass an existing file to --catalog")
     raw = _read_frame(path)

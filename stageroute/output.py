@@ -22,6 +22,7 @@ def to_json(doc: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold ``<path>.lock`` exclusively; a second run on the same output fails at once."""
+    check_writable(path)
     lock_path = path.with_name(path.name + ".lock")
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -36,29 +37,35 @@ def locked(path: Path) -> Iterator[None]:
                 f"another stageroute run holds {lock_path}, wait for it to finish "
                 "(or remove a stale lock only if no run is active)"
             ) from None
+        except OSError as exc:  # e.g. ENOLCK on a file system without flock
+            raise CannotWriteError(f"cannot lock {lock_path} ({exc.strerror}), "
+                                   "write the output to a local file system") from None
         yield
     finally:
         os.close(fd)
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync, then rename over it.
+def write_atomic(path: str | Path, data: str | bytes, lock: bool = True) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
+
+    Args:
+        lock: take ``<path>.lock`` for the write; pass False when the caller already holds it
+            (``locked`` around a whole run, so that two runs cannot even compute the same plan).
 
     Raises:
         CannotWriteError: the directory is missing or not writable.
         LockedError: another run is writing the same file.
     """
     path = Path(path)
-    if not path.parent.is_dir():
-        raise CannotWriteError(f"cannot write {path}: directory {path.parent} does not exist, create it first")
-    with locked(path):
+    check_writable(path)
+    with locked(path) if lock else contextlib.nullcontext():
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         except OSError as exc:
             raise CannotWriteError(f"cannot write {path} ({exc.strerror}), check permissions") from None
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o644)
@@ -66,8 +73,21 @@ def write_atomic(path: str | Path, text: str) -> None:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise CannotWriteError(f"cannot write {path} ({exc.strerror}), check permissions and space") from None
+            raise CannotWriteError(
+                f"cannot write {path} ({exc.strerror}), check permissions and free space"
+            ) from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+def check_writable(path: Path) -> None:
+    """Fail early (before any work) if ``path`` cannot be an output file."""
+    if not path.parent.is_dir():
+        raise CannotWriteError(
+            f"cannot write {path}: directory {path.parent} does not exist, create it first"
+        )
+    if path.is_dir():
+        raise CannotWriteError(f"cannot write {path}: it is a directory, give a file name such as "
+                               f"{path / 'plan.json'}")

@@ -124,7 +124,7 @@ def make_schedule(catalog: pl.DataFrame, outcomes: OutcomeMatrix, config: Replay
     ends = np.array([np.datetime64(w.end.replace(tzinfo=None), "us") for w in windows])
     at_start = available_mask(catalog, outcomes.models, starts)
     # in the pool: available at the stage start and not retired before its end
-    last_moment = ends - np.timedelta64(1, "us")
+    last_moment = (ends - np.timedelta64(1, "us")).astype("datetime64[us]")
     pools = at_start & available_mask(catalog, outcomes.models, last_moment)
     empty = np.flatnonzero(~pools.any(axis=1))
     if empty.size:
@@ -379,9 +379,9 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
     done = 0
     for seed in range(config.first_seed, config.first_seed + config.seeds):
         stream = make_stream(len(outcomes.samples), config.horizon, seed)
-        for policy in learning:
-            runs[policy].append(run_policy(policy, outcomes, schedule, stream, config, alpha,
-                                           scale, prior))
+        for learner in learning:
+            runs[learner].append(run_policy(learner, outcomes, schedule, stream, config, alpha,
+                                            scale, prior))
             done += 1
             if progress:
                 progress(done, total)
