@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -145,6 +146,9 @@ def _schema(source: LogSource, lf: pl.LazyFrame) -> dict[str, pl.DataType]:
 
 
 def _to_utc(dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.Datetime("us", "UTC"):
+        # Already right: a bare column keeps filters on it pushed down to the Parquet statistics.
+        return pl.col("timestamp")
     ts = pl.col("timestamp").cast(pl.Datetime("us", getattr(dtype, "time_zone", None)))
     if getattr(dtype, "time_zone", None) is None:
         return ts.dt.replace_time_zone("UTC")
@@ -303,9 +307,87 @@ def _load_feedback(path: str | Path) -> pl.LazyFrame:
     return fb.drop(_FILE).rename({"reward": "__feedback__"})
 
 
+@dataclass(frozen=True, slots=True)
+class _Footers:
+    """What the Parquet footers say about the logs, without reading any data page."""
+
+    rows: int
+    ts_min: dt.datetime | None  # None: some row group has no statistics
+    ts_max: dt.datetime | None
+    nulls: dict[str, int | None]  # per column; None: unknown
+    ranges: dict[str, tuple[float, float] | None]  # numeric min/max (NaN excluded); None: unknown
+    groups: tuple[tuple[str, int, int], ...]  # (file, row group, rows) in file order
+
+
+def _footers(source: LogSource, columns: tuple[str, ...]) -> _Footers | None:
+    """Read every file's footer (cheap); None if a file cannot be inspected."""
+    import pyarrow.parquet as pq
+
+    rows = 0
+    groups: list[tuple[str, int, int]] = []
+    ts: list[tuple[object, object]] = []
+    ts_known = True
+    nulls: dict[str, int | None] = dict.fromkeys(columns, 0)
+    ranges: dict[str, list[float] | None] = {c: [math.inf, -math.inf] for c in columns}
+    try:
+        for file in source.files:
+            meta = pq.ParquetFile(file).metadata
+            rows += meta.num_rows
+            for g in range(meta.num_row_groups):
+                group = meta.row_group(g)
+                groups.append((file, g, group.num_rows))
+                index = {group.column(i).path_in_schema: i for i in range(group.num_columns)}
+                if group.num_rows == 0:
+                    continue
+                for column in columns:
+                    stats: Any = group.column(index[column]).statistics if column in index else None
+                    count = nulls[column]
+                    has_nulls = stats is not None and stats.has_null_count
+                    nulls[column] = count + stats.null_count if has_nulls and count is not None else None
+                    has_range = stats is not None and stats.has_min_max
+                    if column == "timestamp":
+                        if has_range:
+                            ts.append((stats.min, stats.max))
+                        elif group.num_rows > (stats.null_count if has_nulls else 0):
+                            ts_known = False
+                        continue
+                    span = ranges[column]
+                    if span is not None and has_range and isinstance(stats.min, int | float):
+                        span[0], span[1] = min(span[0], stats.min), max(span[1], stats.max)
+                    elif span is not None and not (has_nulls and stats.null_count == group.num_rows):
+                        ranges[column] = None
+    except (OSError, ValueError, KeyError, TypeError):  # let the scan report unreadable files
+        return None
+
+    def utc(value: object) -> dt.datetime | None:
+        if not isinstance(value, dt.datetime):
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+    lows = [utc(lo) for lo, _ in ts]
+    highs = [utc(hi) for _, hi in ts]
+    known = ts_known and all(x is not None for x in lows + highs)
+    return _Footers(
+        rows=rows,
+        ts_min=min(lows) if known and lows else None,  # type: ignore[type-var]
+        ts_max=max(highs) if known and highs else None,  # type: ignore[type-var]
+        nulls=nulls,
+        ranges={c: (r[0], r[1]) if r is not None else None for c, r in ranges.items()},
+        groups=tuple(groups),
+    )
+
+
 def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
-                   feedback: str | Path | None = None, strict: bool = False) -> LogSummary:
+                   feedback: str | Path | None = None, strict: bool = False,
+                   recent: dt.timedelta = dt.timedelta(days=7), check_ids: bool = False) -> LogSummary:
     """Validate the logs and compute per-model statistics of the rows before ``as_of``.
+
+    One streaming pass reads only what the plan needs (model, reward, cost; timestamps only when
+    ``as_of`` falls inside the logs; tokens only to price requests) and checks those values row by
+    row. Footer statistics check the rest (null request ids and timestamps, propensity and token
+    ranges) and tell whether every row precedes ``as_of``. Small extra queries read a sample for
+    the cost scale and typical token counts, and the last ``recent`` of the log for who served
+    traffic lately. Request ids are checked for uniqueness with ``check_ids`` or a feedback join.
 
     Raises:
         InputMissingError: no log file.
@@ -320,79 +402,164 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
     if cost_from_tokens and not {"input_tokens", "output_tokens"} <= schema.keys():
         _check_columns(source.label, schema, fb is None, need_cost=True)
     _check_columns(source.label, schema, fb is None, need_cost=False)
-    data = _prepare(lf, schema, catalog, fb, cost_from_tokens)
     has = set(schema)
     rules = _rules(has, catalog)
-    before = pl.col("timestamp") < as_of
-    used = before & pl.col("model").is_in(catalog["model"].implode())
-    tok = {t: pl.col(t).filter(before) if t in has else pl.lit(None, pl.Float64)
-           for t in ("input_tokens", "output_tokens")}
-    per_model = data.group_by("model").agg(
-        pl.len().alias("rows"),
-        before.sum().alias("rows_before"),
-        *stats_aggs(pl.col("reward").filter(before), pl.col("cost").filter(before)),
-        pl.col("cost").filter(before).quantile(0.999, "nearest").alias("cost_p999"),
-        pl.col("timestamp").filter(before).min().alias("first_seen"),
-        pl.col("timestamp").filter(before).max().alias("last_seen"),
-        tok["input_tokens"].sum().alias("in_sum"),
-        tok["input_tokens"].count().alias("in_n"),
-        tok["output_tokens"].sum().alias("out_sum"),
-        tok["output_tokens"].count().alias("out_n"),
-        used.sum().alias("rows_used"),
-        *[pred.sum().alias(f"bad_{i}") for i, (_, pred, _, _) in enumerate(rules)],
+    optional = tuple(c for c in ("input_tokens", "output_tokens", "propensity") if c in has)
+    footers = None if source.hive else _footers(
+        source, ("request_id", "model", "timestamp", "reward", "cost", *optional))
+    data = _prepare(lf, schema, catalog, fb, cost_from_tokens)
+    known_model = pl.col("model").is_in(catalog["model"].implode())
+
+    all_before = footers is not None and footers.ts_max is not None and footers.ts_max < as_of
+    # Null timestamps stay in so that their check (below) can see them.
+    ts = pl.col("timestamp")
+    used = data if all_before else data.filter((ts < as_of) | ts.is_null())
+    r, c = pl.col("reward"), pl.col("cost")
+
+    def within(column: str, lo: float, hi: float, open_lo: bool = False) -> bool:
+        span = footers.ranges.get(column) if footers is not None else None
+        return span is not None and (span[0] > lo if open_lo else span[0] >= lo) and span[1] <= hi
+
+    # Each rule of the contract is checked from the footer statistics where they vouch for it
+    # (free), otherwise row by row in the pass. NaN and infinity need no check of their own:
+    # they surface in the means; empty costs surface in the counts.
+    vouched = {
+        "request_id": footers is not None and footers.nulls.get("request_id") == 0,
+        "timestamp": footers is not None and footers.nulls.get("timestamp") == 0,
+        "model": True,  # a null model is a null group
+        "reward": "reward" not in has or within("reward", 0.0, 1.0),
+        "cost": not cost_from_tokens and within("cost", 0.0, math.inf),
+        "input_tokens": not cost_from_tokens and within("input_tokens", 0.0, math.inf),
+        "output_tokens": not cost_from_tokens and within("output_tokens", 0.0, math.inf),
+        "propensity": within("propensity", 0.0, 1.0, open_lo=True),
+    }
+    checks = [pred.sum().alias(f"bad_{i}") for i, (column, pred, _, _) in enumerate(rules)
+              if not vouched.get(column, False)]
+    timed = not all_before or footers is None or footers.ts_max is None
+    per_model = used.group_by("model").agg(
+        pl.len().alias("rows_before"),
+        *stats_aggs(r, c),
+        *checks,
+        *([pl.col("timestamp").min().alias("first_seen"),
+           pl.col("timestamp").max().alias("last_seen")] if timed else []),
     )
-    unique = data.select(pl.col("request_id").n_unique().alias("unique"), pl.len().alias("rows"))
+    queries = [per_model]
+    if check_ids or fb is not None:
+        queries.append(data.select(pl.col("request_id").n_unique().alias("unique"),
+                                   pl.len().alias("rows")))
     try:
-        agg, uniq = pl.collect_all([per_model, unique])
+        results = pl.collect_all(queries, engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _unreadable(source, exc) from None
-    if agg.height == 0 or agg["rows"].sum() == 0:
+    agg = results[0]
+    total = footers.rows if footers is not None else None
+    if total == 0 or (agg.height == 0 and (total is None or all_before)):
         raise BadDataError(f"logs {source.label} have no rows, point --logs at the request logs")
-    for i, (column, pred, what, fix) in enumerate(rules):
-        if agg[f"bad_{i}"].sum() > 0:
-            raise _violation(source, schema, catalog, fb, cost_from_tokens, column, pred, what, fix)
-    if uniq["unique"][0] != uniq["rows"][0]:
+    null_cost = known_model & (pl.col("n_cost") < pl.col("rows_before"))
+    not_finite = ((pl.col("n_reward") > 0) & ~pl.col("mean_reward").is_finite()) | (
+        (pl.col("n_cost") > 0) & ~(pl.col("mean_cost").is_finite() & pl.col("m2_cost").is_finite()))
+    bad = [name for name in agg.columns if name.startswith("bad_") and agg[name].sum() > 0]
+    if bad or agg["model"].null_count() or agg.filter(null_cost | not_finite).height:
+        for column, pred, what, fix in rules:
+            error = _violation(source, schema, catalog, fb, cost_from_tokens, column, pred, what, fix)
+            if error is not None:
+                raise error
+        raise BadDataError(f"logs {source.label}: a value breaks the data contract (checks: {bad})")
+    if len(results) > 1 and results[1]["unique"][0] != results[1]["rows"][0]:
         dup = data.group_by("request_id").len().filter(pl.col("len") > 1).head(1).collect()
         raise BadDataError(
             f"logs {source.label}, column 'request_id' has '{dup['request_id'][0]}' "
             f"{dup['len'][0]} times, request ids must be unique"
         )
-    known = agg.filter(pl.col("model").is_in(catalog["model"].implode()))
-    unknown = (agg.filter(~pl.col("model").is_in(catalog["model"].implode()))
-               .select("model", "rows").sort("model"))
+    agg = agg.with_columns(pl.col("rows_before").alias("rows"))
+    known = agg.filter(known_model)
+    unknown = agg.filter(~known_model).select("model", "rows").sort("model")
     if strict and unknown.height:
         row = unknown.row(0, named=True)
         raise BadDataError(
             f"logs {source.label}, column 'model' has '{row['model']}' ({row['rows']} row(s)), "
             "which is not in the catalog; add it to the catalog or drop --strict to ignore it"
         )
-    used_models = known.filter(pl.col("rows_before") > 0)
-
-    def mean_tokens(s: str, n: str) -> float | None:
-        count = int(known[n].sum())
-        return float(known[s].sum()) / count if count else None
-
-    p999 = used_models["cost_p999"].drop_nulls()
+    if timed:
+        last_seen = known.select("model", "last_seen")
+        first = known["first_seen"].min()
+        last = known["last_seen"].max()
+    else:
+        assert footers is not None and footers.ts_max is not None
+        cutoff = footers.ts_max - recent
+        last_seen = (used.filter((pl.col("timestamp") > cutoff) & known_model).group_by("model")
+                     .agg(pl.col("timestamp").max().alias("last_seen")).collect())
+        first, last = footers.ts_min, footers.ts_max
+    scale, mean_in, mean_out = _sampled(source, schema, catalog, as_of, cost_from_tokens, footers)
     return LogSummary(
-        stats=normalise_stats(used_models).join(
-            used_models.select("model", "last_seen"), on="model", how="left"
-        ),
-        rows=int(agg["rows"].sum()),
-        rows_used=int(agg["rows_used"].sum()),
-        first_seen=used_models["first_seen"].min() if used_models.height else None,  # type: ignore[arg-type]
-        last_seen=used_models["last_seen"].max() if used_models.height else None,  # type: ignore[arg-type]
+        stats=normalise_stats(known).join(last_seen, on="model", how="left"),
+        rows=total if total is not None else int(agg["rows"].sum()),
+        rows_used=int(known["rows"].sum()),
+        first_seen=first if known.height else None,  # type: ignore[arg-type]
+        last_seen=last if known.height else None,  # type: ignore[arg-type]
         unknown=unknown,
-        cost_p999=float(p999.max()) if p999.len() else None,  # type: ignore[arg-type]
-        mean_input_tokens=mean_tokens("in_sum", "in_n"),
-        mean_output_tokens=mean_tokens("out_sum", "out_n"),
+        cost_p999=scale,
+        mean_input_tokens=mean_in,
+        mean_output_tokens=mean_out,
         cost_source="tokens" if cost_from_tokens else "column",
         label=source.label,
     )
 
 
+SAMPLE_ROWS = 200_000
+SAMPLE_GROUPS = 8
+
+
+def _sampled(source: LogSource, schema: dict[str, pl.DataType], catalog: pl.DataFrame,
+             as_of: dt.datetime, cost_from_tokens: bool, footers: _Footers | None,
+             ) -> tuple[float | None, float | None, float | None]:
+    """p99.9 of cost and mean token counts (of catalog models, before ``as_of``) from a sample.
+
+    The sample is the first rows of Parquet row groups spread evenly over the files (at least
+    SAMPLE_GROUPS groups, SAMPLE_ROWS rows in all), read with only the columns it needs:
+    time-stratified when the files are time-ordered, exact on logs of up to SAMPLE_ROWS rows in
+    few groups, and a small fraction of a pass on large ones. Without footers (hive layouts)
+    every row is read.
+    """
+    needed = [c for c in ("timestamp", "model", "cost", "input_tokens", "output_tokens")
+              if c in schema]
+    if footers is None or not footers.groups:
+        frame = source.scan().select(needed)
+    else:
+        import pyarrow.parquet as pq
+
+        groups = footers.groups
+        mean_rows = max(1, footers.rows // len(groups))
+        want = min(len(groups), max(SAMPLE_GROUPS, -(-SAMPLE_ROWS // mean_rows)))
+        picks = sorted({round(i * (len(groups) - 1) / max(want - 1, 1)) for i in range(want)})
+        tables: list[pl.DataFrame] = []
+        by_file: dict[str, list[int]] = {}
+        for i in picks:
+            by_file.setdefault(groups[i][0], []).append(groups[i][1])
+        per_group = -(-SAMPLE_ROWS // len(picks))
+        for file, indices in by_file.items():
+            handle = pq.ParquetFile(file)
+            for index in indices:  # the first rows of each picked group: only their pages are read
+                batch = next(handle.iter_batches(batch_size=per_group, row_groups=[index],
+                                                 columns=needed), None)
+                if batch is not None:
+                    tables.append(pl.DataFrame(pl.from_arrow(batch)))
+        frame = (pl.concat(tables, how="diagonal_relaxed").lazy() if tables
+                 else source.scan().select(needed))
+    sub_schema: dict[str, pl.DataType] = {c: schema[c] for c in needed}
+    prepared = _prepare(frame.with_columns(pl.lit(None, pl.String).alias("request_id")),
+                        {**sub_schema, "request_id": pl.String()}, catalog, None, cost_from_tokens)
+    used = prepared.filter((pl.col("timestamp") < as_of)
+                           & pl.col("model").is_in(catalog["model"].implode()))
+    exprs = [pl.col("cost").quantile(0.999, "nearest").alias("p999")]
+    exprs += [pl.col(t).mean().alias(t) for t in ("input_tokens", "output_tokens") if t in schema]
+    out = used.select(exprs).collect().row(0, named=True)
+    return out["p999"], out.get("input_tokens"), out.get("output_tokens")
+
+
 def _violation(source: LogSource, schema: dict[str, pl.DataType], catalog: pl.DataFrame,
                fb: pl.LazyFrame | None, cost_from_tokens: bool, column: str, pred: pl.Expr,
-               what: str, fix: str) -> BadDataError:
+               what: str, fix: str) -> BadDataError | None:
     """Find the first offending row again, this time with its file and row number, for the message."""
     lf = source.scan(with_file=True, row_index=_ROW)
     data = _prepare(lf, {**schema, _FILE: pl.String(), _ROW: pl.Int64()}, catalog, fb, cost_from_tokens,
@@ -400,9 +567,12 @@ def _violation(source: LogSource, schema: dict[str, pl.DataType], catalog: pl.Da
     # The row index runs over all files; the row number within the file is what users can look up.
     data = data.with_columns(pl.col(_ROW).cast(pl.Int64) - pl.col(_ROW).min().over(_FILE).cast(pl.Int64))
     try:
-        row = data.filter(pred).head(1).collect().row(0, named=True)
+        hits = data.filter(pred).head(1).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         return _unreadable(source, exc)
+    if hits.height == 0:
+        return None
+    row = hits.row(0, named=True)
     where = row[_FILE]
     at = f"0-based row {row[_ROW]}"
     if cost_from_tokens and column == "cost" and row.get("cost") is None:

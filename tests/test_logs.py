@@ -92,6 +92,14 @@ def _unpriced(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, 
     return logs, catalog, {}
 
 
+def _checking_ids(setup: Setup) -> Setup:
+    """Request-id uniqueness costs a hash of every id: it runs with check_ids (or feedback)."""
+    def checked(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+        logs, catalog, kwargs = setup(tmp, write)
+        return logs, catalog, {**kwargs, "check_ids": True}
+    return checked
+
+
 FEEDBACK = small_logs().select("request_id", "reward").drop_nulls()
 
 INVALID = [
@@ -124,7 +132,7 @@ INVALID = [
                  ["logs.parquet", "column 'model'", "is empty", "row 5", "'r0005'"], id="null-model"),
     pytest.param(_logs(_set("request_id", None, at="r0003")), BadDataError,
                  ["logs.parquet", "column 'request_id'", "is empty", "row 3"], id="null-request-id"),
-    pytest.param(_logs(_set("request_id", "r0004")), BadDataError,
+    pytest.param(_checking_ids(_logs(_set("request_id", "r0004"))), BadDataError,
                  ["logs.parquet", "column 'request_id'", "'r0004' 2 times", "unique"],
                  id="duplicate-request-id"),
     pytest.param(_logs(lambda f: f.head(0)), BadDataError,
@@ -297,3 +305,34 @@ def test_sample_logs(sample_logs: Path, sample_catalog: Path) -> None:
     assert summary.rows == summary.rows_used == 60_000
     assert summary.unknown.height == 0
     assert summary.cost_source == "column"
+
+
+WITHOUT_STATISTICS = [
+    ("reward", 1.5, "outside [0, 1]"),
+    ("reward", float("nan"), "NaN"),
+    ("cost", -0.5, "negative"),
+    ("cost", float("inf"), "not finite"),
+    ("timestamp", None, "is empty"),
+    ("request_id", None, "is empty"),
+    ("propensity", 0.0, "(0, 1]"),
+    ("input_tokens", -1, "negative"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "what"), WITHOUT_STATISTICS)
+@pytest.mark.parametrize("statistics", [True, False])
+def test_checks_hold_with_and_without_footer_statistics(tmp_path: Path, write_logs: WriteLogs,
+                                                        column: str, value: Any, what: str,
+                                                        statistics: bool) -> None:
+    """The fast pass trusts footer statistics where they exist; without them, it checks rows."""
+    _, catalog = write_logs()
+    frame = small_logs().with_columns(propensity=pl.lit(0.5))
+    frame = frame.with_columns(
+        pl.when(pl.col("request_id") == "r0007").then(pl.lit(value, frame.schema[column]))
+        .otherwise(pl.col(column)).alias(column))
+    path = tmp_path / "plain.parquet"
+    frame.write_parquet(path, statistics=statistics)
+    with pytest.raises(BadDataError, match=f"column '{column}'") as info:
+        summarise_logs(path, load_catalog(catalog), AS_OF)
+    assert what in str(info.value)
+    assert "row 7" in str(info.value)

@@ -99,3 +99,74 @@ def test_caps_that_cannot_carry_the_traffic_are_infeasible():
 def test_ties_are_broken_by_index():
     r = solve_route([0.7, 0.7, 0.7], [0.1, 0.1, 0.1], [1, 1, 1], budget=1.0)
     assert r.probability.tolist() == [1.0, 0.0, 0.0]
+
+
+def highs_direct(u, c, a, budget, allow_drop):
+    """RouteOPT straight in HiGHS (no Pyomo), so that 10,000 instances take seconds.
+
+    Returns (status, objective, cost); on an infeasible budget, the cheapest cost instead.
+    """
+    import highspy
+
+    n = u.size
+
+    def lp(objective, with_budget, sense):
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        model = highspy.HighsLp()
+        model.num_col_ = n
+        model.num_row_ = 2 if with_budget else 1
+        model.col_cost_ = np.asarray(objective, dtype=float)
+        model.col_lower_ = np.zeros(n)
+        model.col_upper_ = np.asarray(a, dtype=float)
+        rows_lo = [0.0 if allow_drop else 1.0] + ([-highspy.kHighsInf] if with_budget else [])
+        rows_hi = [1.0] + ([budget] if with_budget else [])
+        model.row_lower_ = np.array(rows_lo)
+        model.row_upper_ = np.array(rows_hi)
+        model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        model.a_matrix_.start_ = np.arange(0, (model.num_row_) * n + 1, model.num_row_)
+        model.a_matrix_.index_ = np.tile(np.arange(model.num_row_), n)
+        values = np.column_stack([np.ones(n), c])[:, : model.num_row_]
+        model.a_matrix_.value_ = values.ravel().astype(float)
+        model.sense_ = sense
+        h.passModel(model)
+        h.run()
+        status = h.getModelStatus()
+        x = np.array(h.getSolution().col_value) if status == highspy.HighsModelStatus.kOptimal else None
+        return status, x
+
+    status, x = lp(u, True, highspy.ObjSense.kMaximize)
+    if status == highspy.HighsModelStatus.kOptimal:
+        return "optimal", float(x @ u), float(x @ c)
+    status, x = lp(c, False, highspy.ObjSense.kMinimize)
+    if status == highspy.HighsModelStatus.kOptimal:
+        return "over_budget", None, float(x @ c)
+    return "infeasible", None, None
+
+
+@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(max_models=8))
+def test_exact_solvers_match_highs_on_10000_instances(instance):
+    """SPEC 6: the fast optimum equals HiGHS' within 1e-9, with the same feasibility verdict;
+    the compiled solver gives bit-for-bit the numpy solver's table."""
+    from stageroute.compiled import route
+
+    u, c, a, budget, allow_drop = instance
+    status, objective, cost = highs_direct(u, c, a, budget, allow_drop)
+    try:
+        fast = solve_route(u, c, a, budget, allow_drop)
+    except InfeasibleError:
+        assert status == "infeasible"
+        return
+    assert status == ("over_budget" if fast.over_budget else "optimal")
+    check_feasible(fast.probability, c, a, budget, fast.over_budget, allow_drop)
+    if fast.over_budget:
+        assert fast.cost == pytest.approx(cost, abs=1e-9)
+    else:
+        assert fast.objective == pytest.approx(objective, abs=1e-9)
+    uu, cc, aa = (np.append(x, y) for x, y in ((u, 0.0), (c, 0.0), (a, 1.0))) if allow_drop \
+        else (u, c, a)
+    p = np.zeros(uu.size)
+    over = route(uu, cc, aa, budget, p)
+    assert over == fast.over_budget
+    assert p[: u.size].tolist() == fast.probability.tolist()
