@@ -10,11 +10,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/pip install -q -e .
+install: $(VENV)/.installed
 
-install-test: $(BIN)/python
+install-test: $(VENV)/.installed-test
+
+# Stamps: reinstall only when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
 
 # GLPK is a Debian package (glpsol); HiGHS comes from pip (highspy).
 glpk:
@@ -33,6 +40,12 @@ lint: install-test
 
 sample: install
 	$(BIN)/python sample_logs/generate.py
+
+bench: install
+	$(BIN)/python benchmarks/bench_replay.py
+	$(BIN)/python benchmarks/bench_plan.py
+	$(BIN)/python benchmarks/bench_deploy.py
+	$(BIN)/python benchmarks/bench_help.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

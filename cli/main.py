@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from stageroute.errors import ExitCode, StagerouteError, UsageError
-from stageroute.options import Policy, Radius, Solver, parse_datetime, parse_duration
+from stageroute.options import Policy, Radius, Solver, choice, parse_datetime, parse_duration
 
 app = typer.Typer(
     name="stageroute",
@@ -56,18 +56,15 @@ def _fail(message: str, code: int) -> NoReturn:
 def _errors(output: Path | None = None) -> Iterator[None]:
     """Turn library errors into one ``Error:`` line and their exit code.
 
-    With ``output``, the whole run holds ``<output>.lock``: two cron runs cannot compute and
-    write the same plan at once. Bugs (anything else) also get one line, and exit 1;
-    STAGEROUTE_DEBUG=1 shows the traceback instead.
+    With ``output``, its directory is checked before any work. Bugs (anything else) also get one
+    line, and exit 1; STAGEROUTE_DEBUG=1 shows the traceback instead.
     """
     try:
-        if output is None:
-            yield
-        else:
-            from stageroute.output import locked
+        if output is not None:
+            from stageroute.output import check_writable
 
-            with locked(output):
-                yield
+            check_writable(output)
+        yield
     except typer.Exit:
         raise
     except StagerouteError as exc:
@@ -94,7 +91,7 @@ def _emit(doc: dict, as_json: bool, output: Path | None) -> None:
 
     text = to_json(doc)
     if output is not None:
-        write_atomic(output, text, lock=False)  # _errors(output) holds the lock
+        write_atomic(output, text)
     if as_json:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -114,11 +111,13 @@ def plan(
                                               "offset); only earlier log rows are used. Default: now. "
                                               "E.g. --as-of 2026-11-16T02:00:00Z")] = None,
     stage_length: Annotated[str, typer.Option(help="Length of the stage: 7d, 12h, 2w, ...")] = "7d",
-    solver: Annotated[Solver, typer.Option(help="MIP/LP solver used through Pyomo.")] = Solver.HIGHS,
+    solver: Annotated[str, typer.Option(metavar="highs|glpk",
+                                        help="MIP/LP solver used through Pyomo.")] = "highs",
     gamma: Annotated[str, typer.Option(help="Confidence-radius scale: a number > 0, or 'theory' "
                                        "for log(N T / delta). E.g. --gamma 0.5")] = "1.0",
-    radius: Annotated[Radius, typer.Option(help="v in the radius: the empirical variance or the "
-                                           "mean (Bandits-with-Knapsacks style).")] = Radius.VARIANCE,
+    radius: Annotated[str, typer.Option(metavar="variance|mean",
+                                        help="v in the radius: the empirical variance or the mean "
+                                        "(Bandits-with-Knapsacks style).")] = "variance",
     delta: Annotated[float, typer.Option(help="Confidence level delta of --gamma theory.")] = 0.05,
     cost_scale: Annotated[float | None, typer.Option(help="Per-request cost that normalises costs "
                                                      "for the radius. Default: the 99.9th percentile "
@@ -154,8 +153,9 @@ def plan(
 
         config = PlanConfig(
             budget=budget, max_deployed=max_deployed, as_of=parse_datetime(as_of),
-            stage_length=parse_duration(stage_length), solver=solver,
-            gamma=_gamma(gamma), radius=radius, delta=delta, cost_scale=cost_scale,
+            stage_length=parse_duration(stage_length), solver=choice(Solver, solver, "--solver"),
+            gamma=_gamma(gamma), radius=choice(Radius, radius, "--radius"), delta=delta,
+            cost_scale=cost_scale,
             allow_drop=allow_drop, canary_share=canary_share, min_samples=min_samples,
             strict=strict, check_ids=check_ids,
             deployed=tuple(m.strip() for m in deployed.split(",") if m.strip()) if deployed else None,
@@ -191,16 +191,20 @@ def replay(
     budget: Annotated[float | None, typer.Option(help="Cost budget per query (currency). "
                                                  "E.g. --budget 0.0015")] = None,
     relative_budget: Annotated[float | None, typer.Option(help="Budget as a fraction of the "
-                                                          "largest per-model mean cost (SPEC 2). "
+                                                          "largest per-model mean cost. "
                                                           "E.g. --relative-budget 0.3")] = None,
     horizon: Annotated[int, typer.Option(help="Queries T in the stream.")] = 100_000,
     stages: Annotated[int | None, typer.Option(help="Stages K (default: round(T^(1/3))).")] = None,
     seeds: Annotated[int, typer.Option(help="Independent streams; results are mean and 95% CI.")] = 5,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    policy: Annotated[list[Policy] | None, typer.Option(help="Policy to simulate; repeat the option "
-                                                        "for several. Default: all.")] = None,
-    gamma: Annotated[float, typer.Option(help="Confidence-radius scale.")] = 1.0,
-    radius: Annotated[Radius, typer.Option(help="v in the radius: variance or mean.")] = Radius.VARIANCE,
+    policy: Annotated[list[str] | None, typer.Option(
+        metavar="|".join(Policy), help="Policy to simulate; repeat the option for several. "
+        "Default: all.")] = None,
+    gamma: Annotated[str, typer.Option(help="Confidence-radius scale: a number > 0, or 'theory' "
+                                       "for log(N T / delta).")] = "1.0",
+    delta: Annotated[float, typer.Option(help="Confidence level delta of --gamma theory.")] = 0.05,
+    radius: Annotated[str, typer.Option(metavar="variance|mean",
+                                        help="v in the radius: variance or mean.")] = "variance",
     epsilon: Annotated[float, typer.Option(help="Exploration rate of epsilon-greedy.")] = 0.1,
     start: Annotated[str | None, typer.Option(help="Time of the first query (default: the first "
                                               "release in the catalog).")] = None,
@@ -210,7 +214,8 @@ def replay(
                                                      "percentile of the table's costs).")] = None,
     allow_drop: Annotated[bool, typer.Option("--allow-drop", help="Allow refusing queries "
                                              "(reward 0, cost 0).")] = False,
-    solver: Annotated[Solver, typer.Option(help="MIP solver for DeployOPT on large pools.")] = Solver.HIGHS,
+    solver: Annotated[str, typer.Option(metavar="highs|glpk",
+                                        help="MIP solver for DeployOPT on large pools.")] = "highs",
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON results to this file.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: cumulative regret per policy and "
@@ -219,6 +224,7 @@ def replay(
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
     with _errors(output):
+        from stageroute.bounds import theory_gamma
         from stageroute.catalog import load_catalog
         from stageroute.outcomes import load_outcomes, to_matrix
         from stageroute.replay import ReplayConfig, default_stages, replay_document
@@ -231,11 +237,15 @@ def replay(
         if relative_budget is not None:
             budget = relative_budget * float(matrix.mean_cost.max())
         assert budget is not None
+        value = _gamma(gamma)
         config = ReplayConfig(
             budget=budget, max_deployed=max_deployed, horizon=horizon,
             stages=stages if stages is not None else default_stages(horizon), seeds=seeds,
-            policies=tuple(dict.fromkeys(policy)) if policy else tuple(Policy), gamma=gamma,
-            radius=radius, epsilon=epsilon, solver=solver, allow_drop=allow_drop,
+            policies=tuple(dict.fromkeys(choice(Policy, p, "--policy") for p in policy))
+            if policy else tuple(Policy),
+            gamma=theory_gamma(len(matrix.models), horizon, delta) if isinstance(value, str) else value,
+            radius=choice(Radius, radius, "--radius"), epsilon=epsilon,
+            solver=choice(Solver, solver, "--solver"), allow_drop=allow_drop,
             cost_scale=cost_scale, first_seed=seed,
             start=parse_datetime(start, "--start") if start else None,
             end=parse_datetime(end, "--end") if end else None,
@@ -297,7 +307,7 @@ def import_routerbench_cmd(
         long, counts = import_routerbench(source)
         buffer = io.BytesIO()
         long.write_parquet(buffer)
-        write_atomic(output, buffer.getvalue(), lock=False)
+        write_atomic(output, buffer.getvalue())
         sys.stderr.write(
             f"stageroute: wrote {long.height:,} rows ({counts['prompts']:,} prompts x "
             f"{counts['models']} models) to {output}; dropped {counts['dropped_repeated_ids']} "
@@ -306,12 +316,13 @@ def import_routerbench_cmd(
 
 
 def _gamma(text: str) -> float | str:
+    """--gamma: 'theory' or a number (PlanConfig/ReplayConfig check that it is > 0)."""
     if text.strip().lower() == "theory":
         return "theory"
     try:
         return float(text)
     except ValueError:
-        return text  # PlanConfig rejects it with a clear message
+        raise UsageError(f"--gamma '{text}' is not a number, give a number > 0 or 'theory'") from None
 
 
 def run() -> None:

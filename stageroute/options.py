@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
+from typing import TypeVar
 
 from stageroute.errors import UsageError
 
@@ -21,6 +22,18 @@ class Radius(StrEnum):
 
     VARIANCE = "variance"
     MEAN = "mean"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def choice(kind: type[E], text: str | E, option: str) -> E:
+    """The member of a closed set named ``text`` (case-insensitive), or a UsageError."""
+    try:
+        return kind(str(text).strip().lower())
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        raise UsageError(f"{option} '{text}' is not one of: {allowed}; pick one of those") from None
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

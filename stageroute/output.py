@@ -34,8 +34,8 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockedError(
-                f"another stageroute run holds {lock_path}, wait for it to finish "
-                "(or remove a stale lock only if no run is active)"
+                f"another stageroute run is writing {path} (it holds {lock_path}), wait for it "
+                "to finish; the lock goes with that process, the empty .lock file may stay"
             ) from None
         except OSError as exc:  # e.g. ENOLCK on a file system without flock
             raise CannotWriteError(f"cannot lock {lock_path} ({exc.strerror}), "

@@ -233,6 +233,12 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     reward_mean = float(prob @ np.nan_to_num(mean_r)) if np.all(n_r[served] > 0) else None
     cost_mean = float(prob @ np.nan_to_num(mean_c)) if np.all(n_c[served] > 0) else None
     notes = []
+    untried = [names[i] for i in np.flatnonzero(served & ((n_r == 0) | (n_c == 0)))]
+    if untried:
+        notes.append(
+            "no plain-mean expectation: the table routes traffic to untried model(s) "
+            f"{', '.join(untried)}, whose means are unknown until they serve"
+        )
     if routing.over_budget:
         notes.append(
             f"over budget: no mixture of the deployed models meets {config.budget:.6g} even with "

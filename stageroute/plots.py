@@ -58,7 +58,7 @@ def plot_replay(result: ReplayResult, path: str | Path) -> None:
     tl.set_yticks(range(len(models)), [m.split("/")[-1] for m in models], fontsize=8)
     tl.set_xlabel("stage")
     who = stage_route.policy if stage_route is not None else "policy"
-    tl.set_title(f"Deployment timeline (seed 1): grey available, orange oracle only, "
+    tl.set_title(f"Deployment timeline (seed {cfg.first_seed}): grey available, orange oracle only, "
                  f"light blue {who} only, dark blue both")
     fig.tight_layout()
     # Written beside the target and renamed, so a reader never sees half a PNG.

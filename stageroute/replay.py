@@ -443,6 +443,7 @@ def replay_document(result: ReplayResult) -> dict:
             for p in result.policies
         ],
         "gamma": cfg.gamma,
+        "first_seed": cfg.first_seed,
         "radius": str(cfg.radius),
         "cost_scale": _num(result.scale),
         "relative_budget": _num(cfg.budget / result.max_mean_cost) if result.max_mean_cost > 0 else None,

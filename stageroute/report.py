@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -25,12 +27,12 @@ def render_plan(plan: Plan, console: Console) -> None:
     cfg = plan.config
     console.print(
         f"[bold]Stage[/] {plan.window.start:%Y-%m-%d %H:%M} -> {plan.window.end:%Y-%m-%d %H:%M} UTC"
-        f"   budget {cfg.budget:.6g}/request   max deployed {cfg.max_deployed}   "
-        f"solver {cfg.solver}   gamma {plan.gamma:.4g} ({cfg.radius})   run {plan.run_id}"
+        f"   budget {cfg.budget:.6g}/request   max deployed {cfg.max_deployed}"
     )
     console.print(
-        f"[dim]logs: {plan.logs.rows:,} rows, {plan.logs.rows_used:,} used (before the stage, "
-        f"catalog models); cost from {plan.logs.cost_source}; cost scale {plan.cost_scale:.4g}[/]"
+        f"[dim]solver {cfg.solver}, gamma {plan.gamma:.4g} ({cfg.radius}), run {plan.run_id}; "
+        f"logs: {plan.logs.rows:,} rows, {plan.logs.rows_used:,} used, cost from "
+        f"{plan.logs.cost_source}, cost scale {plan.cost_scale:.4g}[/]"
     )
     table = Table(title="Deployment", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("model", overflow="fold", ratio=2)
@@ -66,6 +68,10 @@ def render_plan(plan: Plan, console: Console) -> None:
         routing.add_row("[dim](refused / queued)[/]", f"{plan.dropped:.4f}", "")
     console.print(routing)
 
+    idle = [m for m in plan.candidates if m.action == "idle"]
+    if idle:
+        console.print("[dim]not deployed: " + ", ".join(
+            f"{m.model} (UCB {m.reward_ucb:.3f}, LCB {_money(m.cost_lcb)})" for m in idle) + "[/]")
     exp = plan.expected
     console.print(
         f"Expected per request: reward {_f(exp['reward_ucb'])} (UCB) / {_f(exp['reward_mean'])} "
@@ -89,28 +95,31 @@ def render_replay(result: ReplayResult, console: Console) -> None:
     """Per-policy results with 95% intervals over seeds, then the deployment timeline."""
     cfg = result.config
     console.print(
-        f"[bold]Replay[/] T={cfg.horizon:,} queries, {cfg.stages} stages, {cfg.seeds} seed(s), "
-        f"budget {cfg.budget:.4g}/query, max deployed {cfg.max_deployed}, gamma {cfg.gamma:g} "
-        f"({cfg.radius}); oracle value {result.oracle_value:.4f}/query"
+        f"[bold]Replay[/] {cfg.horizon:,} queries, {cfg.stages} stages, {cfg.seeds} seed(s) from "
+        f"{cfg.first_seed}; budget {cfg.budget:.4g}/query, max deployed {cfg.max_deployed}"
+    )
+    console.print(
+        f"[dim]gamma {cfg.gamma:.4g} ({cfg.radius}); oracle value {result.oracle_value:.4f}/query; "
+        "± is the half-width of the 95% interval over seeds[/]"
     )
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("policy", "mean reward", "95% CI", "mean cost", "cost/budget", "regret",
-                "sub-optimality", "95% CI "):
+    for col in ("policy", "reward/query", "cost/query", "cost/budget", "regret", "sub-optimality"):
         table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
     for p in result.policies:
         lo, hi = p.ci95["mean_reward"]
         slo, shi = p.ci95["suboptimality"]
         ratio = p.cost_over_budget
-        ratio_text = f"{ratio:.3f}" if ratio == ratio and ratio != float("inf") else "-"
-        style = "red" if ratio > 1.02 else ""
-        table.add_row(str(p.policy), f"{p.mean_reward:.4f}", f"[{lo:.4f}, {hi:.4f}]",
-                      f"{p.mean_cost:.4g}", f"[{style}]{ratio_text}[/]" if style else ratio_text,
-                      f"{p.regret:,.1f}", f"{p.suboptimality:.2%}", f"[{slo:.2%}, {shi:.2%}]")
+        ratio_text = f"{ratio:.3f}" if math.isfinite(ratio) else "-"
+        if ratio > 1.02:
+            ratio_text = f"[red]{ratio_text}[/]"
+        table.add_row(str(p.policy), f"{p.mean_reward:.4f} ±{(hi - lo) / 2:.4f}",
+                      f"{p.mean_cost:.4g}", ratio_text, f"{p.regret:,.0f}",
+                      f"{p.suboptimality:.2%} ±{(shi - slo) / 2:.2%}")
     console.print(table)
     learner = next((p for p in result.policies if p.runs and str(p.policy) == "stageroute"), None)
     if learner is None:
         return
-    timeline = Table(title="Deployment timeline (stages where a set changes; seed 1)",
+    timeline = Table(title=f"Deployment timeline (stages where a set changes; seed {cfg.first_seed})",
                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("stage", "start", "pool", "oracle", "stageroute"):
         timeline.add_column(col, overflow="fold")

@@ -86,3 +86,15 @@ def write_logs(tmp_path: Path) -> WriteLogs:
         return logs, catalog
 
     return write
+
+
+ROUTERBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench"
+
+
+@pytest.fixture(scope="session")
+def routerbench() -> Path:
+    """The shared RouterBench subset beside the checkout (never copied into the repository)."""
+    if not (ROUTERBENCH / "outcomes.parquet").is_file():
+        pytest.fail(f"RouterBench subset not found at {ROUTERBENCH}: clone the project next to the "
+                    "shared/ directory that holds data/routerbench (CI provides it)", pytrace=False)
+    return ROUTERBENCH

@@ -13,20 +13,19 @@ from stageroute.outcomes import load_outcomes, simulate_log, to_matrix
 from stageroute.plan import PlanConfig, make_plan, plan_document
 from stageroute.route import solve_route
 
-ROUTERBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench"
 AS_OF = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)  # all 11 models released, none retired
 
 
 @pytest.fixture(scope="module")
-def routerbench_log(tmp_path_factory):
+def routerbench_log(tmp_path_factory, routerbench):
     """300k requests, each a random prompt served by a model drawn uniformly among those
     released by then, with that pair's real RouterBench reward and cost."""
-    matrix = to_matrix(load_outcomes(ROUTERBENCH / "outcomes.parquet"))
-    catalog = load_catalog(ROUTERBENCH / "catalog.csv")
+    matrix = to_matrix(load_outcomes(routerbench / "outcomes.parquet"))
+    catalog = load_catalog(routerbench / "catalog.csv")
     log = simulate_log(matrix, catalog, 300_000, dt.datetime(2023, 3, 14, tzinfo=dt.UTC), AS_OF, seed=1)
     path = tmp_path_factory.mktemp("rb") / "log.parquet"
     log.write_parquet(path)
-    return path, matrix
+    return path, matrix, routerbench / "catalog.csv"
 
 
 def true_optimum(matrix, budget, k):
@@ -45,9 +44,9 @@ def true_optimum(matrix, budget, k):
 
 @pytest.mark.parametrize("solver", list(Solver))
 def test_plan_on_routerbench_matches_the_true_means_optimum(routerbench_log, solver):
-    path, matrix = routerbench_log
+    path, matrix, catalog = routerbench_log
     budget = 0.3 * matrix.mean_cost.max()
-    plan = make_plan(path, ROUTERBENCH / "catalog.csv",
+    plan = make_plan(path, catalog,
                      PlanConfig(budget=budget, max_deployed=3, as_of=AS_OF, solver=solver))
     _, subset, routing = true_optimum(matrix, budget, 3)
     expected = {matrix.models[j]: routing.probability[i] for i, j in enumerate(subset)}

@@ -13,7 +13,6 @@ from test_cli_errors import CASES
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-ROUTERBENCH = ROOT.parent / "shared" / "data" / "routerbench"
 
 
 def examples() -> list[str]:
@@ -30,24 +29,31 @@ def test_the_first_lines_give_the_two_set_up_commands():
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
 
 
-@pytest.fixture(scope="module")
-def workdir():
+@pytest.fixture
+def out_dir():
     out = ROOT / "out"
     out.mkdir(exist_ok=True)
-    # The import example reads RouterBench's wide layout: rebuild it from the shared long table.
-    long = pl.read_parquet(ROUTERBENCH / "outcomes.parquet")
+    yield out
+    for name in ("plan.json", "plan.json.lock", "replay.png", "outcomes.parquet",
+                 "outcomes.parquet.lock", "routerbench_0shot.csv"):
+        (out / name).unlink(missing_ok=True)
+
+
+def wide_routerbench(routerbench: Path, out: Path) -> None:
+    """RouterBench's wide layout, rebuilt from the shared long table, for the import example."""
+    long = pl.read_parquet(routerbench / "outcomes.parquet")
     wide = long.pivot(on="model", index=["sample_id", "eval_name"], values="reward")
     costs = long.pivot(on="model", index="sample_id", values="cost")
     costs = costs.rename({m: f"{m}|total_cost" for m in costs.columns if m != "sample_id"})
     wide.join(costs, on="sample_id").write_csv(out / "routerbench_0shot.csv")
-    yield out
-    for name in ("plan.json", "plan.json.lock", "replay.png", "outcomes.parquet",
-                 "outcomes.parquet.lock", "routerbench_0shot.csv", "replay.png.lock"):
-        (out / name).unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("line", examples())
-def test_readme_example_runs(line, workdir):
+def test_readme_example_runs(line, out_dir, request):
+    if "../shared" in line or "routerbench" in line:
+        routerbench = request.getfixturevalue("routerbench")
+        if line.startswith("stageroute import routerbench"):
+            wide_routerbench(routerbench, out_dir)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "cli", *shlex.split(line)[1:]], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=600, check=False)
