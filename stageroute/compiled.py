@@ -40,10 +40,11 @@ def _dot(p, c):
 
 
 @njit(cache=True)
-def _fill(score, c, a, p):
+def _fill(score, c, a, p, order):
     """Greedy fill of one unit of traffic in (score desc, c asc, index asc) order."""
     n = score.size
-    order = np.arange(n)
+    for k in range(n):
+        order[k] = k
     for k in range(1, n):  # insertion sort: n is small (the deployed set)
         x = order[k]
         m = k - 1
@@ -64,26 +65,39 @@ def _fill(score, c, a, p):
 
 
 @njit(cache=True)
+def workspace(n):
+    """Scratch arrays for ``route_into`` on n options, allocated once per loop, not per query."""
+    return (np.empty(n, dtype=np.int64), np.empty(n * n), np.empty(n * n + 1), np.empty(n),
+            np.empty(n), np.empty(n), np.empty(n))
+
+
+@njit(cache=True)
 def route(u, c, a, budget, p):
     """Exact RouteOPT on (u, c, a) into ``p``; returns True if over budget (cheapest mixture).
 
     The caller guarantees sum(a) >= 1 (append a null option for allow-drop).
     """
+    order, lam, mids, score, q, neg_u, cheap = workspace(u.size)
+    return route_into(u, c, a, budget, p, order, lam, mids, score, q, neg_u, cheap)
+
+
+@njit(cache=True)
+def route_into(u, c, a, budget, p, order, lam, mids, score, q, neg_u, cheap):
+    """``route`` with caller-provided scratch arrays (see ``workspace``)."""
     n = u.size
     cmax = 0.0
     for i in range(n):
         cmax = max(cmax, abs(c[i]))
+        neg_u[i] = -u[i]
+        cheap[i] = -c[i]  # cost asc, then (in the tie-break slot) reward desc, then index
     eps = REL_EPS * max(1.0, abs(budget), cmax)
-    _fill(u, c, a, p)
+    _fill(u, c, a, p, order)
     if _dot(p, c) <= budget + eps:
         return False
-    neg_u = -u
-    cheap_score = -c  # cost asc, then (in the tie-break slot) reward desc, then index
-    _fill(cheap_score, neg_u, a, p)
+    _fill(cheap, neg_u, a, p, order)
     if _dot(p, c) > budget + eps:
         return True
     # Breakpoints of the Lagrange price where the greedy order changes.
-    lam = np.empty(n * n)
     m = 0
     for i in range(n):
         for j in range(n):
@@ -94,33 +108,29 @@ def route(u, c, a, budget, p):
                 if math.isfinite(r):
                     lam[m] = r
                     m += 1
-    lam = np.sort(lam[:m])
+    lam[:m].sort()
     k = 0
     for i in range(m):  # unique
         if k == 0 or lam[i] != lam[k - 1]:
             lam[k] = lam[i]
             k += 1
-    lam = lam[:k]
     top = lam[k - 1] * 2.0 + 1.0 if k > 0 else 1.0
-    mids = np.empty(k + 1)
     prev = 0.0
     for i in range(k):
         mids[i] = (prev + lam[i]) / 2.0
         prev = lam[i]
     mids[k] = (prev + top) / 2.0
     last = k
-    score = np.empty(n)
-    q = np.empty(n)
 
     lo, hi = 1, last
     while lo < hi:
         mid = (lo + hi) // 2
-        if _cost_at(mid, last, mids, u, c, a, score, q, neg_u, cheap_score) <= budget + eps:
+        if _cost_at(mid, last, mids, u, c, a, score, q, neg_u, cheap, order) <= budget + eps:
             hi = mid
         else:
             lo = mid + 1
-    cost_right = _cost_at(lo, last, mids, u, c, a, score, p, neg_u, cheap_score)
-    cost_left = _cost_at(lo - 1, last, mids, u, c, a, score, q, neg_u, cheap_score)
+    cost_right = _cost_at(lo, last, mids, u, c, a, score, p, neg_u, cheap, order)
+    cost_left = _cost_at(lo - 1, last, mids, u, c, a, score, q, neg_u, cheap, order)
     gap = cost_left - cost_right
     theta = min(max((budget - cost_right) / gap, 0.0), 1.0) if gap > 0.0 else 0.0
     for i in range(n):
@@ -129,16 +139,16 @@ def route(u, c, a, budget, p):
 
 
 @njit(cache=True)
-def _cost_at(k, last, mids, u, c, a, score, out, neg_u, cheap_score):
+def _cost_at(k, last, mids, u, c, a, score, out, neg_u, cheap, order):
     """Cost of the greedy solution strictly inside interval k (the last one: cheapest order)."""
     if k == last:
-        _fill(cheap_score, neg_u, a, out)
+        _fill(cheap, neg_u, a, out, order)
     elif k == 0:
-        _fill(u, c, a, out)
+        _fill(u, c, a, out, order)
     else:
         for i in range(u.size):
             score[i] = u[i] - mids[k] * c[i]
-        _fill(score, c, a, out)
+        _fill(score, c, a, out, order)
     return _dot(out, c)
 
 
@@ -198,22 +208,22 @@ def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, ga
     c = np.zeros(size)
     a = np.ones(size)
     p = np.zeros(size)
+    order, lam, mids, score, q, neg_u, cheap = workspace(size)
     for i in range(d):
         a[i] = alpha[deployed[i]]
+        # Bounds move only for the model that served: computed once here, then per update.
+        u[i] = reward_bound(stats, deployed[i], gamma, radius_mean)
+        c[i] = cost_bound(stats, deployed[i], gamma, radius_mean, scale, prior)
     for t in range(prompts.size):
         if mode == MODE_UNIFORM or (mode == MODE_EPSILON and explore[t] < epsilon):
             for i in range(size):
                 p[i] = 1.0 / d if i < d else 0.0
         else:
-            for i in range(d):
-                j = deployed[i]
-                u[i] = reward_bound(stats, j, gamma, radius_mean)
-                c[i] = cost_bound(stats, j, gamma, radius_mean, scale, prior)
             b = budget
             if pace:
                 left = pace_state[2] - pace_state[1]
                 b = max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0)
-            route(u, c, a, b, p)
+            route_into(u, c, a, b, p, order, lam, mids, score, q, neg_u, cheap)
         x = draws[t]
         pick = -1
         acc = 0.0
@@ -237,6 +247,8 @@ def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, ga
             cost = C[s, j]
             welford(stats, N_R, j, r)
             welford(stats, N_C, j, cost)
+            u[pick] = reward_bound(stats, j, gamma, radius_mean)
+            c[pick] = cost_bound(stats, j, gamma, radius_mean, scale, prior)
             out_model[t] = j
             out_reward[t] = r
             out_cost[t] = cost
