@@ -97,7 +97,19 @@ def _emit(doc: dict, as_json: bool, output: Path | None) -> None:
         sys.stdout.flush()
 
 
-@app.command()
+PLAN_EXAMPLES = """Examples:
+
+\b
+  stageroute plan --logs sample_logs/logs.parquet --catalog sample_logs/catalog.csv \\
+    --budget 0.002 --max-deployed 3 --as-of 2026-11-16T02:00:00Z
+  stageroute plan --logs 'logs/date=*/*.parquet' --catalog models.toml --budget 0.002 \\
+    --max-deployed 5 --solver glpk --gamma theory --canary-share 0.1 --output plan.json -q
+  stageroute plan --logs logs/ --feedback feedback.parquet --catalog models.csv \\
+    --budget 0.001 --max-deployed 2 --stage-length 1d --allow-drop --deployed a,b --json
+"""
+
+
+@app.command(epilog=PLAN_EXAMPLES)
 def plan(
     logs: Annotated[Path, typer.Option(help="Request logs: a Parquet file, a glob or a directory "
                                        "(hive-partitioned or not). E.g. --logs 'logs/*.parquet'")],
@@ -182,7 +194,14 @@ def plan(
             )
 
 
-@app.command()
+@app.command(epilog="""Examples:
+
+\b
+  stageroute replay --outcomes outcomes.parquet --catalog catalog.csv \\
+    --relative-budget 0.3 --max-deployed 3 --seeds 10 --plot replay.png
+  stageroute replay --outcomes outcomes.parquet --catalog catalog.csv --budget 0.0035 \\
+    --max-deployed 2 --horizon 20000 --policy stageroute --policy oracle --json
+""")
 def replay(
     outcomes: Annotated[Path, typer.Option(help="Full-information outcomes (long format: sample_id, "
                                            "model, reward, cost), Parquet or CSV.")],
