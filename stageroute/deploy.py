@@ -4,9 +4,15 @@
     subject to sum_m d_m c_m <= b,  sum_m d_m = 1,  0 <= d_m <= a_m z_m,  z_m in {0, 1}
                sum_m z_m = min(M_max, |P|),  sum_m a_m z_m >= 1
 
-Solved lexicographically: (1) the optimistic value V*; (2) among sets within a hair of V*, the
-one that prefers higher u, then lower c, then lower index, so that the slots the LP leaves free
-go to the most promising (often least known) models, identically on every solver.
+The MIP gives the optimistic value V*. The set is then chosen deterministically, the same on
+every solver: when the LP over the whole pool (no cardinality limit, solved exactly) needs at most
+M_max models, its support reaches V* and is the core, and the free slots go to the most promising
+other models (higher u, then lower c, then lower index). Only when the caps make the LP itself need
+more than M_max models does a second MIP phase pick, among sets within a hair of V*, the one whose
+members rank best by that order (summed ranks; equal sums are left to the solver).
+
+Costs enter the Pyomo models in units of the largest cost or budget, so that solver tolerances
+(about 1e-7 on feasibility) mean the same thing for USD-per-request costs of 1e-4 as for 1.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from stageroute.errors import InfeasibleError
-from stageroute.route import solve_route
+from stageroute.route import cost_unit, solve_route
 from stageroute.solver import Solver, solve
 
 OBJ_TOL = 1e-7  # sets whose value is within this (relative) of V* count as optimal
@@ -40,7 +46,10 @@ def preference_order(u: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[
 
 def build_deploy_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
                        budget: float, k: int, allow_drop: bool = False):
-    """The DeployOPT MIP with both objectives; ``phase`` switches between them (see below)."""
+    """The DeployOPT MIP with three objectives (reward, cost, preference); ``_use`` picks one.
+
+    ``c`` and ``budget`` should already be in solver units (see ``cost_unit``).
+    """
     import pyomo.environ as pe
 
     n = u.size
@@ -106,7 +115,8 @@ def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_de
             f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
             f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
         )
-    m = build_deploy_model(u, c, a, budget, k, allow_drop)
+    unit = cost_unit(c, budget)
+    m = build_deploy_model(u, c / unit, a, budget / unit, k, allow_drop)
     over = False
     if not solve(m, solver):
         m.card.deactivate()
@@ -127,15 +137,41 @@ def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_de
                 raise InfeasibleError("DeployOPT failed at the cheapest cost")
         m.card_le.deactivate()
         m.card.activate()
-    best = float(m.reward.expr())
-    m.floor_value.set_value(best - OBJ_TOL * max(1.0, abs(best)))
-    m.floor.activate()
-    _use(m, "preference")
-    if not solve(m, solver):  # cannot happen: the phase-1 solution is feasible
-        raise InfeasibleError("DeployOPT's tie-breaking phase found no solution")
-    chosen = read_deployment(m)
-    # The set is the MIP's answer; its mixture and value come from the exact LP on that set, so
-    # they do not carry the tie-breaking phase's tolerance and are identical on every solver.
+    chosen = canonical_set(u, c, a, budget, k, allow_drop)
+    if chosen is None:
+        chosen = read_deployment(m)
+        best = float(m.reward.expr())
+        m.floor_value.set_value(best - OBJ_TOL * max(1.0, abs(best)))
+        m.floor.activate()
+        _use(m, "preference")
+        if solve(m, solver):  # else keep the phase-1 set: it is optimal, only not tie-broken
+            chosen = read_deployment(m)
+    return _deployment(u, c, a, budget, chosen, allow_drop, over)
+
+
+def canonical_set(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
+                  budget: float, k: int, allow_drop: bool) -> NDArray[np.bool_] | None:
+    """The support of the exact LP over the whole pool plus the best-ranked others, if it fits.
+
+    That LP relaxes DeployOPT (no cardinality limit), so when its support has at most k models it
+    is an optimal core (also for the over-budget fallback: the cheapest mixture, then the most
+    reward at that cost); None when it needs more than k models.
+    """
+    relaxed = solve_route(u, c, a, budget, allow_drop)
+    core = relaxed.probability > 0
+    free = k - int(core.sum())
+    if free < 0:
+        return None
+    chosen = core.copy()
+    others = [i for i in preference_order(u, c) if not core[i]]
+    chosen[others[:free]] = True
+    return chosen
+
+
+def _deployment(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
+                budget: float, chosen: NDArray[np.bool_], allow_drop: bool,
+                over: bool) -> Deployment:
+    """The set's mixture and value from the exact LP on it: no solver tolerance, same everywhere."""
     routing = solve_route(u[chosen], c[chosen], a[chosen], budget, allow_drop)
     weights = np.zeros(u.size)
     weights[chosen] = routing.probability
@@ -145,7 +181,7 @@ def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_de
 def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
                             max_deployed: int, allow_drop: bool = False,
                             limit: int = 20_000) -> Deployment | None:
-    """DeployOPT by enumerating every set (same objective and tie-breaking as the MIP).
+    """DeployOPT by enumerating every set (same objective and tie-breaking rule as the MIP).
 
     Exact like the MIP and much faster on small pools; returns None when there are more than
     ``limit`` sets (use ``solve_deploy`` then).
@@ -162,6 +198,15 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
     if n == 0:
         raise InfeasibleError("the candidate pool is empty: no model is available for the stage")
     k = min(max_deployed, n)
+    top = np.sort(a)[::-1][:k].sum()
+    if not allow_drop and top < 1.0 - 1e-12:
+        raise InfeasibleError(
+            f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
+            f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
+        )
+    canonical = canonical_set(u, c, a, budget, k, allow_drop)
+    if canonical is not None:
+        return _deployment(u, c, a, budget, canonical, allow_drop, False)
     if math.comb(n, k) > limit:
         return None
     weight = np.empty(n, dtype=np.int64)
@@ -183,17 +228,10 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
         if best is None or _better(key, best[0]):
             best = (key, subset)
     if best is None:
-        top = np.sort(a)[::-1][:k].sum()
-        raise InfeasibleError(
-            f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
-            f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
-        )
+        raise InfeasibleError(f"no {k} models can carry all traffic under the max_share caps")
     chosen = np.zeros(n, dtype=bool)
     chosen[list(best[1])] = True
-    routing = solve_route(u[chosen], c[chosen], a[chosen], budget, allow_drop)
-    weights = np.zeros(n)
-    weights[chosen] = routing.probability
-    return Deployment(chosen, weights, routing.objective, routing.over_budget)
+    return _deployment(u, c, a, budget, chosen, allow_drop, False)
 
 
 def _better(key: tuple[int, float, float, int], best: tuple[int, float, float, int]) -> bool:

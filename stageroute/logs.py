@@ -214,8 +214,8 @@ def _rules(has: set[str], catalog: pl.DataFrame) -> list[tuple[str, pl.Expr, str
     ]
     for tok in ("input_tokens", "output_tokens"):
         if tok in has:
-            rules.append((tok, (pl.col(tok) < 0) | pl.col(tok).is_nan(), "is negative or NaN",
-                          "token counts are integers >= 0"))
+            rules.append((tok, (pl.col(tok) < 0) | ~pl.col(tok).is_finite(),
+                          "is negative or not finite", "token counts are integers >= 0"))
     if "propensity" in has:
         p = pl.col("propensity")
         rules.append(("propensity", p.is_nan() | (p <= 0) | (p > 1), "is outside (0, 1]",
@@ -435,6 +435,10 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
     }
     checks = [pred.sum().alias(f"bad_{i}") for i, (column, pred, _, _) in enumerate(rules)
               if not vouched.get(column, False)]
+    # Footer ranges skip NaN, and these columns never reach a mean: a per-model sum (the
+    # cheapest reduction) turns any NaN or infinity into a non-finite total.
+    checks += [pl.col(col).sum().alias(f"sum_{col}") for col in optional
+               if vouched[col] and not schema[col].is_integer()]
     timed = not all_before or footers is None or footers.ts_max is None
     per_model = used.group_by("model").agg(
         pl.len().alias("rows_before"),
@@ -455,12 +459,23 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
         raise _unreadable(source, exc) from None
     agg = results[0]
     total = footers.rows if footers is not None else None
-    if total == 0 or (agg.height == 0 and (total is None or all_before)):
+    if agg.height == 0 and total is None:
+        total = int(lf.select(pl.len()).collect().item())
+    if total == 0:
         raise BadDataError(f"logs {source.label} have no rows, point --logs at the request logs")
+    if agg.height == 0:
+        span = lf.select(pl.col("timestamp").min().alias("a"), pl.col("timestamp").max().alias("b"))
+        first, last = span.collect().row(0)
+        raise BadDataError(
+            f"logs {source.label} have no row before --as-of {as_of:%Y-%m-%d %H:%M} UTC (they run "
+            f"from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}), pass a later --as-of"
+        )
     null_cost = known_model & (pl.col("n_cost") < pl.col("rows_before"))
     not_finite = ((pl.col("n_reward") > 0) & ~pl.col("mean_reward").is_finite()) | (
         (pl.col("n_cost") > 0) & ~(pl.col("mean_cost").is_finite() & pl.col("m2_cost").is_finite()))
     bad = [name for name in agg.columns if name.startswith("bad_") and agg[name].sum() > 0]
+    bad += [name for name in agg.columns if name.startswith("sum_")
+            and not agg[name].is_finite().all()]
     if bad or agg["model"].null_count() or agg.filter(null_cost | not_finite).height:
         for column, pred, what, fix in rules:
             error = _violation(source, schema, catalog, fb, cost_from_tokens, column, pred, what, fix)

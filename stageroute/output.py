@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -91,3 +93,16 @@ def check_writable(path: Path) -> None:
     if path.is_dir():
         raise CannotWriteError(f"cannot write {path}: it is a directory, give a file name such as "
                                f"{path / 'plan.json'}")
+
+
+def json_number(x: float | None, digits: int = 12) -> float | None:
+    """A float for JSON: rounded to ``digits`` significant digits (same inputs, same bytes);
+    None for missing or non-finite values."""
+    if x is None or not math.isfinite(x):
+        return None
+    return float(f"{x:.{digits}g}")
+
+
+def iso_utc(t: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, whole seconds unless there is a fraction."""
+    return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

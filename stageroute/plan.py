@@ -20,6 +20,7 @@ from stageroute.deploy import solve_deploy
 from stageroute.errors import BadDataError, UsageError
 from stageroute.logs import LogSummary, summarise_logs
 from stageroute.options import Radius, Solver
+from stageroute.output import iso_utc, json_number
 from stageroute.route import solve_route, solve_route_pyomo
 from stageroute.solver import require_solver
 from stageroute.stats import variance
@@ -193,10 +194,12 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     # optimal there too (ties may differ; the exact solver breaks them by model id).
     reference = solve_route_pyomo(u[chosen], c[chosen], a[chosen], config.budget,
                                   config.solver, config.allow_drop)
+    cross_check = None
     if abs(reference.objective - routing.objective) > 1e-6 or reference.over_budget != routing.over_budget:
-        raise RuntimeError(
-            f"RouteOPT cross-check failed: exact {routing.objective} vs {config.solver} "
-            f"{reference.objective}"
+        cross_check = (
+            f"cross-check: {config.solver}'s RouteOPT optimum is {reference.objective:.9g} "
+            f"(over budget: {reference.over_budget}), the exact solver's {routing.objective:.9g} "
+            f"(over budget: {routing.over_budget}); the exact table is used. Please report this."
         )
     prob = np.zeros(u.size)
     prob[chosen] = routing.probability
@@ -249,6 +252,8 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
             f"under the plain means this table costs {cost_mean:.6g} per request, above the budget "
             f"{config.budget:.6g}: the cost bounds are still optimistic; it tightens as data arrives"
         )
+    if cross_check:
+        notes.append(cross_check)
     if summary.unknown.height:
         listed = ", ".join(f"{m} ({r} rows)" for m, r in summary.unknown.iter_rows())
         notes.append(f"ignored log rows of models not in the catalog: {listed}")
@@ -260,21 +265,27 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
                   "reward_mean": reward_mean, "cost_mean": cost_mean},
         over_budget=routing.over_budget, dropped=routing.dropped, logs=summary, notes=tuple(notes),
     )
-    doc = plan_document(plan)
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+    digest = _input_digest(config, window, catalog, summary)
     return Plan(**{**{f: getattr(plan, f) for f in plan.__dataclass_fields__}, "run_id":
                    f"{window.start:%Y%m%dT%H%M}-{digest}"})
 
 
-def _num(x: float | None) -> float | None:
-    """Round to 12 significant digits so that the same inputs give the same bytes."""
-    if x is None or not math.isfinite(x):
-        return None
-    return float(f"{x:.12g}")
+def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
+                  summary: LogSummary) -> str:
+    """A digest of what the plan was computed from: options, window, catalog, log statistics.
 
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    The statistics are a fingerprint of every log row used; hashing the files themselves would
+    cost a second pass over the logs.
+    """
+    h = hashlib.sha256()
+    options = {f: str(getattr(config, f)) for f in config.__dataclass_fields__}
+    h.update(json.dumps({"options": options, "window": [str(window.start), str(window.end)]},
+                        sort_keys=True).encode())
+    for frame in (catalog, summary.stats, summary.unknown):
+        h.update(frame.write_csv(float_precision=12).encode())
+    h.update(repr((summary.rows, summary.cost_p999, summary.mean_input_tokens,
+                   summary.mean_output_tokens)).encode())
+    return h.hexdigest()[:12]
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
@@ -282,39 +293,40 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     cfg = plan.config
     return {
         "schema_version": SCHEMA_VERSION,
-        "window": {"start": _iso(plan.window.start), "end": _iso(plan.window.end)},
-        "budget": _num(cfg.budget),
+        "window": {"start": iso_utc(plan.window.start), "end": iso_utc(plan.window.end)},
+        "budget": json_number(cfg.budget),
         "max_deployed": cfg.max_deployed,
         "solver": str(cfg.solver),
         "deployment": [
             {"model": m.model, "action": m.action, "n": m.n_reward,
-             "mean_reward": _num(m.mean_reward), "reward_ucb": _num(m.reward_ucb),
-             "mean_cost": _num(m.mean_cost), "cost_lcb": _num(m.cost_lcb),
+             "mean_reward": json_number(m.mean_reward), "reward_ucb": json_number(m.reward_ucb),
+             "mean_cost": json_number(m.mean_cost), "cost_lcb": json_number(m.cost_lcb),
              "n_cost": m.n_cost, "cost_bound": m.cost_bound, "reason": m.reason}
             for m in plan.deployment
         ],
         "evicted": [{"model": m, "reason": r} for m, r in plan.evicted],
         "routing": [
-            {"model": m.model, "probability": _num(m.probability), "max_share": _num(m.max_share)}
+            {"model": m.model, "probability": json_number(m.probability),
+             "max_share": json_number(m.max_share)}
             for m in plan.deployment
         ],
-        "expected": {k: _num(v) for k, v in plan.expected.items()},
+        "expected": {k: json_number(v) for k, v in plan.expected.items()},
         "over_budget": plan.over_budget,
         "run_id": plan.run_id or None,
-        "dropped": _num(plan.dropped),
+        "dropped": json_number(plan.dropped),
         "excluded": [{"model": m, "reason": r} for m, r in plan.excluded],
         "currently_deployed": list(plan.currently_deployed),
-        "gamma": _num(plan.gamma),
+        "gamma": json_number(plan.gamma),
         "radius": str(cfg.radius),
-        "cost_scale": _num(plan.cost_scale),
+        "cost_scale": json_number(plan.cost_scale),
         "logs": {"rows": plan.logs.rows, "rows_used": plan.logs.rows_used,
-                 "first": _iso(plan.logs.first_seen), "last": _iso(plan.logs.last_seen),
+                 "first": iso_utc(plan.logs.first_seen), "last": iso_utc(plan.logs.last_seen),
                  "cost_source": plan.logs.cost_source,
                  "unknown_models": dict(plan.logs.unknown.iter_rows())},
         "candidates": [
-            {"model": m.model, "n": m.n_reward, "mean_reward": _num(m.mean_reward),
-             "reward_ucb": _num(m.reward_ucb), "mean_cost": _num(m.mean_cost),
-             "cost_lcb": _num(m.cost_lcb), "action": m.action, "reason": m.reason}
+            {"model": m.model, "n": m.n_reward, "mean_reward": json_number(m.mean_reward),
+             "reward_ucb": json_number(m.reward_ucb), "mean_cost": json_number(m.mean_cost),
+             "cost_lcb": json_number(m.cost_lcb), "action": m.action, "reason": m.reason}
             for m in plan.candidates
         ],
         "notes": list(plan.notes),

@@ -23,6 +23,7 @@ from stageroute.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
 from stageroute.errors import UsageError
 from stageroute.options import Policy, Radius, Solver
 from stageroute.outcomes import OutcomeMatrix, available_mask
+from stageroute.output import iso_utc, json_number
 from stageroute.route import Routing, solve_route
 
 LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON,
@@ -50,8 +51,8 @@ class ReplayConfig:
     first_seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.budget) and self.budget >= 0):
-            raise UsageError(f"--budget must be a finite number >= 0, got {self.budget}")
+        if not (math.isfinite(self.budget) and self.budget > 0):
+            raise UsageError(f"--budget must be a finite number > 0, got {self.budget}")
         if self.max_deployed < 1:
             raise UsageError(f"--max-deployed must be >= 1, got {self.max_deployed}")
         if self.horizon < 1:
@@ -415,10 +416,6 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
                         float(outcomes.mean_cost.max()), tuple(summaries))
 
 
-def _num(x: float) -> float | None:
-    return float(f"{x:.10g}") if math.isfinite(x) else None
-
-
 def replay_document(result: ReplayResult) -> dict:
     """The JSON document of SPEC 7 (fixed keys first, then extras)."""
     cfg = result.config
@@ -432,23 +429,24 @@ def replay_document(result: ReplayResult) -> dict:
         "horizon": cfg.horizon,
         "stages": cfg.stages,
         "seeds": cfg.seeds,
-        "budget": _num(cfg.budget),
+        "budget": json_number(cfg.budget),
         "max_deployed": cfg.max_deployed,
-        "oracle_value": _num(result.oracle_value),
+        "oracle_value": json_number(result.oracle_value),
         "policies": [
-            {"policy": str(p.policy), "mean_reward": _num(p.mean_reward),
-             "mean_cost": _num(p.mean_cost), "cost_over_budget": _num(p.cost_over_budget),
-             "regret": _num(p.regret), "suboptimality": _num(p.suboptimality),
-             "ci95": {k: [_num(lo), _num(hi)] for k, (lo, hi) in p.ci95.items()}}
+            {"policy": str(p.policy), "mean_reward": json_number(p.mean_reward),
+             "mean_cost": json_number(p.mean_cost), "cost_over_budget": json_number(p.cost_over_budget),
+             "regret": json_number(p.regret), "suboptimality": json_number(p.suboptimality),
+             "ci95": {k: [json_number(lo), json_number(hi)] for k, (lo, hi) in p.ci95.items()}}
             for p in result.policies
         ],
         "gamma": cfg.gamma,
         "first_seed": cfg.first_seed,
         "radius": str(cfg.radius),
-        "cost_scale": _num(result.scale),
-        "relative_budget": _num(cfg.budget / result.max_mean_cost) if result.max_mean_cost > 0 else None,
+        "cost_scale": json_number(result.scale),
+        "relative_budget": json_number(cfg.budget / result.max_mean_cost)
+        if result.max_mean_cost > 0 else None,
         "timeline": [
-            {"stage": k + 1, "start": w.start.isoformat(), "end": w.end.isoformat(),
+            {"stage": k + 1, "start": iso_utc(w.start), "end": iso_utc(w.end),
              "queries": int(result.schedule.bounds[k + 1] - result.schedule.bounds[k]),
              "pool": [models[j] for j in np.flatnonzero(result.schedule.pools[k])],
              "oracle": names(result.oracle[k].models),

@@ -33,6 +33,16 @@ class Routing:
     dropped: float = 0.0
 
 
+def cost_unit(c: NDArray[np.float64], budget: float) -> float:
+    """The unit costs are expressed in inside the solvers: the largest cost or the budget.
+
+    Solver tolerances are absolute (about 1e-7): in these units they mean the same thing for
+    USD-per-request costs of 1e-4 as for costs of 1.
+    """
+    unit = max(float(np.max(np.abs(c))) if c.size else 0.0, abs(budget))
+    return unit if unit > 0 and np.isfinite(unit) else 1.0
+
+
 def _as_arrays(u: ArrayLike, c: ArrayLike, a: ArrayLike) -> tuple[NDArray[np.float64], ...]:
     u = np.asarray(u, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
@@ -171,11 +181,13 @@ def solve_route_pyomo(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
     tables, the cheapest and then the one that favours lower indices (``solve_route``'s rule
     wherever models tie exactly).
     """
-    u, c, a = _as_arrays(u, c, a)
+    u, c_money, a = _as_arrays(u, c, a)
     if not allow_drop:
         throughput_check(a)
+    unit = cost_unit(c_money, budget)  # solver tolerances are absolute: work in O(1) units
+    c, b = c_money / unit, budget / unit
     over = False
-    m = build_route_model(u, c, a, budget, allow_drop)
+    m = build_route_model(u, c, a, b, allow_drop)
     if not solve(m, solver):
         cheapest = build_route_model(u, c, a, None, allow_drop, minimise_cost=True)
         if not solve(cheapest, solver):
@@ -188,6 +200,7 @@ def solve_route_pyomo(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
     if canonical:
         _canonicalise(m, u, c, solver)
     p = read_routing(m)
+    c = c_money
     return Routing(p, float(p @ u), float(p @ c), over, float(max(0.0, 1.0 - p.sum())) if allow_drop else 0.0)
 
 

@@ -106,3 +106,44 @@ def test_exhaustive_deploy_equals_the_mip(seed):
     assert ex.over_budget == mip.over_budget
     assert ex.value == pytest.approx(mip.value, abs=1e-9)
     assert ex.chosen.tolist() == mip.chosen.tolist()
+
+
+@pytest.mark.parametrize("solver", list(Solver))
+@pytest.mark.parametrize("seed", range(40))
+def test_usd_sized_costs_behave_like_unit_costs(solver, seed):
+    """Costs of 1e-3 to 1e-6 per request: same sets and values as the same instance in units."""
+    rng = np.random.default_rng(900 + seed)
+    n = int(rng.integers(2, 7))
+    u = rng.random(n).round(2)
+    c = rng.random(n).round(2)
+    a = np.where(rng.random(n) < 0.5, 1.0, rng.integers(2, 10, n) / 10)
+    if a.sum() < 1:
+        a[0] = 1.0
+    budget = float(rng.random() * 0.6)
+    k = int(rng.integers(1, 4))
+    scale = float(10.0 ** -rng.integers(3, 7))
+    unit = solve_deploy(u, c, a, budget, k, solver)
+    small = solve_deploy(u, c * scale, a, budget * scale, k, solver)
+    assert small.chosen.tolist() == unit.chosen.tolist()
+    assert small.over_budget == unit.over_budget
+    assert small.value == pytest.approx(unit.value, abs=1e-9)
+
+
+REVIEW_CASES = [  # found by review: HiGHS once called the tie-breaking phase infeasible here
+    ([0.75, 1.0], [0.25, 1.0], [0.25, 1.0], 0.25, 4),
+    ([0.0314, 0.6516, 0.7232, 0.0594, 0.8164], [5.578e-4, 5.636e-4, 3.807e-4, 1.510e-4, 2.846e-4],
+     [1.0] * 5, 2.3166e-4, 2),
+    # tied rank sums: HiGHS, GLPK and enumeration used to choose different sets
+    ([0.1, 0.7, 0.1, 0.7, 0.8], [0.0, 0.75, 0.0, 0.75, 0.875], [0.25, 1, 1, 0.75, 0.75], 0.625, 2),
+]
+
+
+@pytest.mark.parametrize(("u", "c", "a", "budget", "k"), REVIEW_CASES)
+def test_review_cases_agree_on_every_solver(u, c, a, budget, k):
+    from stageroute.deploy import solve_deploy_exhaustive
+
+    u, c, a = np.array(u), np.array(c), np.array(a, dtype=float)
+    deps = [solve_deploy(u, c, a, budget, k, s) for s in Solver]
+    deps.append(solve_deploy_exhaustive(u, c, a, budget, k))
+    assert all(d.chosen.tolist() == deps[0].chosen.tolist() for d in deps)
+    assert all(d.value == pytest.approx(deps[0].value, abs=1e-12) for d in deps)

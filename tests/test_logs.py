@@ -336,3 +336,35 @@ def test_checks_hold_with_and_without_footer_statistics(tmp_path: Path, write_lo
         summarise_logs(path, load_catalog(catalog), AS_OF)
     assert what in str(info.value)
     assert "row 7" in str(info.value)
+
+
+@pytest.mark.parametrize("hive", [False, True])
+def test_as_of_before_every_row_is_one_clear_error_in_every_layout(tmp_path: Path, write_logs: WriteLogs,
+                                                                   hive: bool) -> None:
+    logs, catalog = write_logs()
+    if hive:
+        part = tmp_path / "hive" / "day=2026-02-01"
+        part.mkdir(parents=True)
+        small_logs().write_parquet(part / "part.parquet")
+        logs = tmp_path / "hive"
+    with pytest.raises(BadDataError, match="no row before --as-of 2026-01-01 00:00 UTC") as info:
+        summarise_logs(logs, load_catalog(catalog), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert "2026-02-01 00:00" in str(info.value) and "later --as-of" in str(info.value)
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("input_tokens", float("nan")), ("input_tokens", float("inf")), ("output_tokens", float("nan")),
+    ("propensity", float("nan")), ("propensity", float("inf")),
+])
+def test_nan_in_columns_the_plan_does_not_average_is_caught(tmp_path: Path, write_logs: WriteLogs,
+                                                            column: str, value: float) -> None:
+    """Footer ranges skip NaN; these columns are summed in the pass to catch it (review finding)."""
+    _, catalog = write_logs()
+    frame = small_logs().with_columns(pl.col("input_tokens", "output_tokens").cast(pl.Float64),
+                                      propensity=pl.lit(0.5))
+    frame = frame.with_columns(pl.when(pl.col("request_id") == "r0004").then(pl.lit(value))
+                               .otherwise(pl.col(column)).alias(column))
+    frame.write_parquet(tmp_path / "f.parquet")
+    with pytest.raises(BadDataError, match=f"column '{column}'") as info:
+        summarise_logs(tmp_path / "f.parquet", load_catalog(catalog), AS_OF)
+    assert "'r0004'" in str(info.value)

@@ -170,3 +170,15 @@ def test_exact_solvers_match_highs_on_10000_instances(instance):
     over = route(uu, cc, aa, budget, p)
     assert over == fast.over_budget
     assert p[: u.size].tolist() == fast.probability.tolist()
+
+
+@pytest.mark.parametrize("solver", list(Solver))
+@pytest.mark.parametrize("seed", range(40))
+def test_pyomo_route_with_usd_sized_costs(solver, seed):
+    """GLPK once called a budget-infeasible LP optimal at costs of 1e-4: costs are now scaled."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 7))
+    u, c = rng.random(n), rng.random(n) * 10.0 ** -rng.integers(3, 7)
+    a = np.full(n, 1.0 / n) if rng.random() < 0.5 else np.ones(n)  # caps that fix p, or free
+    budget = float(rng.choice([c.min() * 0.5, c.mean(), c.max()]))
+    compare(u, c, a, budget, bool(rng.random() < 0.2), solver)
