@@ -145,6 +145,9 @@ def plan(
     allow_over_budget: Annotated[bool, typer.Option("--allow-over-budget", help="Exit 0 (not 10) "
                                                     "when the budget cannot be met and the cheapest "
                                                     "mixture is planned.")] = False,
+    cost_clip: Annotated[str, typer.Option(help="Range [c_lo, c_hi] of the normalised cost "
+                                           "bound, as LO,HI in units of --cost-scale. E.g. "
+                                           "--cost-clip 0.01,1")] = "0,1",
     canary_share: Annotated[float | None, typer.Option(help="Cap the share of models with fewer "
                                                        "than --min-samples rewards. E.g. 0.1")] = None,
     min_samples: Annotated[int, typer.Option(help="Rewards a model needs to leave the canary cap.")] = 30,
@@ -167,7 +170,7 @@ def plan(
             budget=budget, max_deployed=max_deployed, as_of=parse_datetime(as_of),
             stage_length=parse_duration(stage_length), solver=choice(Solver, solver, "--solver"),
             gamma=_gamma(gamma), radius=choice(Radius, radius, "--radius"), delta=delta,
-            cost_scale=cost_scale,
+            cost_scale=cost_scale, cost_clip=_pair(cost_clip, "--cost-clip"),
             allow_drop=allow_drop, canary_share=canary_share, min_samples=min_samples,
             strict=strict, check_ids=check_ids,
             deployed=tuple(m.strip() for m in deployed.split(",") if m.strip()) if deployed else None,
@@ -188,8 +191,9 @@ def plan(
             _fail(
                 f"budget {budget:.6g} cannot be met: even the cheapest mixture of the available "
                 f"models costs {result.expected['cost_lcb']:.6g} per request under the cost lower "
-                "bounds (shown above, not written); raise --budget, pass --allow-drop to refuse "
-                "part of the traffic, or --allow-over-budget to accept the cheapest plan",
+                f"bounds ({'not written' if json_out else 'shown above, not written'}); raise "
+                "--budget, pass --allow-drop to refuse part of the traffic, or "
+                "--allow-over-budget to accept the cheapest plan",
                 ExitCode.INFEASIBLE,
             )
 
@@ -243,6 +247,10 @@ def replay(
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
     with _errors(output):
+        if plot is not None:
+            from stageroute.output import check_writable
+
+            check_writable(plot)  # before minutes of simulation, not after
         from stageroute.bounds import theory_gamma
         from stageroute.catalog import load_catalog
         from stageroute.outcomes import load_outcomes, to_matrix
@@ -332,6 +340,14 @@ def import_routerbench_cmd(
             f"{counts['models']} models) to {output}; dropped {counts['dropped_repeated_ids']} "
             f"repeated and {counts['dropped_incomplete']} incomplete prompts\n"
         )
+
+
+def _pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} '{text}' is not two numbers LO,HI such as 0,1") from None
+    return lo, hi
 
 
 def _gamma(text: str) -> float | str:

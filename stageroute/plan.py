@@ -42,6 +42,7 @@ class PlanConfig:
     radius: Radius = Radius.VARIANCE
     delta: float = 0.05
     cost_scale: float | None = None
+    cost_clip: tuple[float, float] = (0.0, 1.0)  # [c_lo, c_hi] of the normalised cost bound
     allow_drop: bool = False
     deployed: tuple[str, ...] | None = None
     canary_share: float | None = None
@@ -67,6 +68,9 @@ class PlanConfig:
             raise UsageError(f"--delta must be in (0, 1), got {self.delta}")
         if self.cost_scale is not None and not (math.isfinite(self.cost_scale) and self.cost_scale > 0):
             raise UsageError(f"--cost-scale must be > 0, got {self.cost_scale}")
+        lo, hi = self.cost_clip
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+            raise UsageError(f"--cost-clip must be LO,HI with 0 <= LO < HI, got {lo},{hi}")
         if self.canary_share is not None and not 0 < self.canary_share <= 1:
             raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share}")
         if self.min_samples < 0:
@@ -181,7 +185,8 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     mean_r = stats["mean_reward"].to_numpy()
     mean_c = stats["mean_cost"].to_numpy()
     u = reward_ucb(mean_r, variance(stats, "reward"), n_r, gamma, config.radius)
-    c = cost_lcb(mean_c, variance(stats, "cost"), n_c, gamma, scale, config.radius, untried=prior)
+    c = cost_lcb(mean_c, variance(stats, "cost"), n_c, gamma, scale, config.radius,
+                 lo=config.cost_clip[0], hi=config.cost_clip[1], untried=prior)
     a = stats["max_share"].to_numpy().astype(np.float64)
     if config.canary_share is not None:
         a = np.where(n_r < config.min_samples, np.minimum(a, config.canary_share), a)
