@@ -88,6 +88,9 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| bare Polars scan + group_by (count, mean, var of reward and cost per model) | {t_bare:.2f} | 1.00x |")
     print(f"| make_plan (validation, statistics, bounds, DeployOPT, RouteOPT) | {t_plan:.2f} | {t_plan / t_bare:.2f}x |")
+    full = PlanConfig(budget=0.002, max_deployed=3, as_of=AS_OF, full_check=True)
+    t_full = best_of(lambda: make_plan(logs, catalog, full))
+    print(f"| make_plan with --full-check (request-id uniqueness, NaN propensities) | {t_full:.2f} | {t_full / t_bare:.2f}x |")
 
     cli = ["-m", "cli", "plan", "--logs", str(logs), "--catalog", str(catalog), "--budget", "0.002",
            "--max-deployed", "3", "--as-of", AS_OF.isoformat(), "--json", "--quiet"]

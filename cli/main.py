@@ -153,9 +153,10 @@ def plan(
     min_samples: Annotated[int, typer.Option(help="Rewards a model needs to leave the canary cap.")] = 30,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on log rows of models that are "
                                          "not in the catalog (default: warn and ignore).")] = False,
-    check_ids: Annotated[bool, typer.Option("--check-ids", help="Also check that request_id is "
-                                            "unique (hashes every id: several times the cost of "
-                                            "the scan on large logs).")] = False,
+    full_check: Annotated[bool, typer.Option("--full-check", help="Also check what the plan "
+                                             "does not use: request_id uniqueness and NaN "
+                                             "propensities (several times the scan on large "
+                                             "logs).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout "
                                            "(and nothing else).")] = False,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON plan to this file, "
@@ -172,7 +173,7 @@ def plan(
             gamma=_gamma(gamma), radius=choice(Radius, radius, "--radius"), delta=delta,
             cost_scale=cost_scale, cost_clip=_pair(cost_clip, "--cost-clip"),
             allow_drop=allow_drop, canary_share=canary_share, min_samples=min_samples,
-            strict=strict, check_ids=check_ids,
+            strict=strict, full_check=full_check,
             deployed=tuple(m.strip() for m in deployed.split(",") if m.strip()) if deployed else None,
         )
         result = make_plan(logs, catalog, config, feedback=feedback, progress=_progress(quiet))

@@ -379,7 +379,7 @@ def _footers(source: LogSource, columns: tuple[str, ...]) -> _Footers | None:
 
 def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
                    feedback: str | Path | None = None, strict: bool = False,
-                   recent: dt.timedelta = dt.timedelta(days=7), check_ids: bool = False) -> LogSummary:
+                   recent: dt.timedelta = dt.timedelta(days=7), full_check: bool = False) -> LogSummary:
     """Validate the logs and compute per-model statistics of the rows before ``as_of``.
 
     One streaming pass reads only what the plan needs (model, reward, cost; timestamps only when
@@ -387,7 +387,8 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
     row. Footer statistics check the rest (null request ids and timestamps, propensity and token
     ranges) and tell whether every row precedes ``as_of``. Small extra queries read a sample for
     the cost scale and typical token counts, and the last ``recent`` of the log for who served
-    traffic lately. Request ids are checked for uniqueness with ``check_ids`` or a feedback join.
+    traffic lately. ``full_check`` adds what the plan does not use: request-id uniqueness
+    (always checked with a feedback join) and NaN propensities.
 
     Raises:
         InputMissingError: no log file.
@@ -437,8 +438,11 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
               if not vouched.get(column, False)]
     # Footer ranges skip NaN, and these columns never reach a mean: a per-model sum (the
     # cheapest reduction) turns any NaN or infinity into a non-finite total.
+    # Propensity is not used by the plan: its NaN check (a read of the column) is part of the
+    # full check; the tokens price untried models, so theirs always runs.
     checks += [pl.col(col).sum().alias(f"sum_{col}") for col in optional
-               if vouched[col] and not schema[col].is_integer()]
+               if vouched[col] and not schema[col].is_integer()
+               and (full_check or col != "propensity")]
     timed = not all_before or footers is None or footers.ts_max is None
     per_model = used.group_by("model").agg(
         pl.len().alias("rows_before"),
@@ -448,7 +452,7 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
            pl.col("timestamp").max().alias("last_seen")] if timed else []),
     )
     queries = [per_model]
-    if check_ids or fb is not None:
+    if full_check or fb is not None:
         # 64-bit hashes count the ids at a fraction of the cost of the strings; a hash collision
         # can only raise a false alarm, which the exact check below then clears.
         queries.append(data.select(pl.col("request_id").hash(seed=0).n_unique().alias("unique"),

@@ -48,7 +48,7 @@ class PlanConfig:
     canary_share: float | None = None
     min_samples: int = 30
     strict: bool = False
-    check_ids: bool = False
+    full_check: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.budget) and self.budget >= 0):
@@ -165,7 +165,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     window = Window(config.as_of, config.as_of + config.stage_length)
     say(f"scanning logs {logs}")
     summary = summarise_logs(logs, catalog, config.as_of, feedback, config.strict,
-                             recent=config.stage_length, check_ids=config.check_ids)
+                             recent=config.stage_length, full_check=config.full_check)
     pool, excluded = split_pool(catalog, window)
     if pool.height == 0:
         raise BadDataError(
