@@ -93,14 +93,9 @@ def read_deployment(m) -> NDArray[np.bool_]:
     return np.array([round(m.z[i].value or 0.0) == 1 for i in m.I])
 
 
-def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_deployed: int,
-                 solver: Solver = Solver.HIGHS, allow_drop: bool = False) -> Deployment:
-    """Choose the stage's deployment set.
-
-    Raises:
-        InfeasibleError: no set of at most ``max_deployed`` models can carry all traffic under
-            the max_share caps (the budget alone never makes it fail: see ``over_budget``).
-    """
+def _checked(u: ArrayLike, c: ArrayLike, a: ArrayLike, max_deployed: int, allow_drop: bool
+             ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int]:
+    """Arrays and the set size k = min(M_max, |P|); fails if no k models can carry the traffic."""
     u = np.asarray(u, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
@@ -115,6 +110,18 @@ def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_de
             f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
             f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
         )
+    return u, c, a, k
+
+
+def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_deployed: int,
+                 solver: Solver = Solver.HIGHS, allow_drop: bool = False) -> Deployment:
+    """Choose the stage's deployment set.
+
+    Raises:
+        InfeasibleError: no set of at most ``max_deployed`` models can carry all traffic under
+            the max_share caps (the budget alone never makes it fail: see ``over_budget``).
+    """
+    u, c, a, k = _checked(u, c, a, max_deployed, allow_drop)
     unit = cost_unit(c, budget)
     m = build_deploy_model(u, c / unit, a, budget / unit, k, allow_drop)
     over = False
@@ -191,19 +198,8 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
 
     from stageroute.compiled import route
 
-    u = np.asarray(u, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
-    a = np.asarray(a, dtype=np.float64)
+    u, c, a, k = _checked(u, c, a, max_deployed, allow_drop)
     n = u.size
-    if n == 0:
-        raise InfeasibleError("the candidate pool is empty: no model is available for the stage")
-    k = min(max_deployed, n)
-    top = np.sort(a)[::-1][:k].sum()
-    if not allow_drop and top < 1.0 - 1e-12:
-        raise InfeasibleError(
-            f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
-            f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
-        )
     canonical = canonical_set(u, c, a, budget, k, allow_drop)
     if canonical is not None:
         return _deployment(u, c, a, budget, canonical, allow_drop, False)
