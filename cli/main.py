@@ -177,8 +177,9 @@ def plan(
             deployed=tuple(m.strip() for m in deployed.split(",") if m.strip()) if deployed else None,
         )
         result = make_plan(logs, catalog, config, feedback=feedback, progress=_progress(quiet))
-        for note in result.notes:
-            _progress(quiet)(f"warning: {note}")
+        if json_out:  # the table report shows the notes itself
+            for note in result.notes:
+                _progress(quiet)(f"warning: {note}")
         failed = result.over_budget and not allow_over_budget
         if not failed:  # a plan that breaks the budget is shown, never written as the new plan
             _emit(plan_document(result), json_out, output)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,3 +100,11 @@ def routerbench() -> Path:
         pytest.fail(f"RouterBench subset not found at {ROUTERBENCH}: clone the project next to the "
                     "shared/ directory that holds data/routerbench (CI provides it)", pytrace=False)
     return ROUTERBENCH
+
+
+# Property tests draw the same examples on every run: CI is reproducible, and a case found once
+# is kept as an @example rather than replayed from a local database.
+# HYPOTHESIS_PROFILE=explore draws new examples (use it to hunt for cases, then pin them).
+settings.register_profile("stageroute", derandomize=True, database=None)
+settings.register_profile("explore", database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "stageroute"))

@@ -52,14 +52,27 @@ def compare(u, c, a, budget, allow_drop, solver):
     assert fast.over_budget == ref.over_budget
     check_feasible(fast.probability, c, a, budget, fast.over_budget, allow_drop)
     check_feasible(ref.probability, c, a, budget, ref.over_budget, allow_drop)
-    assert fast.objective == pytest.approx(ref.objective, abs=1e-7)
     if fast.over_budget:
+        # The fallback's objective is the cost. Its tie-break (most reward at that cost) is
+        # ill-conditioned for a solver: the 1e-7 feasibility slack on the cost row buys
+        # 1e-7 x (reward gap / cost gap) of reward, e.g. 1e-4 when costs differ by 1e-5.
         assert fast.cost == pytest.approx(ref.cost, abs=1e-7)
+        assert ref.objective <= fast.objective + 1e-7 * (1 + 1 / max(_min_gap(c), 1e-12))
+    else:
+        assert fast.objective == pytest.approx(ref.objective, abs=1e-7)
+
+
+def _min_gap(c):
+    """Smallest positive difference between two costs."""
+    gaps = np.diff(np.unique(c))
+    return float(gaps.min()) if gaps.size else 1.0
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instances())
 @example((np.array([0.5, 0.5]), np.array([0.3, 0.3]), np.array([1.0, 1.0]), 0.3, False))
+@example((np.array([0.0, 0.1]), np.array([0.999, 1.0]), np.array([1.0, 1.0]), 0.0, False))
+@example((np.array([0.0, 1.0]), np.array([0.99999, 1.0]), np.array([1.0, 1.0]), 0.0, False))
 @example((np.array([0.9, 0.1]), np.array([0.5, 0.0]), np.array([0.4, 0.4]), 0.1, False))
 def test_exact_solver_matches_highs(instance):
     compare(*instance, Solver.HIGHS)
