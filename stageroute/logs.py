@@ -8,11 +8,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import polars as pl
 
 from stageroute.errors import BadDataError, InputMissingError
+from stageroute.footers import Footers, read_footers
 from stageroute.stats import STATS_SCHEMA, normalise_stats, stats_aggs
 
 LOG_SCHEMA: dict[str, pl.DataType] = {
@@ -307,76 +308,6 @@ def _load_feedback(path: str | Path) -> pl.LazyFrame:
     return fb.drop(_FILE).rename({"reward": "__feedback__"})
 
 
-@dataclass(frozen=True, slots=True)
-class _Footers:
-    """What the Parquet footers say about the logs, without reading any data page."""
-
-    rows: int
-    ts_min: dt.datetime | None  # None: some row group has no statistics
-    ts_max: dt.datetime | None
-    nulls: dict[str, int | None]  # per column; None: unknown
-    ranges: dict[str, tuple[float, float] | None]  # numeric min/max (NaN excluded); None: unknown
-    groups: tuple[tuple[str, int, int], ...]  # (file, row group, rows) in file order
-
-
-def _footers(source: LogSource, columns: tuple[str, ...]) -> _Footers | None:
-    """Read every file's footer (cheap); None if a file cannot be inspected."""
-    import pyarrow.parquet as pq
-
-    rows = 0
-    groups: list[tuple[str, int, int]] = []
-    ts: list[tuple[object, object]] = []
-    ts_known = True
-    nulls: dict[str, int | None] = dict.fromkeys(columns, 0)
-    ranges: dict[str, list[float] | None] = {c: [math.inf, -math.inf] for c in columns}
-    try:
-        for file in source.files:
-            meta = pq.ParquetFile(file).metadata
-            rows += meta.num_rows
-            for g in range(meta.num_row_groups):
-                group = meta.row_group(g)
-                groups.append((file, g, group.num_rows))
-                index = {group.column(i).path_in_schema: i for i in range(group.num_columns)}
-                if group.num_rows == 0:
-                    continue
-                for column in columns:
-                    stats: Any = group.column(index[column]).statistics if column in index else None
-                    count = nulls[column]
-                    has_nulls = stats is not None and stats.has_null_count
-                    nulls[column] = count + stats.null_count if has_nulls and count is not None else None
-                    has_range = stats is not None and stats.has_min_max
-                    if column == "timestamp":
-                        if has_range:
-                            ts.append((stats.min, stats.max))
-                        elif group.num_rows > (stats.null_count if has_nulls else 0):
-                            ts_known = False
-                        continue
-                    span = ranges[column]
-                    if span is not None and has_range and isinstance(stats.min, int | float):
-                        span[0], span[1] = min(span[0], stats.min), max(span[1], stats.max)
-                    elif span is not None and not (has_nulls and stats.null_count == group.num_rows):
-                        ranges[column] = None
-    except (OSError, ValueError, KeyError, TypeError):  # let the scan report unreadable files
-        return None
-
-    def utc(value: object) -> dt.datetime | None:
-        if not isinstance(value, dt.datetime):
-            return None
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-    lows = [utc(lo) for lo, _ in ts]
-    highs = [utc(hi) for _, hi in ts]
-    known = ts_known and all(x is not None for x in lows + highs)
-    return _Footers(
-        rows=rows,
-        ts_min=min(lows) if known and lows else None,  # type: ignore[type-var]
-        ts_max=max(highs) if known and highs else None,  # type: ignore[type-var]
-        nulls=nulls,
-        ranges={c: (r[0], r[1]) if r is not None else None for c, r in ranges.items()},
-        groups=tuple(groups),
-    )
-
-
 def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
                    feedback: str | Path | None = None, strict: bool = False,
                    recent: dt.timedelta = dt.timedelta(days=7), full_check: bool = False) -> LogSummary:
@@ -406,8 +337,8 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
     has = set(schema)
     rules = _rules(has, catalog)
     optional = tuple(c for c in ("input_tokens", "output_tokens", "propensity") if c in has)
-    footers = None if source.hive else _footers(
-        source, ("request_id", "model", "timestamp", "reward", "cost", *optional))
+    footers = None if source.hive else read_footers(
+        source.files, ("request_id", "model", "timestamp", "reward", "cost", *optional))
     data = _prepare(lf, schema, catalog, fb, cost_from_tokens)
     known_model = pl.col("model").is_in(catalog["model"].implode())
 
@@ -534,7 +465,7 @@ SAMPLE_GROUPS = 8
 
 
 def _sampled(source: LogSource, schema: dict[str, pl.DataType], catalog: pl.DataFrame,
-             as_of: dt.datetime, cost_from_tokens: bool, footers: _Footers | None,
+             as_of: dt.datetime, cost_from_tokens: bool, footers: Footers | None,
              ) -> tuple[float | None, float | None, float | None]:
     """p99.9 of cost and mean token counts (of catalog models, before ``as_of``) from a sample.
 
