@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from stageroute.errors import InfeasibleError
-from stageroute.route import cost_unit, solve_route
+from stageroute.route import Routing, cost_unit, solve_route
 from stageroute.solver import Solver, solve
 
 OBJ_TOL = 1e-7  # sets whose value is within this (relative) of V* count as optimal
@@ -31,12 +31,24 @@ OBJ_TOL = 1e-7  # sets whose value is within this (relative) of V* count as opti
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """DeployOPT's answer: the chosen set (a boolean mask over the pool) and its LP weights."""
+    """DeployOPT's answer: the chosen set (a boolean mask over the pool) and the exact RouteOPT
+    table on it (no solver tolerance in it, the same on every solver)."""
 
     chosen: NDArray[np.bool_]
-    weights: NDArray[np.float64]
-    value: float  # V*: the optimistic expected reward of the best mixture on the set
+    routing: Routing  # over the chosen models, in pool order
     over_budget: bool  # no set meets the budget: the cheapest-cost sets were searched instead
+
+    @property
+    def value(self) -> float:
+        """V*: the optimistic expected reward of the best mixture on the set."""
+        return self.routing.objective
+
+    @property
+    def weights(self) -> NDArray[np.float64]:
+        """The mixture over the whole pool (0 outside the set)."""
+        weights = np.zeros(self.chosen.size)
+        weights[self.chosen] = self.routing.probability
+        return weights
 
 
 def preference_order(u: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.intp]:
@@ -180,9 +192,7 @@ def _deployment(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.fl
                 over: bool) -> Deployment:
     """The set's mixture and value from the exact LP on it: no solver tolerance, same everywhere."""
     routing = solve_route(u[chosen], c[chosen], a[chosen], budget, allow_drop)
-    weights = np.zeros(u.size)
-    weights[chosen] = routing.probability
-    return Deployment(chosen, weights, routing.objective, over or routing.over_budget)
+    return Deployment(chosen, routing, over or routing.over_budget)
 
 
 def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,

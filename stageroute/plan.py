@@ -21,7 +21,7 @@ from stageroute.errors import BadDataError, UsageError
 from stageroute.logs import LogSummary, summarise_logs
 from stageroute.options import Radius, Solver
 from stageroute.output import iso_utc, json_number
-from stageroute.route import cost_unit, solve_route, solve_route_pyomo
+from stageroute.route import cost_unit, solve_route_pyomo
 from stageroute.solver import require_solver
 from stageroute.stats import variance
 
@@ -193,8 +193,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
 
     say(f"solving DeployOPT over {u.size} candidates with {config.solver}")
     dep = solve_deploy(u, c, a, config.budget, config.max_deployed, config.solver, config.allow_drop)
-    chosen = dep.chosen
-    routing = solve_route(u[chosen], c[chosen], a[chosen], config.budget, config.allow_drop)
+    chosen, routing = dep.chosen, dep.routing
     # Cross-check the exact solver against the Pyomo LP on the chosen solver: the table must be
     # optimal there too (ties may differ; the exact solver breaks them by model id).
     reference = solve_route_pyomo(u[chosen], c[chosen], a[chosen], config.budget,

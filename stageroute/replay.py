@@ -151,11 +151,8 @@ def oracle_stage(outcomes: OutcomeMatrix, pool: NDArray[np.bool_], config: Repla
     idx = np.flatnonzero(pool)
     mu, c = outcomes.mean_reward[idx], outcomes.mean_cost[idx]
     dep = _deploy(mu, c, alpha[idx], config)
-    chosen = idx[dep.chosen]
-    routing = solve_route(outcomes.mean_reward[chosen], outcomes.mean_cost[chosen], alpha[chosen],
-                          config.budget, config.allow_drop)
-    return StageValue(tuple(int(j) for j in chosen), routing.objective, routing.cost,
-                      routing.over_budget)
+    return StageValue(tuple(int(j) for j in idx[dep.chosen]), dep.routing.objective,
+                      dep.routing.cost, dep.routing.over_budget)
 
 
 def _deploy(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
