@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from _common import best_of
-from stageroute.deploy import solve_deploy
+from stageroute.optimize.deploy import solve_deploy
 from stageroute.options import Solver
 
 

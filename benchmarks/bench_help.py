@@ -27,7 +27,7 @@ def timed(args: list[str], repeat: int = 10) -> list[float]:
 
 def main() -> None:
     script = shutil.which("stageroute") or os.path.join(os.path.dirname(sys.executable), "stageroute")
-    base = [script] if os.path.exists(script) else [sys.executable, "-m", "cli"]
+    base = [script] if os.path.exists(script) else [sys.executable, "-m", "stageroute_cli"]
     python = timed([sys.executable, "-c", "pass"])
     print("| command | median (s) | best (s) |")
     print("|---|---|---|")

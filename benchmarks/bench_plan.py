@@ -92,7 +92,7 @@ def main() -> None:
     t_full = best_of(lambda: make_plan(logs, catalog, full))
     print(f"| make_plan with --full-check (request-id uniqueness, NaN propensities) | {t_full:.2f} | {t_full / t_bare:.2f}x |")
 
-    cli = ["-m", "cli", "plan", "--logs", str(logs), "--catalog", str(catalog), "--budget", "0.002",
+    cli = ["-m", "stageroute_cli", "plan", "--logs", str(logs), "--catalog", str(catalog), "--budget", "0.002",
            "--max-deployed", "3", "--as-of", AS_OF.isoformat(), "--json", "--quiet"]
     code, seconds, peak = child([sys.executable, *cli])
     print(f"| `stageroute plan` whole command (start-up and imports included) | {seconds:.2f} | {seconds / t_bare:.2f}x |")

@@ -19,10 +19,10 @@ import numpy as np
 import polars as pl
 
 from _common import ROOT, ROUTERBENCH, best_of
-from stageroute.catalog import load_catalog
+from stageroute.inputs.catalog import load_catalog
 from stageroute.options import Policy, Solver
-from stageroute.outcomes import OutcomeMatrix, load_outcomes, to_matrix
-from stageroute.replay import (
+from stageroute.inputs.outcomes import OutcomeMatrix, load_outcomes, to_matrix
+from stageroute.simulate.replay import (
     ReplayConfig,
     default_stages,
     make_schedule,
@@ -30,7 +30,7 @@ from stageroute.replay import (
     reference_kernel,
     run_policy,
 )
-from stageroute.route import solve_route, solve_route_pyomo
+from stageroute.optimize.route import solve_route, solve_route_pyomo
 
 
 def synthetic(n_models: int, prompts: int = 2000, seed: int = 0) -> tuple[OutcomeMatrix, pl.DataFrame]:
@@ -69,7 +69,7 @@ def speed(matrix: OutcomeMatrix, catalog: pl.DataFrame, m_max: int, horizon: int
 
 def loop_only(matrix: OutcomeMatrix, m_max: int, horizon: int = 1_000_000) -> float:
     """Queries per second of the per-query kernel alone, on a fixed deployed set."""
-    from stageroute import compiled
+    from stageroute.simulate import loop as compiled
 
     n = len(matrix.models)
     deployed = np.argsort(-matrix.mean_reward)[:m_max].astype(np.int64)
@@ -109,7 +109,7 @@ def main() -> None:
               f"| {fast / slow:,.0f}x |", flush=True)
 
     # Compilation is cached on disk: a new process loads it instead of compiling again.
-    code = ("import time, numpy as np; t = time.perf_counter(); from stageroute.compiled import route; "
+    code = ("import time, numpy as np; t = time.perf_counter(); from stageroute.simulate.loop import route; "
             "route(np.array([.5, .6]), np.array([.1, .2]), np.ones(2), .15, np.zeros(2)); "
             "print(time.perf_counter() - t)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -118,7 +118,7 @@ def main() -> None:
     print(f"\nimport + first call of the compiled kernel in a new process: {first:.2f} s "
           "(numba cache on disk; a cold compile of the whole kernel set costs several seconds once)")
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cli", "replay", "--outcomes", str(ROUTERBENCH / "outcomes.parquet"),
+    subprocess.run([sys.executable, "-m", "stageroute_cli", "replay", "--outcomes", str(ROUTERBENCH / "outcomes.parquet"),
                     "--catalog", str(ROUTERBENCH / "catalog.csv"), "--relative-budget", "0.3",
                     "--max-deployed", "3", "--seeds", "1", "--quiet", "--json"],
                    env=env, capture_output=True, check=True, cwd=ROOT)

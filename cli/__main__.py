@@ -1,3 +1,3 @@
-from cli.main import run
+from stageroute_cli.main import run
 
 run()

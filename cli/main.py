@@ -61,7 +61,7 @@ def _errors(output: Path | None = None) -> Iterator[None]:
     """
     try:
         if output is not None:
-            from stageroute.output import check_writable
+            from stageroute.render.output import check_writable
 
             check_writable(output)
         yield
@@ -87,7 +87,7 @@ def _progress(quiet: bool) -> Callable[[str], None]:
 
 
 def _emit(doc: dict, as_json: bool, output: Path | None) -> None:
-    from stageroute.output import to_json, write_atomic
+    from stageroute.render.output import to_json, write_atomic
 
     text = to_json(doc)
     if output is not None:
@@ -186,7 +186,7 @@ def plan(
         if not json_out:
             from rich.console import Console
 
-            from stageroute.report import render_plan
+            from stageroute.render.report import render_plan
 
             render_plan(result, Console(width=None if sys.stdout.isatty() else 120))
         if failed:
@@ -250,14 +250,14 @@ def replay(
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
     with _errors(output):
         if plot is not None:
-            from stageroute.output import check_writable
+            from stageroute.render.output import check_writable
 
             check_writable(plot)  # before minutes of simulation, not after
-        from stageroute.bounds import theory_gamma
-        from stageroute.catalog import load_catalog
-        from stageroute.outcomes import load_outcomes, to_matrix
-        from stageroute.replay import ReplayConfig, default_stages, replay_document
-        from stageroute.replay import replay as run_replay
+        from stageroute.estimate.bounds import theory_gamma
+        from stageroute.inputs.catalog import load_catalog
+        from stageroute.inputs.outcomes import load_outcomes, to_matrix
+        from stageroute.simulate.replay import ReplayConfig, default_stages, replay_document
+        from stageroute.simulate.replay import replay as run_replay
 
         if (budget is None) == (relative_budget is None):
             raise UsageError("give exactly one of --budget and --relative-budget")
@@ -282,14 +282,14 @@ def replay(
         with _progress_bar(quiet, "replaying") as advance:
             result = run_replay(matrix, cat, config, progress=advance)
         if plot is not None:
-            from stageroute.plots import plot_replay
+            from stageroute.render.plots import plot_replay
 
             plot_replay(result, plot)
         _emit(replay_document(result), json_out, output)
         if not json_out:
             from rich.console import Console
 
-            from stageroute.report import render_replay
+            from stageroute.render.report import render_replay
 
             render_replay(result, Console(width=None if sys.stdout.isatty() else 120))
 
@@ -330,8 +330,8 @@ def import_routerbench_cmd(
     with _errors(output):
         import io
 
-        from stageroute.outcomes import import_routerbench
-        from stageroute.output import write_atomic
+        from stageroute.inputs.outcomes import import_routerbench
+        from stageroute.render.output import write_atomic
 
         long, counts = import_routerbench(source)
         buffer = io.BytesIO()

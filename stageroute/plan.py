@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from stageroute.bounds import cost_lcb, reward_ucb, theory_gamma
-from stageroute.catalog import Window, load_catalog, split_pool
-from stageroute.deploy import solve_deploy
+from stageroute.estimate.bounds import cost_lcb, reward_ucb, theory_gamma
+from stageroute.inputs.catalog import Window, load_catalog, split_pool
+from stageroute.optimize.deploy import solve_deploy
 from stageroute.errors import BadDataError, UsageError
-from stageroute.logs import LogSummary, summarise_logs
+from stageroute.inputs.logs import LogSummary, summarise_logs
 from stageroute.options import Radius, Solver
-from stageroute.output import iso_utc, json_number
-from stageroute.route import cost_unit, solve_route_pyomo
-from stageroute.solver import require_solver
-from stageroute.stats import variance
+from stageroute.render.output import iso_utc, json_number
+from stageroute.optimize.route import cost_unit, solve_route_pyomo
+from stageroute.optimize.solver import require_solver
+from stageroute.estimate.stats import variance
 
 DEFAULT_GAMMA = 1.0
 SCHEMA_VERSION = 1

@@ -105,6 +105,6 @@ def routerbench() -> Path:
 # Property tests draw the same examples on every run: CI is reproducible, and a case found once
 # is kept as an @example rather than replayed from a local database.
 # HYPOTHESIS_PROFILE=explore draws new examples (use it to hunt for cases, then pin them).
-settings.register_profile("stageroute", derandomize=True, database=None)
-settings.register_profile("explore", database=None)
+settings.register_profile("stageroute", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", database=None, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "stageroute"))

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stageroute.bounds import cost_lcb, f_rad, reward_ucb, theory_gamma
+from stageroute.estimate.bounds import cost_lcb, f_rad, reward_ucb, theory_gamma
 from stageroute.options import Radius
 
 means = st.floats(0, 1)
@@ -22,7 +22,17 @@ def test_reward_upper_bound_is_above_the_mean_and_in_unit_interval(mean, var, n,
 @given(st.floats(0, 5), st.floats(0, 6), ns, gammas, st.floats(0.1, 10))
 def test_cost_lower_bound_is_below_the_mean_and_nonnegative(mean, var, n, gamma, scale):
     c = cost_lcb([mean], [var], [n], gamma, scale)[0]
-    assert 0.0 <= c <= min(mean, scale) + 1e-12
+    assert 0.0 <= c <= mean + 1e-12
+
+
+@given(st.floats(1.5, 100), st.integers(2, 1000), gammas)
+def test_an_expensive_model_is_never_clipped_below_its_observed_mean(ratio, n, gamma):
+    # A rarely used model at `ratio` x the cost scale: its bound is the normalised LCB, clipped
+    # at most down to the mean itself, never to the scale (a 33x underestimate before).
+    scale, mean = 0.0015, 0.0015 * ratio
+    c = cost_lcb([mean], [0.0], [n], gamma, scale)[0]
+    assert c == pytest.approx(max(0.0, mean - 2 * gamma / n * scale))
+    assert c > scale or mean - 2 * gamma / n * scale <= scale
 
 
 @given(means, st.floats(0, 0.25), st.integers(1, 10**6), gammas)
@@ -32,7 +42,7 @@ def test_width_shrinks_with_n(mean, var, n, gamma):
     c = cost_lcb([mean] * 3, [var] * 3, n_arr, gamma, scale=1.0)
     assert u[0] >= u[1] >= u[2] >= mean
     assert c[0] <= c[1] <= c[2] <= mean
-    r = f_rad([var] * 3, n_arr, gamma)
+    r = [f_rad(var, k, gamma) for k in n_arr]
     assert r[0] > r[1] > r[2]
 
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from stageroute.catalog import CATALOG_SCHEMA, Window, load_catalog, split_pool
+from stageroute.inputs.catalog import CATALOG_SCHEMA, Window, load_catalog, split_pool
 from stageroute.errors import BadDataError, ExitCode, InputMissingError
 
 UTC = dt.UTC

@@ -1,6 +1,6 @@
 """Every bad input to ``stageroute plan`` ends in one ``Error:`` line and its exit code, never a traceback.
 
-The commands run as subprocesses (``python -m cli``, which goes through ``cli.main.run()`` like the
+The commands run as subprocesses (``python -m stageroute_cli``, which goes through ``stageroute_cli.main.run()`` like the
 console script), in a fresh directory so that messages name the files as a user would type them.
 ``CASES`` also feeds the table of docs/errors.md.
 """
@@ -152,7 +152,7 @@ def run_case(case: Case, directory: Path, program: list[str]) -> subprocess.Comp
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gives_one_error_line(case: Case, tmp_path: Path) -> None:
-    result = run_case(case, tmp_path, [sys.executable, "-m", "cli"])
+    result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
     assert result.returncode == case.code, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     lines = result.stderr.splitlines()
@@ -172,7 +172,7 @@ def test_bad_input_gives_one_error_line(case: Case, tmp_path: Path) -> None:
 
 def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) -> None:
     case = Case("over", "none", ExitCode.OK, (), budget="0", extra=("--allow-over-budget",))
-    result = run_case(case, tmp_path, [sys.executable, "-m", "cli"])
+    result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out" / "plan.json").read_text())["over_budget"] is True
 
@@ -180,13 +180,13 @@ def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) 
 def test_glpk_is_installed_here() -> None:
     # The missing-solver case must fail because of PATH, not because GLPK is absent.
     from stageroute.options import Solver
-    from stageroute.solver import solver_available
+    from stageroute.optimize.solver import solver_available
 
     assert solver_available(Solver.GLPK)
 
 
 def test_valid_run_writes_the_output(tmp_path: Path) -> None:
     case = Case("valid", "none", ExitCode.OK, ())
-    result = run_case(case, tmp_path, [sys.executable, "-m", "cli"])
+    result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out" / "plan.json").read_text())["over_budget"] is False

@@ -3,10 +3,10 @@ import itertools
 import numpy as np
 import pytest
 
-from stageroute.deploy import solve_deploy
+from stageroute.optimize.deploy import solve_deploy
 from stageroute.errors import InfeasibleError
 from stageroute.options import Solver
-from stageroute.route import solve_route
+from stageroute.optimize.route import solve_route
 
 
 def brute_force(u, c, a, budget, k):
@@ -86,7 +86,7 @@ def test_large_instance_is_solved_identically_by_both_solvers():
 
 @pytest.mark.parametrize("seed", range(30))
 def test_exhaustive_deploy_equals_the_mip(seed):
-    from stageroute.deploy import solve_deploy_exhaustive
+    from stageroute.optimize.deploy import solve_deploy_exhaustive
 
     rng = np.random.default_rng(500 + seed)
     n = int(rng.integers(1, 10))
@@ -140,7 +140,7 @@ REVIEW_CASES = [  # found by review: HiGHS once called the tie-breaking phase in
 
 @pytest.mark.parametrize(("u", "c", "a", "budget", "k"), REVIEW_CASES)
 def test_review_cases_agree_on_every_solver(u, c, a, budget, k):
-    from stageroute.deploy import solve_deploy_exhaustive
+    from stageroute.optimize.deploy import solve_deploy_exhaustive
 
     u, c, a = np.array(u), np.array(c), np.array(a, dtype=float)
     deps = [solve_deploy(u, c, a, budget, k, s) for s in Solver]

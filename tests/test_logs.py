@@ -12,10 +12,10 @@ import pytest
 from conftest import AS_OF, WriteLogs, small_logs
 from polars.testing import assert_frame_equal
 
-from stageroute.catalog import load_catalog
+from stageroute.inputs.catalog import load_catalog
 from stageroute.errors import BadDataError, ExitCode, InputMissingError
-from stageroute.logs import find_logs, summarise_logs
-from stageroute.stats import compute_stats
+from stageroute.inputs.logs import find_logs, summarise_logs
+from stageroute.estimate.stats import compute_stats
 
 Setup = Callable[[Path, WriteLogs], tuple[Path | str, Path, dict[str, Any]]]
 

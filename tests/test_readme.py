@@ -55,7 +55,7 @@ def test_readme_example_runs(line, out_dir, request):
         if line.startswith("stageroute import routerbench"):
             wide_routerbench(routerbench, out_dir)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "cli", *shlex.split(line)[1:]], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "stageroute_cli", *shlex.split(line)[1:]], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr

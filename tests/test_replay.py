@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from stageroute.options import Policy, Solver
-from stageroute.outcomes import OutcomeMatrix
-from stageroute.replay import (
+from stageroute.inputs.outcomes import OutcomeMatrix
+from stageroute.simulate.replay import (
     ReplayConfig,
     make_schedule,
     make_stream,
@@ -17,7 +17,7 @@ from stageroute.replay import (
     replay,
     run_policy,
 )
-from stageroute.route import solve_route, solve_route_pyomo
+from stageroute.optimize.route import solve_route, solve_route_pyomo
 
 UTC = dt.UTC
 

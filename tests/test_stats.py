@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stageroute.stats import compute_stats, merge_stats, variance
+from stageroute.estimate.stats import compute_stats, merge_stats, variance
 
 rows = st.lists(
     st.tuples(

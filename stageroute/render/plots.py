@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from stageroute.errors import CannotWriteError
-from stageroute.replay import ReplayResult
+from stageroute.simulate.replay import ReplayResult
 
 
 def plot_replay(result: ReplayResult, path: str | Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from numba import njit
 from numpy.typing import NDArray
 
 STATS_SCHEMA: dict[str, pl.DataType] = {
@@ -90,3 +91,13 @@ def variance(stats: pl.DataFrame, kind: str) -> NDArray[np.float64]:
     m2 = stats[f"m2_{kind}"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(n > 0, m2 / n, np.nan)
+
+
+@njit(cache=True)
+def welford(stats: NDArray[np.float64], row_n: int, j: int, x: float) -> None:
+    """Add ``x`` to the (n, mean, M2) state in rows row_n..row_n+2 of column ``j`` (Welford)."""
+    n = stats[row_n, j] + 1.0
+    d = x - stats[row_n + 1, j]
+    stats[row_n, j] = n
+    stats[row_n + 1, j] += d / n
+    stats[row_n + 2, j] += d * (x - stats[row_n + 1, j])

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stageroute.plan import Plan
-from stageroute.replay import ReplayResult
+from stageroute.simulate.replay import ReplayResult
 
 _ACTION_STYLE = {"keep": "green", "add": "bold cyan", "evict": "red", "idle": "dim"}
 

@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from stageroute.errors import InfeasibleError
-from stageroute.route import Routing, cost_unit, solve_route
-from stageroute.solver import Solver, solve
+from stageroute.optimize.route import Routing, cost_unit, solve_route
+from stageroute.optimize.solver import Solver, solve
 
 OBJ_TOL = 1e-7  # sets whose value is within this (relative) of V* count as optimal
 
@@ -206,7 +206,7 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
     import itertools
     import math
 
-    from stageroute.compiled import route
+    from stageroute.optimize.kernels import route
 
     u, c, a, k = _checked(u, c, a, max_deployed, allow_drop)
     n = u.size

@@ -13,8 +13,8 @@ from typing import Literal
 import polars as pl
 
 from stageroute.errors import BadDataError, InputMissingError
-from stageroute.footers import Footers, read_footers
-from stageroute.stats import STATS_SCHEMA, normalise_stats, stats_aggs
+from stageroute.inputs.footers import Footers, read_footers
+from stageroute.estimate.stats import STATS_SCHEMA, normalise_stats, stats_aggs
 
 LOG_SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.String(),

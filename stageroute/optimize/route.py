@@ -3,9 +3,10 @@
     maximise   sum_m p_m u_m
     subject to sum_m p_m c_m <= b,  sum_m p_m = 1 (<= 1 with allow_drop),  0 <= p_m <= a_m
 
-Two solvers with one contract: ``solve_route`` is exact and combinatorial (parametric greedy on the
-Lagrangian, O(M^2 log M)), deterministic on ties; ``solve_route_pyomo`` builds the same LP in Pyomo
-and is the reference it is tested against.
+Two solvers with one contract: ``solve_route`` wraps the exact compiled kernel
+(``kernels.route``: parametric greedy on the Lagrangian, deterministic on ties), the one
+implementation that plan, DeployOPT and replay use; ``solve_route_pyomo`` builds the same LP in
+Pyomo and is the reference it is tested against.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from stageroute.errors import InfeasibleError
-from stageroute.solver import Solver, solve
-
-# Budget comparisons tolerate floating-point noise in sum(p * c), nothing more.
-REL_EPS = 1e-12
+from stageroute.optimize.kernels import dot, route
+from stageroute.optimize.solver import Solver, solve
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,24 +51,6 @@ def _as_arrays(u: ArrayLike, c: ArrayLike, a: ArrayLike) -> tuple[NDArray[np.flo
     return u, c, a
 
 
-def _fill(order: NDArray[np.intp], a: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Greedy: give each model in ``order`` its full cap until one unit of traffic is placed."""
-    p = np.zeros_like(a)
-    left = 1.0
-    for i in order:
-        take = min(a[i], left)
-        p[i] = take
-        left -= take
-        if left <= 0.0:
-            break
-    return p
-
-
-def _order(score: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.intp]:
-    """Indices by score desc, then cost asc, then index asc (the deterministic tie-break)."""
-    return np.lexsort((np.arange(score.size), c, -score))
-
-
 def throughput_check(a: NDArray[np.float64]) -> None:
     if a.sum() < 1.0 - 1e-12:
         raise InfeasibleError(
@@ -80,7 +61,7 @@ def throughput_check(a: NDArray[np.float64]) -> None:
 
 def solve_route(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
                 allow_drop: bool = False) -> Routing:
-    """Exact RouteOPT; the over-budget fallback is the cheapest mixture with the most reward.
+    """Exact RouteOPT (``kernels.route``); over budget, the cheapest mixture with the most reward.
 
     Raises:
         InfeasibleError: the caps sum to less than 1 (without ``allow_drop``).
@@ -90,62 +71,11 @@ def solve_route(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
     if allow_drop:  # the null option: reward 0, cost 0, any share; last in the tie order
         u, c, a = np.append(u, 0.0), np.append(c, 0.0), np.append(a, 1.0)
     throughput_check(a)
-    eps = REL_EPS * max(1.0, abs(budget), float(np.max(np.abs(c))))
-    best = _fill(_order(u, c), a)  # most reward, least cost among those
-    over = False
-    if best @ c <= budget + eps:
-        p = best
-    else:
-        cheapest = _fill(np.lexsort((np.arange(u.size), -u, c)), a)
-        if cheapest @ c > budget + eps:
-            p, over = cheapest, True
-        else:
-            p = _mix_at_budget(u, c, a, budget, eps)
+    p = np.zeros(u.size)
+    over = bool(route(u, c, a, float(budget), p))
     dropped = float(p[n]) if allow_drop else 0.0
     p = p[:n]
-    return Routing(p, float(p @ u[:n]), float(p @ c[:n]), over, dropped)
-
-
-def _mix_at_budget(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
-                   budget: float, eps: float) -> NDArray[np.float64]:
-    """The budget binds: find the Lagrange price lambda* and mix its two greedy solutions."""
-    du = u[:, None] - u[None, :]
-    dc = c[:, None] - c[None, :]
-    mask = (du > 0) & (dc > 0)
-    with np.errstate(over="ignore", divide="ignore"):
-        ratios = du[mask] / dc[mask]
-    lambdas = np.unique(ratios[np.isfinite(ratios)])  # subnormal cost gaps: no finite breakpoint
-    # The greedy order is constant strictly between breakpoints: evaluate there, never at one.
-    top = lambdas[-1] * 2.0 + 1.0 if lambdas.size else 1.0
-    edges = np.concatenate(([0.0], lambdas, [top]))
-    mids = (edges[:-1] + edges[1:]) / 2.0  # mids[k] lies left of lambdas[k], mids[k+1] right
-    last = mids.size - 1
-
-    def cost_at(k: int) -> tuple[float, NDArray[np.float64]]:
-        # The end intervals use their exact orders (no rounding in u - lambda c): reward first,
-        # and beyond every breakpoint the cheapest order, which meets the budget.
-        if k == last:
-            p = _fill(np.lexsort((np.arange(u.size), -u, c)), a)
-        elif k == 0:
-            p = _fill(_order(u, c), a)
-        else:
-            p = _fill(_order(u - mids[k] * c, c), a)
-        return float(p @ c), p
-
-    lo, hi = 1, mids.size - 1  # smallest k >= 1 whose greedy meets the budget
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if cost_at(mid)[0] <= budget + eps:
-            hi = mid
-        else:
-            lo = mid + 1
-    cost_right, right = cost_at(lo)
-    cost_left, left = cost_at(lo - 1)
-    # Near-equal rewards can make both sides cost the same after rounding: then the right one,
-    # which meets the budget, is optimal up to that rounding.
-    gap = cost_left - cost_right
-    theta = min(max((budget - cost_right) / gap, 0.0), 1.0) if gap > 0 else 0.0
-    return right + theta * (left - right)
+    return Routing(p, dot(p, u[:n]), dot(p, c[:n]), over, dropped)
 
 
 def build_route_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],

@@ -16,15 +16,15 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute import compiled
-from stageroute.bounds import cost_lcb, reward_ucb
-from stageroute.catalog import Window
-from stageroute.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
+from stageroute.simulate import loop as compiled
+from stageroute.estimate.bounds import cost_lcb, reward_ucb
+from stageroute.inputs.catalog import Window
+from stageroute.optimize.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
 from stageroute.errors import UsageError
 from stageroute.options import Policy, Radius, Solver
-from stageroute.outcomes import OutcomeMatrix, available_mask
-from stageroute.output import iso_utc, json_number
-from stageroute.route import Routing, solve_route
+from stageroute.inputs.outcomes import OutcomeMatrix, available_mask
+from stageroute.render.output import iso_utc, json_number
+from stageroute.optimize.route import Routing, solve_route
 
 LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON,
             Policy.UNIFORM)
@@ -46,6 +46,7 @@ class ReplayConfig:
     solver: Solver = Solver.HIGHS
     allow_drop: bool = False
     cost_scale: float | None = None
+    cost_clip: tuple[float, float] = (0.0, 1.0)  # [c_lo, c_hi] of the normalised cost bound
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     first_seed: int = 0
@@ -219,7 +220,7 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
             current = kept  # static: never re-plan, only drop models that left the pool
         else:
             idx = np.flatnonzero(pool)
-            u, c = bounds_of(stats, idx, gamma, config.radius, scale, prior)
+            u, c = bounds_of(stats, idx, gamma, config.radius, scale, prior, config.cost_clip)
             dep = _deploy(u, c, alpha[idx], config)
             current = tuple(int(j) for j in idx[dep.chosen])
         lo, hi = schedule.bounds[k], schedule.bounds[k + 1]
@@ -229,7 +230,7 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
         kernel(
             np.array(current, dtype=np.int64), alpha, stream.prompts[lo:hi], stream.draws[lo:hi],
             stream.explore[lo:hi], outcomes.reward, outcomes.cost, stats, prior, gamma,
-            config.radius is Radius.MEAN, scale, config.budget, policy is Policy.PACED, pace_state,
+            config.radius is Radius.MEAN, scale, np.array(config.cost_clip), config.budget, policy is Policy.PACED, pace_state,
             mode, config.epsilon, config.allow_drop, out_model, out_reward, out_cost,
         )
         if served is not None:
@@ -238,14 +239,16 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
         cost[k] = out_cost.sum()
         dropped[k] = int((out_model < 0).sum())
         deployed.append(current)
-        u_d, c_d = bounds_of(stats, np.array(current), gamma, config.radius, scale, prior)
+        u_d, c_d = bounds_of(stats, np.array(current), gamma, config.radius, scale, prior,
+                             config.cost_clip)
         over.append(False if mode == compiled.MODE_UNIFORM else bool(
             solve_route(u_d, c_d, alpha[list(current)], config.budget, config.allow_drop).over_budget))
     return Run(reward, cost, dropped, tuple(deployed), tuple(over))
 
 
 def bounds_of(stats: NDArray[np.float64], idx: NDArray[np.int64], gamma: float, radius: Radius,
-              scale: float, prior: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+              scale: float, prior: NDArray[np.float64], clip: tuple[float, float] = (0.0, 1.0),
+              ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Reward UCB and cost LCB of models ``idx`` from the replay's statistics array.
 
     gamma = 0 gives the plain means (greedy), untried models staying optimistic.
@@ -255,7 +258,8 @@ def bounds_of(stats: NDArray[np.float64], idx: NDArray[np.int64], gamma: float, 
         var_r = np.where(s[compiled.N_R] > 0, s[compiled.M2_R] / s[compiled.N_R], np.nan)
         var_c = np.where(s[compiled.N_C] > 0, s[compiled.M2_C] / s[compiled.N_C], np.nan)
     u = reward_ucb(s[compiled.MEAN_R], var_r, s[compiled.N_R], gamma, radius)
-    c = cost_lcb(s[compiled.MEAN_C], var_c, s[compiled.N_C], gamma, scale, radius, untried=prior[idx])
+    c = cost_lcb(s[compiled.MEAN_C], var_c, s[compiled.N_C], gamma, scale, radius, clip[0], clip[1],
+                 untried=prior[idx])
     return u, c
 
 
@@ -266,7 +270,7 @@ def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
     makes exactly the decisions of this one.
     """
     def run(deployed, alpha, prompts, draws, explore, R, C, stats, prior, gamma, radius_mean,
-            scale, budget, pace, pace_state, mode, epsilon, allow_drop, out_model, out_reward,
+            scale, clip, budget, pace, pace_state, mode, epsilon, allow_drop, out_model, out_reward,
             out_cost) -> None:
         radius = Radius.MEAN if radius_mean else Radius.VARIANCE
         d = deployed.size
@@ -275,7 +279,7 @@ def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
                                                 and explore[t] < epsilon):
                 p = np.full(d, 1.0 / d)
             else:
-                u, c = bounds_of(stats, deployed, gamma, radius, scale, prior)
+                u, c = bounds_of(stats, deployed, gamma, radius, scale, prior, (clip[0], clip[1]))
                 b = budget
                 if pace:
                     left = pace_state[2] - pace_state[1]

@@ -1,0 +1,1 @@
+"""Statistics and bounds: mergeable per-model statistics and StageRoute's confidence bounds."""

@@ -1,0 +1,1 @@
+"""Loading and validation: request logs, Parquet footers, the model catalog, outcome tables."""

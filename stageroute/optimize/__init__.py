@@ -1,0 +1,1 @@
+"""Optimisation: solver plumbing, the exact RouteOPT kernel and its Pyomo reference, DeployOPT."""

@@ -1,0 +1,1 @@
+"""Rendering and output: Rich reports, plots, JSON documents and atomic file writes."""
