@@ -147,3 +147,39 @@ def test_review_cases_agree_on_every_solver(u, c, a, budget, k):
     deps.append(solve_deploy_exhaustive(u, c, a, budget, k))
     assert all(d.chosen.tolist() == deps[0].chosen.tolist() for d in deps)
     assert all(d.value == pytest.approx(deps[0].value, abs=1e-12) for d in deps)
+
+
+TIED_RANK_SUMS = [  # the caps force the MIP phase and two optimal sets have equal rank sums
+    ([0.5, 0.0, 0.25, 0.75, 0.25], [0.75, 0.25, 0.5, 0.5, 0.5], [0.375, 0.5, 0.25, 0.25, 0.5], 0.5, 3),
+    ([0.75, 0.75, 0.0, 0.5, 0.25, 0.25], [0.25, 0.0, 0.25, 0.5, 0.25, 0.0],
+     [0.25, 0.25, 0.5, 0.5, 0.5, 0.25], 0.25, 3),
+    ([0.25, 0.0, 0.0, 0.25, 0.5, 0.5], [0.5, 0.25, 0.25, 0.5, 0.5, 0.75],
+     [0.25, 0.5, 0.25, 0.5, 0.375, 0.375], 0.5, 3),
+    ([0.25, 0.75, 0.0, 0.75, 0.0, 0.5], [0.75, 0.5, 0.75, 0.0, 0.25, 0.75],
+     [0.375, 0.25, 0.5, 0.25, 0.375, 0.375], 0.5, 3),
+]
+
+
+@pytest.mark.parametrize(("u", "c", "a", "budget", "k"), TIED_RANK_SUMS)
+def test_ties_in_the_mip_phase_go_to_the_lexicographically_first_set(u, c, a, budget, k):
+    """SPEC 2: ties broken by model id on every solver. Brute force: among the optimal sets,
+    the one whose members' preference ranks, sorted, come first."""
+    from stageroute.optimize.deploy import (canonical_set, preference_order,
+                                            solve_deploy_exhaustive)
+
+    u, c, a = np.array(u), np.array(c), np.array(a)
+    assert canonical_set(u, c, a, budget, k, False) is None  # the MIP phase is needed
+    rank = np.empty(u.size, dtype=int)
+    rank[preference_order(u, c)] = np.arange(u.size)
+    values = {}
+    for s in itertools.combinations(range(u.size), k):
+        if a[list(s)].sum() >= 1 - 1e-12:
+            r = solve_route(u[list(s)], c[list(s)], a[list(s)], budget)
+            values[s] = -1.0 if r.over_budget else r.objective
+    best = max(values.values())
+    expected = min((s for s, v in values.items() if v >= best - 1e-9),
+                   key=lambda s: sorted(rank[list(s)]))
+    deps = [solve_deploy(u, c, a, budget, k, s) for s in Solver]
+    deps.append(solve_deploy_exhaustive(u, c, a, budget, k))
+    for dep in deps:
+        assert tuple(np.flatnonzero(dep.chosen)) == expected

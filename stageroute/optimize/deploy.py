@@ -4,12 +4,17 @@
     subject to sum_m d_m c_m <= b,  sum_m d_m = 1,  0 <= d_m <= a_m z_m,  z_m in {0, 1}
                sum_m z_m = min(M_max, |P|),  sum_m a_m z_m >= 1
 
-The MIP gives the optimistic value V*. The set is then chosen deterministically, the same on
-every solver: when the LP over the whole pool (no cardinality limit, solved exactly) needs at most
-M_max models, its support reaches V* and is the core, and the free slots go to the most promising
-other models (higher u, then lower c, then lower index). Only when the caps make the LP itself need
-more than M_max models does a second MIP phase pick, among sets within a hair of V*, the one whose
-members rank best by that order (summed ranks; equal sums are left to the solver).
+The set is chosen deterministically, the same on every solver, by one rule:
+
+1. The canonical set: when the LP over the whole pool (no cardinality limit, solved exactly) needs
+   at most M_max models, its support reaches the optimum V* and is the core, and the free slots go
+   to the most promising other models (preference order: higher u, then lower c, then model id).
+   No MIP is solved then.
+2. Otherwise (the caps make the LP need more than M_max models) the MIP gives V*, and among the
+   sets within a hair of V* the one whose members, listed in preference order, come first
+   lexicographically: the most preferred model that some optimal set contains is in, then the
+   next, and so on. A rank-sum MIP gives a good incumbent; each model ranked above the incumbent's
+   members is then tried with one more solve, so ties never reach the solver.
 
 Costs enter the Pyomo models in units of the largest cost or budget, so that solver tolerances
 (about 1e-7 on feasibility) mean the same thing for USD-per-request costs of 1e-4 as for 1.
@@ -18,6 +23,7 @@ Costs enter the Pyomo models in units of the largest cost or budget, so that sol
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -80,8 +86,6 @@ def build_deploy_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArra
     reward = pe.quicksum(float(u[i]) * m.d[i] for i in m.I)
     m.budget = pe.Constraint(expr=cost <= m.budget_value)
     m.card = pe.Constraint(expr=pe.quicksum(m.z[i] for i in m.I) == k)
-    m.card_le = pe.Constraint(expr=pe.quicksum(m.z[i] for i in m.I) <= k)
-    m.card_le.deactivate()
     if not allow_drop:
         m.through = pe.Constraint(expr=pe.quicksum(float(a[i]) * m.z[i] for i in m.I) >= 1.0)
     m.floor = pe.Constraint(expr=reward >= m.floor_value)
@@ -127,45 +131,66 @@ def _checked(u: ArrayLike, c: ArrayLike, a: ArrayLike, max_deployed: int, allow_
 
 def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_deployed: int,
                  solver: Solver = Solver.HIGHS, allow_drop: bool = False) -> Deployment:
-    """Choose the stage's deployment set.
+    """Choose the stage's deployment set (the rule of the module docstring).
 
     Raises:
         InfeasibleError: no set of at most ``max_deployed`` models can carry all traffic under
             the max_share caps (the budget alone never makes it fail: see ``over_budget``).
     """
     u, c, a, k = _checked(u, c, a, max_deployed, allow_drop)
+    canonical = canonical_set(u, c, a, budget, k, allow_drop)
+    if canonical is not None:
+        return _deployment(u, c, a, budget, canonical, allow_drop, False)
     unit = cost_unit(c, budget)
     m = build_deploy_model(u, c / unit, a, budget / unit, k, allow_drop)
     over = False
+    # |P| >= k and adding a model never breaks feasibility, so "= k" fails only on the budget.
     if not solve(m, solver):
-        m.card.deactivate()
-        m.card_le.activate()
+        # No set meets the budget even with the cost lower bounds: find the cheapest mixture,
+        # then the most rewarding set at that cost.
+        over = True
+        m.budget.deactivate()
+        _use(m, "cost")
         if not solve(m, solver):
-            # No set meets the budget even with the cost lower bounds: find the cheapest mixture,
-            # then the most rewarding set at that cost.
-            over = True
-            m.budget.deactivate()
-            _use(m, "cost")
-            if not solve(m, solver):
-                raise InfeasibleError("DeployOPT has no feasible set even without the budget")
-            floor_cost = float(m.cost.expr())
-            m.budget_value.set_value(floor_cost * (1 + 1e-9) + 1e-12)
-            m.budget.activate()
-            _use(m, "reward")
-            if not solve(m, solver):
-                raise InfeasibleError("DeployOPT failed at the cheapest cost")
-        m.card_le.deactivate()
-        m.card.activate()
-    chosen = canonical_set(u, c, a, budget, k, allow_drop)
-    if chosen is None:
-        chosen = read_deployment(m)
-        best = float(m.reward.expr())
-        m.floor_value.set_value(best - OBJ_TOL * max(1.0, abs(best)))
-        m.floor.activate()
-        _use(m, "preference")
-        if solve(m, solver):  # else keep the phase-1 set: it is optimal, only not tie-broken
-            chosen = read_deployment(m)
+            raise InfeasibleError("DeployOPT has no feasible set even without the budget")
+        floor_cost = float(m.cost.expr())
+        m.budget_value.set_value(floor_cost * (1 + 1e-9) + 1e-12)
+        m.budget.activate()
+        _use(m, "reward")
+        if not solve(m, solver):
+            raise InfeasibleError("DeployOPT failed at the cheapest cost")
+    best = float(m.reward.expr())
+    m.floor_value.set_value(best - OBJ_TOL * max(1.0, abs(best)))
+    m.floor.activate()
+    chosen = read_deployment(m)
+    _use(m, "preference")
+    if solve(m, solver):  # else keep the phase-1 set: it is optimal, only not tie-broken
+        chosen = _first_in_preference(m, read_deployment(m), preference_order(u, c), k, solver)
     return _deployment(u, c, a, budget, chosen, allow_drop, over)
+
+
+def _first_in_preference(m: Any, incumbent: NDArray[np.bool_], order: NDArray[np.intp], k: int,
+                         solver: Solver) -> NDArray[np.bool_]:
+    """Among optimal sets (the floor constraint is active), the lexicographically first one.
+
+    Walks the preference order: a model the incumbent holds is fixed in; any other is tried with
+    one solve (fixed in if some optimal set holds it with the models fixed so far, out if not).
+    """
+    chosen = incumbent.copy()
+    fixed = 0
+    for i in order:
+        if fixed == k:
+            break
+        if not chosen[i]:
+            m.z[int(i)].fix(1)
+            if solve(m, solver):
+                chosen = read_deployment(m)
+            else:
+                m.z[int(i)].fix(0)
+                continue
+        m.z[int(i)].fix(1)
+        fixed += 1
+    return chosen
 
 
 def canonical_set(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
@@ -215,12 +240,12 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
         return _deployment(u, c, a, budget, canonical, allow_drop, False)
     if math.comb(n, k) > limit:
         return None
-    weight = np.empty(n, dtype=np.int64)
-    weight[preference_order(u, c)] = n - np.arange(n)
+    rank = np.empty(n, dtype=np.int64)
+    rank[preference_order(u, c)] = np.arange(n)
     extra = 1 if allow_drop else 0
     uu, cc, aa = np.zeros(k + extra), np.zeros(k + extra), np.ones(k + extra)
     p = np.zeros(k + extra)
-    best: tuple[tuple[int, float, float, int], tuple[int, ...]] | None = None
+    best: tuple[_Key, tuple[int, ...]] | None = None
     for subset in itertools.combinations(range(n), k):
         s = list(subset)
         if not allow_drop and a[s].sum() < 1.0 - 1e-12:
@@ -228,9 +253,10 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
         uu[:k], cc[:k], aa[:k] = u[s], c[s], a[s]
         over = route(uu, cc, aa, budget, p)
         value, cost = float(p @ uu), float(p @ cc)
-        # feasible first; then value (over budget: lower cost first, then value); then preference
-        key = (0, -cost, value, 0) if over else (1, 0.0, value, 0)
-        key = (*key[:3], int(weight[s].sum()))
+        # feasible first; then value (over budget: lower cost first, then value); then the
+        # members' preference ranks, lexicographically (the MIP's rule)
+        ranks = tuple(sorted(int(r) for r in rank[s]))
+        key: _Key = (0, -cost, value, ranks) if over else (1, 0.0, value, ranks)
         if best is None or _better(key, best[0]):
             best = (key, subset)
     if best is None:
@@ -240,12 +266,16 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
     return _deployment(u, c, a, budget, chosen, allow_drop, False)
 
 
-def _better(key: tuple[int, float, float, int], best: tuple[int, float, float, int]) -> bool:
-    """Lexicographic comparison where values within OBJ_TOL count as equal."""
+_Key = tuple[int, float, float, tuple[int, ...]]
+
+
+def _better(key: _Key, best: _Key) -> bool:
+    """Lexicographic comparison where values within OBJ_TOL count as equal; then fewer-ranked
+    (more preferred) members first."""
     for x, y in zip(key[:3], best[:3], strict=True):
         tol = OBJ_TOL * max(1.0, abs(y)) if isinstance(x, float) else 0
         if x > y + tol:
             return True
         if x < y - tol:
             return False
-    return key[3] > best[3]
+    return key[3] < best[3]
