@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from stageroute.errors import ExitCode, StagerouteError, UsageError
+from stageroute.config import parse_gamma, parse_pair, pick_budget
 from stageroute.options import Policy, Radius, Solver, choice, parse_datetime, parse_duration
+from stageroute_cli import options as opt
 
 app = typer.Typer(
     name="stageroute",
@@ -53,17 +55,18 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 @contextmanager
-def _errors(output: Path | None = None) -> Iterator[None]:
+def _errors(*outputs: Path | None) -> Iterator[None]:
     """Turn library errors into one ``Error:`` line and their exit code.
 
-    With ``output``, its directory is checked before any work. Bugs (anything else) also get one
+    The ``outputs``' directories are checked before any work. Bugs (anything else) also get one
     line, and exit 1; STAGEROUTE_DEBUG=1 shows the traceback instead.
     """
     try:
-        if output is not None:
-            from stageroute.render.output import check_writable
+        from stageroute.render.output import check_writable
 
-            check_writable(output)
+        for output in outputs:
+            if output is not None:
+                check_writable(output)
         yield
     except typer.Exit:
         raise
@@ -86,15 +89,32 @@ def _progress(quiet: bool) -> Callable[[str], None]:
     return say
 
 
-def _emit(doc: dict, as_json: bool, output: Path | None) -> None:
+def _warn(warnings: Sequence[str]) -> None:
+    """Warnings go to stderr always: --quiet silences progress, not warnings."""
+    for warning in warnings:
+        sys.stderr.write(f"stageroute: warning: {warning}\n")
+    sys.stderr.flush()
+
+
+def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, quiet: bool) -> None:
     from stageroute.render.output import to_json, write_atomic
 
     text = to_json(doc)
     if output is not None:
         write_atomic(output, text)
+        _progress(quiet)(f"wrote {output}")
     if as_json:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def _render(what: str, result: object) -> None:
+    """Print a Rich report on stdout (``what`` names a ``render.report`` function)."""
+    from rich.console import Console
+
+    from stageroute.render import report
+
+    getattr(report, what)(result, Console(width=None if sys.stdout.isatty() else 120))
 
 
 PLAN_EXAMPLES = """Examples:
@@ -113,41 +133,29 @@ PLAN_EXAMPLES = """Examples:
 def plan(
     logs: Annotated[Path, typer.Option(help="Request logs: a Parquet file, a glob or a directory "
                                        "(hive-partitioned or not). E.g. --logs 'logs/*.parquet'")],
-    catalog: Annotated[Path, typer.Option(help="Model catalog (CSV, Parquet, JSON or TOML) with "
-                                          "model, released, retired, max_share, prices.")],
+    catalog: opt.Catalog,
     budget: Annotated[float, typer.Option(help="Cost budget per request, in the logs' currency. "
                                           "E.g. --budget 0.002")],
-    max_deployed: Annotated[int, typer.Option(help="At most this many models deployed at once. "
-                                              "E.g. --max-deployed 3")],
+    max_deployed: opt.MaxDeployed,
     as_of: Annotated[str | None, typer.Option(help="Start of the stage to plan (ISO 8601, UTC if no "
                                               "offset); only earlier log rows are used. Default: now. "
                                               "E.g. --as-of 2026-11-16T02:00:00Z")] = None,
     stage_length: Annotated[str, typer.Option(help="Length of the stage: 7d, 12h, 2w, ...")] = "7d",
-    solver: Annotated[str, typer.Option(metavar="highs|glpk",
-                                        help="MIP/LP solver used through Pyomo.")] = "highs",
-    gamma: Annotated[str, typer.Option(help="Confidence-radius scale: a number > 0, or 'theory' "
-                                       "for log(N T / delta). E.g. --gamma 0.5")] = "1.0",
-    radius: Annotated[str, typer.Option(metavar="variance|mean",
-                                        help="v in the radius: the empirical variance or the mean "
-                                        "(Bandits-with-Knapsacks style).")] = "variance",
-    delta: Annotated[float, typer.Option(help="Confidence level delta of --gamma theory.")] = 0.05,
-    cost_scale: Annotated[float | None, typer.Option(help="Per-request cost that normalises costs "
-                                                     "for the radius. Default: the 99.9th percentile "
-                                                     "of logged costs. E.g. --cost-scale 0.05")] = None,
+    solver: opt.Solver = "highs",
+    gamma: opt.Gamma = "1.0",
+    radius: opt.Radius = "variance",
+    delta: opt.Delta = 0.05,
+    cost_scale: opt.CostScale = None,
     feedback: Annotated[Path | None, typer.Option(help="Separate Parquet of (request_id, reward) "
                                                   "joined on request_id.")] = None,
     deployed: Annotated[str | None, typer.Option(help="Models deployed now, comma-separated (default: "
                                                  "those that served traffic in the log's last stage "
                                                  "length). E.g. --deployed a,b,c")] = None,
-    allow_drop: Annotated[bool, typer.Option("--allow-drop", help="Allow refusing/queuing a share "
-                                             "of requests (reward 0, cost 0) instead of going over "
-                                             "budget.")] = False,
+    allow_drop: opt.AllowDrop = False,
     allow_over_budget: Annotated[bool, typer.Option("--allow-over-budget", help="Exit 0 (not 10) "
                                                     "when the budget cannot be met and the cheapest "
                                                     "mixture is planned.")] = False,
-    cost_clip: Annotated[str, typer.Option(help="Range [c_lo, c_hi] of the normalised cost "
-                                           "bound, as LO,HI in units of --cost-scale. E.g. "
-                                           "--cost-clip 0.01,1")] = "0,1",
+    cost_clip: opt.CostClip = "0,1",
     canary_share: Annotated[float | None, typer.Option(help="Cap the share of models with fewer "
                                                        "than --min-samples rewards. E.g. 0.1")] = None,
     min_samples: Annotated[int, typer.Option(help="Rewards a model needs to leave the canary cap.")] = 30,
@@ -157,47 +165,31 @@ def plan(
                                              "does not use: request_id uniqueness and NaN "
                                              "propensities (several times the scan on large "
                                              "logs).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout "
-                                           "(and nothing else).")] = False,
-    output: Annotated[Path | None, typer.Option(help="Also write the JSON plan to this file, "
-                                                "atomically and under a lock.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
+    json_out: opt.Json = False,
+    output: opt.Output = None,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
     with _errors(output):
-        from stageroute.plan import PlanConfig, make_plan, plan_document
+        from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
 
         config = PlanConfig(
             budget=budget, max_deployed=max_deployed, as_of=parse_datetime(as_of),
             stage_length=parse_duration(stage_length), solver=choice(Solver, solver, "--solver"),
-            gamma=_gamma(gamma), radius=choice(Radius, radius, "--radius"), delta=delta,
-            cost_scale=cost_scale, cost_clip=_pair(cost_clip, "--cost-clip"),
+            gamma=parse_gamma(gamma), radius=choice(Radius, radius, "--radius"), delta=delta,
+            cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
             allow_drop=allow_drop, canary_share=canary_share, min_samples=min_samples,
-            strict=strict, full_check=full_check,
-            deployed=tuple(m.strip() for m in deployed.split(",") if m.strip()) if deployed else None,
+            strict=strict, full_check=full_check, deployed=parse_list(deployed),
         )
         result = make_plan(logs, catalog, config, feedback=feedback, progress=_progress(quiet))
-        if json_out:  # the table report shows the notes itself
-            for note in result.notes:
-                _progress(quiet)(f"warning: {note}")
+        _warn(result.warnings)
         failed = result.over_budget and not allow_over_budget
         if not failed:  # a plan that breaks the budget is shown, never written as the new plan
-            _emit(plan_document(result), json_out, output)
-        if not json_out:
-            from rich.console import Console
-
-            from stageroute.render.report import render_plan
-
-            render_plan(result, Console(width=None if sys.stdout.isatty() else 120))
+            _emit(plan_document(result), json_out, output, quiet)
+        if not json_out and not (quiet and output is not None and not failed):
+            _render("render_plan", result)  # a cron run (--output -q) prints nothing
         if failed:
-            _fail(
-                f"budget {budget:.6g} cannot be met: even the cheapest mixture of the available "
-                f"models costs {result.expected['cost_lcb']:.6g} per request under the cost lower "
-                f"bounds ({'not written' if json_out else 'shown above, not written'}); raise "
-                "--budget, pass --allow-drop to refuse part of the traffic, or "
-                "--allow-over-budget to accept the cheapest plan",
-                ExitCode.INFEASIBLE,
-            )
+            raise over_budget_error(result, shown=not json_out)
 
 
 @app.command(epilog="""Examples:
@@ -211,10 +203,9 @@ def plan(
 def replay(
     outcomes: Annotated[Path, typer.Option(help="Full-information outcomes (long format: sample_id, "
                                            "model, reward, cost), Parquet or CSV.")],
-    catalog: Annotated[Path, typer.Option(help="Model catalog with release/retirement dates.")],
-    max_deployed: Annotated[int, typer.Option(help="At most this many models deployed at once.")],
-    budget: Annotated[float | None, typer.Option(help="Cost budget per query (currency). "
-                                                 "E.g. --budget 0.0015")] = None,
+    catalog: opt.Catalog,
+    max_deployed: opt.MaxDeployed,
+    budget: opt.Budget = None,
     relative_budget: Annotated[float | None, typer.Option(help="Budget as a fraction of the "
                                                           "largest per-model mean cost. "
                                                           "E.g. --relative-budget 0.3")] = None,
@@ -225,73 +216,48 @@ def replay(
     policy: Annotated[list[str] | None, typer.Option(
         metavar="|".join(Policy), help="Policy to simulate; repeat the option for several. "
         "Default: all.")] = None,
-    gamma: Annotated[str, typer.Option(help="Confidence-radius scale: a number > 0, or 'theory' "
-                                       "for log(N T / delta).")] = "1.0",
-    delta: Annotated[float, typer.Option(help="Confidence level delta of --gamma theory.")] = 0.05,
-    radius: Annotated[str, typer.Option(metavar="variance|mean",
-                                        help="v in the radius: variance or mean.")] = "variance",
+    gamma: opt.Gamma = "1.0",
+    delta: opt.Delta = 0.05,
+    radius: opt.Radius = "variance",
     epsilon: Annotated[float, typer.Option(help="Exploration rate of epsilon-greedy.")] = 0.1,
     start: Annotated[str | None, typer.Option(help="Time of the first query (default: the first "
                                               "release in the catalog).")] = None,
     end: Annotated[str | None, typer.Option(help="Time after the last query (default: one stage "
                                             "past the last release).")] = None,
-    cost_scale: Annotated[float | None, typer.Option(help="Cost normalisation (default: 99.9th "
-                                                     "percentile of the table's costs).")] = None,
-    allow_drop: Annotated[bool, typer.Option("--allow-drop", help="Allow refusing queries "
-                                             "(reward 0, cost 0).")] = False,
-    solver: Annotated[str, typer.Option(metavar="highs|glpk",
-                                        help="MIP solver for DeployOPT on large pools.")] = "highs",
-    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
-    output: Annotated[Path | None, typer.Option(help="Also write the JSON results to this file.")] = None,
+    cost_scale: opt.CostScale = None,
+    cost_clip: opt.CostClip = "0,1",
+    allow_drop: opt.AllowDrop = False,
+    solver: opt.Solver = "highs",
+    json_out: opt.Json = False,
+    output: opt.Output = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: cumulative regret per policy and "
                                               "the deployment timeline.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar on stderr.")] = False,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
-    with _errors(output):
-        if plot is not None:
-            from stageroute.render.output import check_writable
+    with _errors(output, plot):
+        from stageroute.simulate.replay import ReplayConfig, replay_document, replay_from_files
 
-            check_writable(plot)  # before minutes of simulation, not after
-        from stageroute.estimate.bounds import theory_gamma
-        from stageroute.inputs.catalog import load_catalog
-        from stageroute.inputs.outcomes import load_outcomes, to_matrix
-        from stageroute.simulate.replay import ReplayConfig, default_stages, replay_document
-        from stageroute.simulate.replay import replay as run_replay
-
-        if (budget is None) == (relative_budget is None):
-            raise UsageError("give exactly one of --budget and --relative-budget")
-        matrix = to_matrix(load_outcomes(outcomes))
-        cat = load_catalog(catalog)
-        if relative_budget is not None:
-            budget = relative_budget * float(matrix.mean_cost.max())
-        assert budget is not None
-        value = _gamma(gamma)
+        value, relative = pick_budget(budget, relative_budget)
         config = ReplayConfig(
-            budget=budget, max_deployed=max_deployed, horizon=horizon,
-            stages=stages if stages is not None else default_stages(horizon), seeds=seeds,
-            policies=tuple(dict.fromkeys(choice(Policy, p, "--policy") for p in policy))
-            if policy else tuple(Policy),
-            gamma=theory_gamma(len(matrix.models), horizon, delta) if isinstance(value, str) else value,
-            radius=choice(Radius, radius, "--radius"), epsilon=epsilon,
-            solver=choice(Solver, solver, "--solver"), allow_drop=allow_drop,
-            cost_scale=cost_scale, first_seed=seed,
+            budget=value, relative_budget=relative, max_deployed=max_deployed, horizon=horizon,
+            stages=stages, seeds=seeds, first_seed=seed,
+            policies=tuple(dict.fromkeys(choice(Policy, p, "--policy") for p in policy or Policy)),
+            gamma=parse_gamma(gamma), delta=delta, radius=choice(Radius, radius, "--radius"),
+            epsilon=epsilon, solver=choice(Solver, solver, "--solver"), allow_drop=allow_drop,
+            cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
             start=parse_datetime(start, "--start") if start else None,
             end=parse_datetime(end, "--end") if end else None,
         )
         with _progress_bar(quiet, "replaying") as advance:
-            result = run_replay(matrix, cat, config, progress=advance)
+            result = replay_from_files(outcomes, catalog, config, progress=advance)
         if plot is not None:
             from stageroute.render.plots import plot_replay
 
             plot_replay(result, plot)
-        _emit(replay_document(result), json_out, output)
-        if not json_out:
-            from rich.console import Console
-
-            from stageroute.render.report import render_replay
-
-            render_replay(result, Console(width=None if sys.stdout.isatty() else 120))
+        _emit(replay_document(result), json_out, output, quiet)
+        if not json_out and not (quiet and output is not None):
+            _render("render_replay", result)
 
 
 @contextmanager
@@ -344,22 +310,9 @@ def import_routerbench_cmd(
         )
 
 
-def _pair(text: str, option: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(","))
-    except ValueError:
-        raise UsageError(f"{option} '{text}' is not two numbers LO,HI such as 0,1") from None
-    return lo, hi
-
-
-def _gamma(text: str) -> float | str:
-    """--gamma: 'theory' or a number (PlanConfig/ReplayConfig check that it is > 0)."""
-    if text.strip().lower() == "theory":
-        return "theory"
-    try:
-        return float(text)
-    except ValueError:
-        raise UsageError(f"--gamma '{text}' is not a number, give a number > 0 or 'theory'") from None
+def parse_list(text: str | None) -> tuple[str, ...] | None:
+    """'a, b,c' -> ('a', 'b', 'c'); None stays None."""
+    return tuple(m.strip() for m in text.split(",") if m.strip()) if text else None
 
 
 def run() -> None:

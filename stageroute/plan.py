@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from stageroute.estimate.bounds import cost_lcb, reward_ucb, theory_gamma
+from stageroute.config import SharedConfig
+from stageroute.estimate.bounds import cost_lcb, reward_ucb
 from stageroute.inputs.catalog import Window, load_catalog, split_pool
 from stageroute.optimize.deploy import solve_deploy
-from stageroute.errors import BadDataError, UsageError
+from stageroute.errors import BadDataError, InfeasibleError, UsageError
 from stageroute.inputs.logs import LogSummary, summarise_logs
 from stageroute.options import Radius, Solver
 from stageroute.render.output import iso_utc, json_number
@@ -25,25 +26,15 @@ from stageroute.optimize.route import cost_unit, solve_route_pyomo
 from stageroute.optimize.solver import require_solver
 from stageroute.estimate.stats import variance
 
-DEFAULT_GAMMA = 1.0
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class PlanConfig:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanConfig(SharedConfig):
     """Everything ``make_plan`` needs besides the inputs; validated on construction."""
 
-    budget: float
-    max_deployed: int
     as_of: dt.datetime
     stage_length: dt.timedelta = dt.timedelta(days=7)
-    solver: Solver = Solver.HIGHS
-    gamma: float | str = DEFAULT_GAMMA
-    radius: Radius = Radius.VARIANCE
-    delta: float = 0.05
-    cost_scale: float | None = None
-    cost_clip: tuple[float, float] = (0.0, 1.0)  # [c_lo, c_hi] of the normalised cost bound
-    allow_drop: bool = False
     deployed: tuple[str, ...] | None = None
     canary_share: float | None = None
     min_samples: int = 30
@@ -51,26 +42,13 @@ class PlanConfig:
     full_check: bool = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.budget) and self.budget >= 0):
-            raise UsageError(f"--budget must be a finite number >= 0, got {self.budget}")
-        if self.max_deployed < 1:
-            raise UsageError(f"--max-deployed must be >= 1, got {self.max_deployed}")
+        SharedConfig.__post_init__(self)
+        if self.relative_budget:
+            raise UsageError("plan takes --budget in currency per request, not a relative budget")
         if self.as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
         if self.stage_length <= dt.timedelta(0):
             raise UsageError(f"--stage-length must be positive, got {self.stage_length}")
-        if isinstance(self.gamma, str):
-            if self.gamma != "theory":
-                raise UsageError(f"--gamma must be a number > 0 or 'theory', got '{self.gamma}'")
-        elif not (math.isfinite(self.gamma) and self.gamma > 0):
-            raise UsageError(f"--gamma must be a number > 0 or 'theory', got {self.gamma}")
-        if not 0 < self.delta < 1:
-            raise UsageError(f"--delta must be in (0, 1), got {self.delta}")
-        if self.cost_scale is not None and not (math.isfinite(self.cost_scale) and self.cost_scale > 0):
-            raise UsageError(f"--cost-scale must be > 0, got {self.cost_scale}")
-        lo, hi = self.cost_clip
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
-            raise UsageError(f"--cost-clip must be LO,HI with 0 <= LO < HI, got {lo},{hi}")
         if self.canary_share is not None and not 0 < self.canary_share <= 1:
             raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share}")
         if self.min_samples < 0:
@@ -113,6 +91,7 @@ class Plan:
     dropped: float
     logs: LogSummary
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # for stderr: what the user should act on
     run_id: str = ""
 
     @property
@@ -177,8 +156,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     n_r = stats["n_reward"].to_numpy()
     n_c = stats["n_cost"].to_numpy()
     prior = _price_prior(stats, summary)
-    gamma = (theory_gamma(catalog.height, max(summary.rows_used, 1), config.delta)
-             if config.gamma == "theory" else float(config.gamma))
+    gamma = config.resolve_gamma(catalog.height, summary.rows_used)
     observed_scale = summary.cost_p999 if summary.cost_p999 else None
     scale = config.cost_scale or observed_scale or (np.nanmax(prior) if np.isfinite(prior).any() else None)
     scale = float(scale) if scale and scale > 0 else 1.0
@@ -262,11 +240,10 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
             f"under the plain means this table costs {cost_mean:.6g} per request, above the budget "
             f"{config.budget:.6g}: the cost bounds are still optimistic; it tightens as data arrives"
         )
-    if cross_check:
-        notes.append(cross_check)
+    warnings = [cross_check] if cross_check else []
     if summary.unknown.height:
-        listed = ", ".join(f"{m} ({r} rows)" for m, r in summary.unknown.iter_rows())
-        notes.append(f"ignored log rows of models not in the catalog: {listed}")
+        listed = ", ".join(f"{m!r} ({r} rows)" for m, r in summary.unknown.iter_rows())
+        warnings.append(f"ignored log rows of models not in the catalog: {listed}")
     plan = Plan(
         window=window, config=config, gamma=gamma, cost_scale=scale, candidates=tuple(lines),
         evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),
@@ -274,6 +251,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
         expected={"reward_ucb": routing.objective, "cost_lcb": routing.cost,
                   "reward_mean": reward_mean, "cost_mean": cost_mean},
         over_budget=routing.over_budget, dropped=routing.dropped, logs=summary, notes=tuple(notes),
+        warnings=tuple(warnings),
     )
     digest = _input_digest(config, window, catalog, summary)
     return Plan(**{**{f: getattr(plan, f) for f in plan.__dataclass_fields__}, "run_id":
@@ -340,4 +318,16 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             for m in plan.candidates
         ],
         "notes": list(plan.notes),
+        "warnings": list(plan.warnings),
     }
+
+
+def over_budget_error(plan: Plan, shown: bool) -> InfeasibleError:
+    """The error for a plan whose budget cannot be met (``shown``: the table was printed)."""
+    return InfeasibleError(
+        f"budget {plan.config.budget:.6g} cannot be met: even the cheapest mixture of the available "
+        f"models costs {plan.expected['cost_lcb']:.6g} per request under the cost lower bounds "
+        f"({'shown above, not written' if shown else 'not written'}); raise --budget, pass "
+        "--allow-drop to refuse part of the traffic, or --allow-over-budget to accept the "
+        "cheapest plan"
+    )

@@ -91,10 +91,10 @@ CASES = [
          catalog=RETIRED_BEFORE_RELEASED),
     Case("duplicate-model", "catalog: duplicate model", ExitCode.BAD_DATA,
          ("catalog.csv", "column 'model'", "'beta' twice"), catalog=DUPLICATE_MODEL),
-    Case("infeasible-budget", "infeasible budget (`--budget 0`, every model costs > 0)",
-         ExitCode.INFEASIBLE, ("budget 0 cannot be met", "not written", "--allow-drop",
+    Case("infeasible-budget", "infeasible budget (`--budget 0.0001`, every model costs more)",
+         ExitCode.INFEASIBLE, ("budget 0.0001 cannot be met", "not written", "--allow-drop",
                                "--allow-over-budget"),
-         budget="0", shows_plan=True),
+         budget="0.0001", shows_plan=True),
     Case("unknown-solver", "unknown solver (`--solver foo`)", ExitCode.USAGE,
          ("--solver", "'foo'", "highs", "glpk"), extra=("--solver", "foo")),
     Case("missing-solver", "solver not installed (`--solver glpk`, no `glpsol` on PATH)",
@@ -171,7 +171,7 @@ def test_bad_input_gives_one_error_line(case: Case, tmp_path: Path) -> None:
 
 
 def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) -> None:
-    case = Case("over", "none", ExitCode.OK, (), budget="0", extra=("--allow-over-budget",))
+    case = Case("over", "none", ExitCode.OK, (), budget="0.0001", extra=("--allow-over-budget",))
     result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out" / "plan.json").read_text())["over_budget"] is True

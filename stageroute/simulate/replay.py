@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -20,9 +21,11 @@ from stageroute.simulate import loop as compiled
 from stageroute.estimate.bounds import cost_lcb, reward_ucb
 from stageroute.inputs.catalog import Window
 from stageroute.optimize.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
-from stageroute.errors import UsageError
+from stageroute.config import SharedConfig
+from stageroute.errors import BadDataError, UsageError
 from stageroute.options import Policy, Radius, Solver
-from stageroute.inputs.outcomes import OutcomeMatrix, available_mask
+from stageroute.inputs.catalog import load_catalog
+from stageroute.inputs.outcomes import OutcomeMatrix, available_mask, load_outcomes, to_matrix
 from stageroute.render.output import iso_utc, json_number
 from stageroute.optimize.route import Routing, solve_route
 
@@ -30,46 +33,45 @@ LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Polic
             Policy.UNIFORM)
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayConfig:
-    """What to simulate; validated on construction."""
+MAX_HORIZON = 100_000_000  # three float64 arrays of this length: 2.4 GB
+MAX_SEEDS = 10_000
+MAX_SEED = 2**63 - 1
 
-    budget: float
-    max_deployed: int
-    horizon: int
-    stages: int
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayConfig(SharedConfig):
+    """What to simulate; validated on construction (``stages`` None: round(T^(1/3)))."""
+
+    horizon: int = 100_000
+    stages: int | None = None
     seeds: int = 1
     policies: tuple[Policy, ...] = tuple(Policy)
-    gamma: float = 1.0
-    radius: Radius = Radius.VARIANCE
     epsilon: float = 0.1
-    solver: Solver = Solver.HIGHS
-    allow_drop: bool = False
-    cost_scale: float | None = None
-    cost_clip: tuple[float, float] = (0.0, 1.0)  # [c_lo, c_hi] of the normalised cost bound
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     first_seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.budget) and self.budget > 0):
-            raise UsageError(f"--budget must be a finite number > 0, got {self.budget}")
-        if self.max_deployed < 1:
-            raise UsageError(f"--max-deployed must be >= 1, got {self.max_deployed}")
-        if self.horizon < 1:
-            raise UsageError(f"--horizon must be >= 1, got {self.horizon}")
-        if not 1 <= self.stages <= self.horizon:
+        SharedConfig.__post_init__(self)
+        if not 1 <= self.horizon <= MAX_HORIZON:
+            raise UsageError(f"--horizon must be in [1, {MAX_HORIZON:,}], got {self.horizon}")
+        if self.stages is not None and not 1 <= self.stages <= self.horizon:
             raise UsageError(f"--stages must be in [1, horizon={self.horizon}], got {self.stages}")
-        if self.seeds < 1:
-            raise UsageError(f"--seeds must be >= 1, got {self.seeds}")
-        if not (math.isfinite(self.gamma) and self.gamma > 0):
-            raise UsageError(f"--gamma must be > 0, got {self.gamma}")
-        if not 0 <= self.epsilon <= 1:
+        if not 1 <= self.seeds <= MAX_SEEDS:
+            raise UsageError(f"--seeds must be in [1, {MAX_SEEDS:,}], got {self.seeds}")
+        if not 0 <= self.first_seed <= MAX_SEED - self.seeds:
+            raise UsageError(f"--seed must be in [0, 2^63 - 1 - seeds], got {self.first_seed}")
+        if not (math.isfinite(self.epsilon) and 0 <= self.epsilon <= 1):
             raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon}")
-        if self.cost_scale is not None and not self.cost_scale > 0:
-            raise UsageError(f"--cost-scale must be > 0, got {self.cost_scale}")
         if not self.policies:
             raise UsageError("--policy: give at least one policy")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise UsageError(f"--end {self.end:%Y-%m-%d %H:%M} must be after --start "
+                             f"{self.start:%Y-%m-%d %H:%M}")
+
+    @property
+    def n_stages(self) -> int:
+        return self.stages if self.stages is not None else default_stages(self.horizon)
 
 
 def default_stages(horizon: int) -> int:
@@ -112,11 +114,11 @@ def default_span(catalog: pl.DataFrame, models: Sequence[str], horizon: int, sta
 def make_schedule(catalog: pl.DataFrame, outcomes: OutcomeMatrix, config: ReplayConfig) -> Schedule:
     start, end = config.start, config.end
     if start is None or end is None:
-        d_start, d_end = default_span(catalog, outcomes.models, config.horizon, config.stages)
+        d_start, d_end = default_span(catalog, outcomes.models, config.horizon, config.n_stages)
         start, end = start or d_start, end or d_end
     if end <= start:
         raise UsageError(f"--end {end:%Y-%m-%d} must be after --start {start:%Y-%m-%d}")
-    k, t = config.stages, config.horizon
+    k, t = config.n_stages, config.horizon
     bounds = stage_bounds(t, k)
     span = end - start
     span_us = span // dt.timedelta(microseconds=1)
@@ -202,7 +204,7 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
     n_models = len(outcomes.models)
     k_stages = schedule.pools.shape[0]
     stats = np.zeros((6, n_models))
-    gamma = 0.0 if policy in (Policy.GREEDY, Policy.EPSILON) else config.gamma
+    gamma = 0.0 if policy in (Policy.GREEDY, Policy.EPSILON) else float(config.gamma)
     mode = {Policy.EPSILON: compiled.MODE_EPSILON, Policy.UNIFORM: compiled.MODE_UNIFORM}.get(
         policy, compiled.MODE_ROUTE)
     pace_state = np.array([0.0, 0.0, float(config.horizon)])
@@ -346,6 +348,33 @@ def ci95(values: NDArray[np.float64]) -> tuple[float, float]:
     return (m - half, m + half)
 
 
+def resolve(config: ReplayConfig, outcomes: OutcomeMatrix) -> ReplayConfig:
+    """The config with what depends on the data made concrete: the budget in currency (from a
+    relative budget), the number of stages and gamma."""
+    budget = config.budget
+    if config.relative_budget:
+        top = float(outcomes.mean_cost.max())
+        if not (math.isfinite(top) and top > 0):
+            raise BadDataError(
+                "every model's mean cost in the outcomes is 0, so --relative-budget has nothing to "
+                "be relative to; give --budget in currency instead"
+            )
+        budget = config.budget * top
+    gamma = config.resolve_gamma(len(outcomes.models), config.horizon)
+    return replace(config, budget=budget, relative_budget=False, stages=config.n_stages, gamma=gamma)
+
+
+def replay_from_files(outcomes: str | Path, catalog: str | Path, config: ReplayConfig,
+                      progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+    """Load a full-information outcomes table and a catalog, then ``replay`` them.
+
+    Raises:
+        StagerouteError: subclasses for missing or bad input, bad options, infeasibility.
+    """
+    matrix = to_matrix(load_outcomes(outcomes))
+    return replay(matrix, load_catalog(catalog), config, progress)
+
+
 def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
            progress: Callable[[int, int], None] | None = None) -> ReplayResult:
     """Simulate every requested policy on ``config.seeds`` streams and compare with the oracle.
@@ -353,6 +382,7 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
     Raises:
         UsageError: bad span or parameters; InfeasibleError: throughput caps.
     """
+    config = resolve(config, outcomes)
     missing = [m for m in outcomes.models if m not in set(catalog["model"])]
     if missing:
         raise UsageError(
@@ -393,7 +423,7 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
         if policy is Policy.ORACLE:
             summaries.append(PolicySummary(
                 policy, oracle_total / t, oracle_cost / t,
-                oracle_cost / t / config.budget if config.budget > 0 else math.inf, 0.0, 0.0,
+                oracle_cost / t / config.budget, 0.0, 0.0,
                 {"mean_reward": (oracle_total / t, oracle_total / t),
                  "suboptimality": (0.0, 0.0), "mean_cost": (oracle_cost / t, oracle_cost / t)},
                 (),
@@ -406,7 +436,7 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
             policy=policy,
             mean_reward=float(rewards.mean() / t),
             mean_cost=float(costs.mean() / t),
-            cost_over_budget=float(costs.mean() / t / config.budget) if config.budget > 0 else math.inf,
+            cost_over_budget=float(costs.mean() / t / config.budget),
             regret=float(oracle_total - rewards.mean()),
             suboptimality=float(sub.mean()),
             ci95={"mean_reward": ci95(rewards / t), "suboptimality": ci95(sub),

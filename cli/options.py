@@ -1,0 +1,43 @@
+"""Options that several commands share, defined once (sqlite-utils' ``output_options`` idea).
+
+Each is an ``Annotated`` type: a command lists it in its signature and gets the same name, help,
+default and parsing as every other command that takes it, so ``plan`` and ``replay`` cannot drift.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Catalog = Annotated[Path, typer.Option(
+    help="Model catalog (CSV, Parquet, JSON or TOML) with model, released, retired, max_share, "
+    "prices. E.g. --catalog models.csv")]
+MaxDeployed = Annotated[int, typer.Option(
+    help="At most this many models deployed at once. E.g. --max-deployed 3")]
+Budget = Annotated[float | None, typer.Option(
+    help="Cost budget per request, in the data's currency. E.g. --budget 0.002")]
+Solver = Annotated[str, typer.Option(metavar="highs|glpk", help="MIP/LP solver used through Pyomo.")]
+Gamma = Annotated[str, typer.Option(
+    help="Confidence-radius scale: a number > 0, or 'theory' for log(N T / delta). "
+    "E.g. --gamma 0.5")]
+Radius = Annotated[str, typer.Option(
+    metavar="variance|mean",
+    help="v in the radius: the empirical variance or the mean (Bandits-with-Knapsacks style).")]
+Delta = Annotated[float, typer.Option(help="Confidence level delta of --gamma theory.")]
+CostScale = Annotated[float | None, typer.Option(
+    help="Per-request cost that normalises costs for the radius. Default: the 99.9th percentile "
+    "of the data's costs. E.g. --cost-scale 0.05")]
+CostClip = Annotated[str, typer.Option(
+    help="Range [c_lo, c_hi] of the normalised cost bound, as LO,HI in units of --cost-scale "
+    "(an observed mean above c_hi is never clipped below itself). E.g. --cost-clip 0.01,1")]
+AllowDrop = Annotated[bool, typer.Option(
+    "--allow-drop", help="Allow refusing/queuing a share of requests (reward 0, cost 0) instead "
+    "of going over budget.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (and "
+                                    "nothing else).")]
+Output = Annotated[Path | None, typer.Option(
+    help="Also write the JSON document to this file, atomically and under a lock.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr (warnings and "
+                                     "errors still go there).")]
