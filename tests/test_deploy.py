@@ -163,7 +163,7 @@ TIED_RANK_SUMS = [  # the caps force the MIP phase and two optimal sets have equ
 @pytest.mark.parametrize(("u", "c", "a", "budget", "k"), TIED_RANK_SUMS)
 def test_ties_in_the_mip_phase_go_to_the_lexicographically_first_set(u, c, a, budget, k):
     """SPEC 2: ties broken by model id on every solver. Brute force: among the optimal sets,
-    the one whose members' preference ranks, sorted, come first."""
+    those of the smallest rank sum, then the one whose members' ranks, sorted, come first."""
     from stageroute.optimize.deploy import (canonical_set, preference_order,
                                             solve_deploy_exhaustive)
 
@@ -178,7 +178,7 @@ def test_ties_in_the_mip_phase_go_to_the_lexicographically_first_set(u, c, a, bu
             values[s] = -1.0 if r.over_budget else r.objective
     best = max(values.values())
     expected = min((s for s, v in values.items() if v >= best - 1e-9),
-                   key=lambda s: sorted(rank[list(s)]))
+                   key=lambda s: (sum(rank[list(s)]), sorted(rank[list(s)])))
     deps = [solve_deploy(u, c, a, budget, k, s) for s in Solver]
     deps.append(solve_deploy_exhaustive(u, c, a, budget, k))
     for dep in deps:

@@ -10,11 +10,12 @@ The set is chosen deterministically, the same on every solver, by one rule:
    at most M_max models, its support reaches the optimum V* and is the core, and the free slots go
    to the most promising other models (preference order: higher u, then lower c, then model id).
    No MIP is solved then.
-2. Otherwise (the caps make the LP need more than M_max models) the MIP gives V*, and among the
-   sets within a hair of V* the one whose members, listed in preference order, come first
-   lexicographically: the most preferred model that some optimal set contains is in, then the
-   next, and so on. A rank-sum MIP gives a good incumbent; each model ranked above the incumbent's
-   members is then tried with one more solve, so ties never reach the solver.
+2. Otherwise (the caps make the LP need more than M_max models) the MIP gives V*; among the
+   sets within a hair of V*, those whose members' preference ranks have the best sum (rank n - r
+   for the r-th most preferred model); among those, the one whose members, listed in preference
+   order, come first lexicographically (the most preferred model that such a set can hold is in,
+   then the next...). Each model ranked above the incumbent's members is tried with one more
+   solve, so ties never reach the solver.
 
 Costs enter the Pyomo models in units of the largest cost or budget, so that solver tolerances
 (about 1e-7 on feasibility) mean the same thing for USD-per-request costs of 1e-4 as for 1.
@@ -92,9 +93,11 @@ def build_deploy_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArra
     m.floor.deactivate()
     m.reward = pe.Objective(expr=reward, sense=pe.maximize)
     m.cost = pe.Objective(expr=cost, sense=pe.minimize)
-    m.preference = pe.Objective(
-        expr=pe.quicksum(float(n - rank[i]) * m.z[i] for i in m.I), sense=pe.maximize
-    )
+    score = pe.quicksum(float(n - rank[i]) * m.z[i] for i in m.I)
+    m.preference = pe.Objective(expr=score, sense=pe.maximize)
+    m.score_value = pe.Param(mutable=True, initialize=0.0)
+    m.score_floor = pe.Constraint(expr=score >= m.score_value)
+    m.score_floor.deactivate()
     m.cost.deactivate()
     m.preference.deactivate()
     return m
@@ -165,13 +168,28 @@ def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_de
     chosen = read_deployment(m)
     _use(m, "preference")
     if solve(m, solver):  # else keep the phase-1 set: it is optimal, only not tie-broken
-        chosen = _first_in_preference(m, read_deployment(m), preference_order(u, c), k, solver)
+        chosen = read_deployment(m)
+        m.score_value.set_value(round(float(m.preference.expr())) - 0.5)  # integer scores
+        m.score_floor.activate()
+        if _another_set_ties(m, chosen, solver):  # rare: only then walk the preference order
+            chosen = _first_in_preference(m, chosen, preference_order(u, c), k, solver)
     return _deployment(u, c, a, budget, chosen, allow_drop, over)
+
+
+def _another_set_ties(m: Any, chosen: NDArray[np.bool_], solver: Solver) -> bool:
+    """True if a set other than ``chosen`` reaches the same value and rank sum (a no-good cut)."""
+    import pyomo.environ as pe
+
+    members = [int(i) for i in np.flatnonzero(chosen)]
+    m.other = pe.Constraint(expr=pe.quicksum(m.z[i] for i in members) <= len(members) - 1)
+    found = solve(m, solver)
+    m.del_component(m.other)
+    return found
 
 
 def _first_in_preference(m: Any, incumbent: NDArray[np.bool_], order: NDArray[np.intp], k: int,
                          solver: Solver) -> NDArray[np.bool_]:
-    """Among optimal sets (the floor constraint is active), the lexicographically first one.
+    """Among optimal sets of the best rank sum (both floors active), the lexicographically first.
 
     Walks the preference order: a model the incumbent holds is fixed in; any other is tried with
     one solve (fixed in if some optimal set holds it with the models fixed so far, out if not).
@@ -256,7 +274,8 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
         # feasible first; then value (over budget: lower cost first, then value); then the
         # members' preference ranks, lexicographically (the MIP's rule)
         ranks = tuple(sorted(int(r) for r in rank[s]))
-        key: _Key = (0, -cost, value, ranks) if over else (1, 0.0, value, ranks)
+        key: _Key = ((0, -cost, value, -sum(ranks), ranks) if over
+                     else (1, 0.0, value, -sum(ranks), ranks))
         if best is None or _better(key, best[0]):
             best = (key, subset)
     if best is None:
@@ -266,16 +285,16 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
     return _deployment(u, c, a, budget, chosen, allow_drop, False)
 
 
-_Key = tuple[int, float, float, tuple[int, ...]]
+_Key = tuple[int, float, float, int, tuple[int, ...]]
 
 
 def _better(key: _Key, best: _Key) -> bool:
-    """Lexicographic comparison where values within OBJ_TOL count as equal; then fewer-ranked
-    (more preferred) members first."""
+    """Lexicographic comparison where values within OBJ_TOL count as equal; then the better rank
+    sum; then the set whose sorted ranks come first."""
     for x, y in zip(key[:3], best[:3], strict=True):
         tol = OBJ_TOL * max(1.0, abs(y)) if isinstance(x, float) else 0
         if x > y + tol:
             return True
         if x < y - tol:
             return False
-    return key[3] < best[3]
+    return (key[3], best[4]) > (best[3], key[4])  # better rank sum, then lexicographically first
