@@ -184,15 +184,19 @@ def test_ci95_uses_the_t_quantile_beyond_the_table(n):
 @pytest.fixture(scope="module")
 def learned():
     """A replay with the oracle over budget in the first stages (one expensive model in the pool)
-    and within it once cheaper models arrive."""
+    and within it once cheaper models arrive; throughput caps make the best sets need 3 models."""
     outcomes, catalog = small_world(1, n_models=6, n_prompts=200)
+    catalog = catalog.with_columns(max_share=pl.Series([1.0, 0.5, 0.5, 0.4, 0.6, 1.0]))
     budget = 0.5 * outcomes.mean_cost.max()
     cfg = ReplayConfig(budget=budget, max_deployed=3, horizon=20_000, stages=27, seeds=3)
     return outcomes, catalog, replay(outcomes, catalog, cfg)
 
 
-def test_stageroute_learns_from_bandit_feedback_and_keeps_the_budget(learned):
-    _, _, result = learned
+def test_stageroute_learns_from_bandit_feedback_and_keeps_the_budget():
+    outcomes, catalog = small_world(1, n_models=6, n_prompts=200)
+    budget = 0.5 * outcomes.mean_cost.max()
+    cfg = ReplayConfig(budget=budget, max_deployed=3, horizon=20_000, stages=27, seeds=3)
+    result = replay(outcomes, catalog, cfg)
     by = {p.policy: p for p in result.policies}
     assert by[Policy.STAGEROUTE].suboptimality < by[Policy.UNIFORM].suboptimality
     assert by[Policy.STAGEROUTE].suboptimality < 0.05
@@ -231,8 +235,7 @@ def test_oracle_value_equals_a_brute_force_over_every_set_with_pyomo(learned):
     outcomes, catalog, result = learned
     cfg = result.config
     mu, c = outcomes.mean_reward, outcomes.mean_cost
-    alpha = np.array([dict(catalog.select("model", "max_share").iter_rows())[m]
-                      for m in outcomes.models], dtype=float)
+    alpha = caps(outcomes, catalog)
     sizes = np.diff(result.schedule.bounds)
     cache, total, verdicts = {}, 0.0, set()
     for k, pool in enumerate(result.schedule.pools):
@@ -257,10 +260,15 @@ def test_oracle_value_equals_a_brute_force_over_every_set_with_pyomo(learned):
     assert oracle.mean_reward == pytest.approx(total / cfg.horizon, abs=1e-7)
 
 
+def caps(outcomes, catalog):
+    shares = dict(catalog.select("model", "max_share").iter_rows())
+    return np.array([shares[m] for m in outcomes.models], dtype=float)
+
+
 def test_no_learning_policy_deploys_a_set_better_than_the_oracles(learned):
-    outcomes, _, result = learned
+    outcomes, catalog, result = learned
     cfg = result.config
-    mu, c = outcomes.mean_reward, outcomes.mean_cost
+    mu, c, alpha = outcomes.mean_reward, outcomes.mean_cost, caps(outcomes, catalog)
     for summary in result.policies:
         for run in summary.runs:
             for k, chosen in enumerate(run.deployed):
@@ -268,7 +276,8 @@ def test_no_learning_policy_deploys_a_set_better_than_the_oracles(learned):
                 s = list(chosen)
                 assert 1 <= len(s) <= cfg.max_deployed
                 assert all(result.schedule.pools[k][j] for j in s)
-                r = solve_route(mu[s], c[s], np.ones(len(s)), cfg.budget)
+                assert alpha[s].sum() >= 1 - 1e-12  # the set can carry all traffic
+                r = solve_route(mu[s], c[s], alpha[s], cfg.budget)
                 if not stage.over_budget:
                     assert r.over_budget or r.objective <= stage.value + 1e-9
 
