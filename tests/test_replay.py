@@ -8,8 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from stageroute.options import Policy, Solver
 from stageroute.inputs.outcomes import OutcomeMatrix
+from stageroute.optimize.route import solve_route, solve_route_pyomo
+from stageroute.options import Policy, Solver
 from stageroute.simulate.replay import (
     ReplayConfig,
     ci95,
@@ -20,7 +21,6 @@ from stageroute.simulate.replay import (
     replay,
     run_policy,
 )
-from stageroute.optimize.route import solve_route, solve_route_pyomo
 
 UTC = dt.UTC
 
@@ -359,7 +359,7 @@ def test_same_seed_same_runs_and_another_seed_other_runs():
     cfg = ReplayConfig(budget=0.4, max_deployed=2, horizon=2000, stages=5, seeds=2)
     a, b = replay(outcomes, catalog, cfg), replay(outcomes, catalog, cfg)
     other = replay(outcomes, catalog, dataclasses.replace(cfg, first_seed=7))
-    for pa, pb, po in zip(a.policies, b.policies, other.policies, strict=True):
+    for pa, pb in zip(a.policies, b.policies, strict=True):
         assert (pa.mean_reward, pa.mean_cost, pa.ci95) == (pb.mean_reward, pb.mean_cost, pb.ci95)
         for ra, rb in zip(pa.runs, pb.runs, strict=True):
             assert ra.reward.tolist() == rb.reward.tolist() and ra.deployed == rb.deployed
