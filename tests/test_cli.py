@@ -1,8 +1,12 @@
 """The commands end to end through Typer's CliRunner: exit codes, stdout contracts, files."""
 
+import datetime as dt
 import json
+import math
+from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -31,11 +35,54 @@ def test_plan_json_prints_only_the_document_and_it_is_stable(runner, tmp_path):
     doc = json.loads(first.stdout)
     assert FIXED_PLAN_KEYS <= doc.keys()
     assert doc["schema_version"] == 1 and doc["solver"] == "highs"
-    assert {d["action"] for d in doc["deployment"]} <= {"keep", "add"}
-    assert sum(r["probability"] for r in doc["routing"]) == pytest.approx(1.0)
+    assert (doc["budget"], doc["max_deployed"]) == (0.002, 3)
+    assert doc["window"] == {"start": "2026-11-16T02:00:00Z", "end": "2026-11-23T02:00:00Z"}
     for row in doc["deployment"]:
         assert {"model", "action", "n", "mean_reward", "reward_ucb", "mean_cost", "cost_lcb"} <= row.keys()
     assert set(doc["expected"]) == {"reward_ucb", "cost_lcb", "reward_mean", "cost_mean"}
+
+
+def test_plan_json_is_consistent_with_the_logs_and_the_catalog(runner):
+    doc = json.loads(runner.invoke(app, [*PLAN, "--json", "-q"]).stdout)
+    deployed = [d["model"] for d in doc["deployment"]]
+    assert 1 <= len(deployed) <= doc["max_deployed"]
+    assert [r["model"] for r in doc["routing"]] == deployed
+    # keep = deployed now and again; the others deployed now are evicted
+    now = set(doc["currently_deployed"])
+    assert {d["model"]: d["action"] for d in doc["deployment"]} == {
+        m: "keep" if m in now else "add" for m in deployed}
+    assert sorted(e["model"] for e in doc["evicted"]) == sorted(now - set(deployed))
+    # the routing table: a distribution within the catalog's max_share
+    shares = dict(pl.read_csv(SAMPLE / "catalog.csv").select("model", "max_share").iter_rows())
+    p = np.array([r["probability"] for r in doc["routing"]])
+    assert p.sum() == pytest.approx(1.0, abs=1e-9)
+    assert np.all(p >= 0)
+    for r in doc["routing"]:
+        assert r["max_share"] == shares[r["model"]]
+        assert r["probability"] <= r["max_share"] + 1e-9
+    # the expected figures are the mixture of the deployed models' bounds, within the budget
+    ucb = np.array([d["reward_ucb"] for d in doc["deployment"]])
+    lcb = np.array([d["cost_lcb"] for d in doc["deployment"]])
+    assert doc["expected"]["reward_ucb"] == pytest.approx(float(p @ ucb), rel=1e-9)
+    assert doc["expected"]["cost_lcb"] == pytest.approx(float(p @ lcb), rel=1e-9)
+    assert not doc["over_budget"] and doc["expected"]["cost_lcb"] <= doc["budget"] * (1 + 1e-9)
+    untried = any(d["mean_reward"] is None for d, q in zip(doc["deployment"], p, strict=True) if q > 0)
+    assert (doc["expected"]["reward_mean"] is None) == untried
+    # every candidate's n and means are those of the log rows before --as-of
+    logs = pl.read_parquet(SAMPLE / "logs.parquet").filter(
+        pl.col("timestamp") < dt.datetime(2026, 11, 16, 2, tzinfo=dt.UTC))
+    by_model = {r["model"]: r for r in logs.group_by("model").agg(
+        n=pl.col("reward").count(), mean_reward=pl.col("reward").mean(),
+        mean_cost=pl.col("cost").mean()).iter_rows(named=True)}
+    assert doc["logs"]["rows_used"] == logs.height
+    for row in [*doc["candidates"], *doc["deployment"]]:
+        seen = by_model.get(row["model"])
+        assert row["n"] == (seen["n"] if seen else 0), row["model"]
+        if row["n"]:
+            assert row["mean_reward"] == pytest.approx(seen["mean_reward"], rel=1e-9)
+            assert row["mean_cost"] == pytest.approx(seen["mean_cost"], rel=1e-9)
+            assert row["mean_reward"] <= row["reward_ucb"] <= 1.0
+            assert 0.0 <= row["cost_lcb"] <= row["mean_cost"]
 
 
 def test_plan_table_output_and_progress_on_stderr(runner):
@@ -43,6 +90,9 @@ def test_plan_table_output_and_progress_on_stderr(runner):
     assert result.exit_code == 0
     for part in ("Deployment", "Routing table", "Expected per request", "Budget"):
         assert part in result.stdout
+    doc = json.loads(runner.invoke(app, [*PLAN, "--json", "-q"]).stdout)
+    for row in doc["deployment"]:  # the table shows the plan of the JSON document
+        assert row["model"] in result.stdout
     assert "stageroute: scanning logs" in result.stderr
 
 
@@ -96,22 +146,52 @@ def test_feedback_file_and_token_pricing(runner, tmp_path):
             assert got[row["model"]]["mean_cost"] == pytest.approx(row["mean_cost"], rel=1e-6)
 
 
-def test_replay_json_plot_and_policies(runner, tmp_path, routerbench):
+REPLAY_OPTIONS = ["--relative-budget", "0.3", "--max-deployed", "3", "--horizon", "5000",
+                  "--policy", "stageroute", "--policy", "oracle", "--policy", "uniform", "--json", "-q"]
+T975_1 = math.tan(0.475 * math.pi)  # Student t quantile, 1 degree of freedom (12.7062...)
+
+
+def run_replay(runner, routerbench, *options):
     result = runner.invoke(app, ["replay", "--outcomes", str(routerbench / "outcomes.parquet"),
-                                 "--catalog", str(routerbench / "catalog.csv"), "--relative-budget",
-                                 "0.3", "--max-deployed", "3", "--horizon", "5000", "--seeds", "2",
-                                 "--policy", "stageroute", "--policy", "oracle", "--policy", "uniform",
-                                 "--json", "-q", "--plot", str(tmp_path / "r.png")])
+                                 "--catalog", str(routerbench / "catalog.csv"), *REPLAY_OPTIONS,
+                                 *options])
     assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_replay_json_plot_and_policies(runner, tmp_path, routerbench):
+    doc = run_replay(runner, routerbench, "--seeds", "2", "--plot", str(tmp_path / "r.png"))
     assert {"schema_version", "horizon", "stages", "seeds", "budget", "max_deployed", "oracle_value",
             "policies"} <= doc.keys()
     assert doc["stages"] == 17 and doc["horizon"] == 5000  # round(5000 ** (1/3))
     assert [p["policy"] for p in doc["policies"]] == ["stageroute", "oracle", "uniform"]
-    for p in doc["policies"]:
+    outcomes = pl.read_parquet(routerbench / "outcomes.parquet")
+    max_mean_cost = outcomes.group_by("model").agg(pl.col("cost").mean())["cost"].max()
+    assert doc["budget"] == pytest.approx(0.3 * max_mean_cost, rel=1e-9)
+    oracle = doc["policies"][1]
+    assert oracle["mean_reward"] == pytest.approx(doc["oracle_value"], rel=1e-9)
+    assert oracle["mean_cost"] <= doc["budget"] * (1 + 1e-9)
+    # each seed alone, through the same command: the two-seed figures are their mean and
+    # Student-t interval (t = 12.706 with one degree of freedom)
+    singles = [run_replay(runner, routerbench, "--seeds", "1", "--seed", str(s)) for s in (0, 1)]
+    for i, p in enumerate(doc["policies"]):
         assert {"mean_reward", "mean_cost", "cost_over_budget", "regret", "suboptimality", "ci95"} <= p.keys()
-        lo, hi = p["ci95"]["suboptimality"]
-        assert lo <= p["suboptimality"] <= hi
+        assert p["regret"] == pytest.approx(
+            (doc["oracle_value"] - p["mean_reward"]) * doc["horizon"], rel=1e-6, abs=1e-6)
+        assert p["suboptimality"] == pytest.approx(1 - p["mean_reward"] / doc["oracle_value"],
+                                                   rel=1e-6, abs=1e-9)
+        assert p["cost_over_budget"] == pytest.approx(p["mean_cost"] / doc["budget"], rel=1e-9)
+        per_seed = [s["policies"][i] for s in singles]
+        for key in ("mean_reward", "suboptimality"):
+            values = np.array([s[key] for s in per_seed])
+            assert p[key] == pytest.approx(values.mean(), rel=1e-9, abs=1e-12)
+            if p["policy"] == "oracle":
+                continue
+            lo, hi = p["ci95"][key]
+            half = T975_1 * values.std(ddof=1) / math.sqrt(2)
+            assert half > 0
+            assert (lo + hi) / 2 == pytest.approx(values.mean(), rel=1e-9, abs=1e-12)
+            assert (hi - lo) / 2 == pytest.approx(half, rel=1e-3)
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -145,7 +225,7 @@ def test_import_routerbench_round_trip(runner, tmp_path, routerbench):
 
 
 def test_version_and_help(runner):
-    assert runner.invoke(app, ["--version"]).stdout.startswith("stageroute ")
+    assert runner.invoke(app, ["--version"]).stdout == f"stageroute {version('stageroute')}\n"
     help_text = runner.invoke(app, ["plan", "--help"]).stdout
     for option in ("--logs", "--catalog", "--budget", "--max-deployed", "--as-of", "--stage-length",
                    "--solver", "--gamma", "--json", "--output"):

@@ -104,5 +104,9 @@ def json_number(x: float | None, digits: int = 12) -> float | None:
 
 
 def iso_utc(t: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, whole seconds unless there is a fraction."""
-    return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    """ISO 8601 in UTC with a Z, whole seconds unless there is a fraction (naive means UTC, as
+    everywhere in stageroute, never the machine's zone)."""
+    if t is None:
+        return None
+    utc = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    return utc.isoformat().replace("+00:00", "Z")
