@@ -263,16 +263,17 @@ def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
     """A digest of what the plan was computed from: options, window, catalog, log statistics.
 
     The statistics are a fingerprint of every log row used; hashing the files themselves would
-    cost a second pass over the logs.
+    cost a second pass over the logs. Floats enter with 9 significant digits: a parallel sum's
+    last bits depend on the number of threads, and the run id must not.
     """
     h = hashlib.sha256()
     options = {f: str(getattr(config, f)) for f in config.__dataclass_fields__}
     h.update(json.dumps({"options": options, "window": [str(window.start), str(window.end)]},
                         sort_keys=True).encode())
     for frame in (catalog, summary.stats, summary.unknown):
-        h.update(frame.write_csv(float_precision=12).encode())
-    h.update(repr((summary.rows, summary.cost_p999, summary.mean_input_tokens,
-                   summary.mean_output_tokens)).encode())
+        h.update(frame.with_columns(pl.col(pl.Float64).round_sig_figs(9)).write_csv().encode())
+    figures = (summary.cost_p999, summary.mean_input_tokens, summary.mean_output_tokens)
+    h.update(repr((summary.rows, *(None if x is None else f"{x:.9g}" for x in figures))).encode())
     return h.hexdigest()[:12]
 
 

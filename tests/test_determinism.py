@@ -90,9 +90,5 @@ def test_plan_figures_do_not_depend_on_the_number_of_threads(plan_runs):
     assert docs[0] == docs[1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "run_id hashes the log statistics to 12 decimals (plan._input_digest), and Polars' "
-    "group_by sums in a thread-count-dependent order: the last bits of m2/mean differ, so the "
-    "run_id (and the file's bytes) change with POLARS_MAX_THREADS, i.e. from machine to machine"))
 def test_plan_is_byte_identical_whatever_the_number_of_threads(plan_runs):
     assert_identical(plan_runs[len(HASH_RUNS):])
