@@ -64,7 +64,7 @@ def preference_order(u: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[
 
 
 def build_deploy_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
-                       budget: float, k: int, allow_drop: bool = False):
+                       budget: float, k: int, allow_drop: bool = False) -> Any:
     """The DeployOPT MIP with three objectives (reward, cost, preference); ``_use`` picks one.
 
     ``c`` and ``budget`` should already be in solver units (see ``cost_unit``).
@@ -103,12 +103,12 @@ def build_deploy_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArra
     return m
 
 
-def _use(m, objective: str) -> None:
+def _use(m: Any, objective: str) -> None:
     for name in ("reward", "cost", "preference"):
         getattr(m, name).activate() if name == objective else getattr(m, name).deactivate()
 
 
-def read_deployment(m) -> NDArray[np.bool_]:
+def read_deployment(m: Any) -> NDArray[np.bool_]:
     return np.array([round(m.z[i].value or 0.0) == 1 for i in m.I])
 
 

@@ -16,23 +16,27 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
 
 # Budget comparisons tolerate floating-point noise in sum(p * c), nothing more.
 REL_EPS = 1e-12
 
 
 @njit(cache=True)
-def _before(i, j, score, c):
+def _before(i: int, j: int, score: Floats, c: Floats) -> bool:
     """True if i comes before j: score desc, then cost asc, then index asc."""
     if score[i] != score[j]:
-        return score[i] > score[j]
+        return bool(score[i] > score[j])
     if c[i] != c[j]:
-        return c[i] < c[j]
+        return bool(c[i] < c[j])
     return i < j
 
 
 @njit(cache=True)
-def dot(p, c):
+def dot(p: Floats, c: Floats) -> float:
     total = 0.0
     for k in range(p.size):
         total += p[k] * c[k]
@@ -40,7 +44,7 @@ def dot(p, c):
 
 
 @njit(cache=True)
-def _fill(score, c, a, p, order):
+def _fill(score: Floats, c: Floats, a: Floats, p: Floats, order: Ints) -> None:
     """Greedy fill of one unit of traffic in (score desc, c asc, index asc) order."""
     n = score.size
     for k in range(n):
@@ -65,14 +69,14 @@ def _fill(score, c, a, p, order):
 
 
 @njit(cache=True)
-def workspace(n):
+def workspace(n: int) -> tuple[Ints, Floats, Floats, Floats, Floats, Floats, Floats]:
     """Scratch arrays for ``route_into`` on n options, allocated once per loop, not per query."""
     return (np.empty(n, dtype=np.int64), np.empty(n * n), np.empty(n * n + 1), np.empty(n),
             np.empty(n), np.empty(n), np.empty(n))
 
 
 @njit(cache=True)
-def route(u, c, a, budget, p):
+def route(u: Floats, c: Floats, a: Floats, budget: float, p: Floats) -> bool:
     """Exact RouteOPT on (u, c, a) into ``p``; returns True if over budget (cheapest mixture).
 
     The caller guarantees sum(a) >= 1 (append a null option for allow-drop).
@@ -82,7 +86,9 @@ def route(u, c, a, budget, p):
 
 
 @njit(cache=True)
-def route_into(u, c, a, budget, p, order, lam, mids, score, q, neg_u, cheap):
+def route_into(u: Floats, c: Floats, a: Floats, budget: float, p: Floats, order: Ints,
+               lam: Floats, mids: Floats, score: Floats, q: Floats, neg_u: Floats,
+               cheap: Floats) -> bool:
     """``route`` with caller-provided scratch arrays (see ``workspace``)."""
     n = u.size
     cmax = 0.0
@@ -139,7 +145,8 @@ def route_into(u, c, a, budget, p, order, lam, mids, score, q, neg_u, cheap):
 
 
 @njit(cache=True)
-def _cost_at(k, last, mids, u, c, a, score, out, neg_u, cheap, order):
+def _cost_at(k: int, last: int, mids: Floats, u: Floats, c: Floats, a: Floats, score: Floats,
+             out: Floats, neg_u: Floats, cheap: Floats, order: Ints) -> float:
     """Cost of the greedy solution strictly inside interval k (the last one: cheapest order)."""
     if k == last:
         _fill(cheap, neg_u, a, out, order)

@@ -12,6 +12,7 @@ Pyomo and is the reference it is tested against.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -79,7 +80,8 @@ def solve_route(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
 
 
 def build_route_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
-                      budget: float | None, allow_drop: bool = False, minimise_cost: bool = False):
+                      budget: float | None, allow_drop: bool = False, minimise_cost: bool = False
+                      ) -> Any:
     """The RouteOPT LP in Pyomo (``budget=None`` drops the budget row)."""
     import pyomo.environ as pe
 
@@ -98,7 +100,7 @@ def build_route_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray
     return m
 
 
-def read_routing(m) -> NDArray[np.float64]:
+def read_routing(m: Any) -> NDArray[np.float64]:
     return np.array([max(m.p[i].value or 0.0, 0.0) for i in m.I])
 
 
@@ -134,7 +136,7 @@ def solve_route_pyomo(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
     return Routing(p, float(p @ u), float(p @ c), over, float(max(0.0, 1.0 - p.sum())) if allow_drop else 0.0)
 
 
-def _canonicalise(m, u: NDArray[np.float64], c: NDArray[np.float64], solver: Solver) -> None:
+def _canonicalise(m: Any, u: NDArray[np.float64], c: NDArray[np.float64], solver: Solver) -> None:
     import pyomo.environ as pe
 
     tol = 1e-10

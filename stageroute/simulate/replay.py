@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 
 from stageroute.simulate import loop as compiled
 from stageroute.estimate.bounds import cost_lcb, reward_ucb
+from stageroute.estimate.stats import welford
 from stageroute.inputs.catalog import Window
 from stageroute.optimize.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
 from stageroute.config import SharedConfig
@@ -76,7 +78,7 @@ class ReplayConfig(SharedConfig):
 
 def default_stages(horizon: int) -> int:
     """K ~ T^(1/3), the stage count of the regret analysis."""
-    return max(1, round(horizon ** (1 / 3)))
+    return max(1, int(round(horizon ** (1 / 3))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +273,7 @@ def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
     Same signature and semantics as ``compiled.run_queries``: tests check that the compiled loop
     makes exactly the decisions of this one.
     """
-    def run(deployed, alpha, prompts, draws, explore, R, C, stats, prior, gamma, radius_mean,
+    def run(deployed, alpha, prompts, draws, explore, R, C, stats, prior, gamma, radius_mean,  # type: ignore[no-untyped-def]
             scale, clip, budget, pace, pace_state, mode, epsilon, allow_drop, out_model, out_reward,
             out_cost) -> None:
         radius = Radius.MEAN if radius_mean else Radius.VARIANCE
@@ -300,8 +302,8 @@ def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
             else:
                 j = int(deployed[pick])
                 r, cost = R[prompts[t], j], C[prompts[t], j]
-                compiled.welford.py_func(stats, compiled.N_R, j, r)
-                compiled.welford.py_func(stats, compiled.N_C, j, cost)
+                welford.py_func(stats, compiled.N_R, j, r)
+                welford.py_func(stats, compiled.N_C, j, cost)
                 out_model[t], out_reward[t], out_cost[t] = j, r, cost
                 pace_state[0] += cost
             pace_state[1] += 1.0
@@ -462,7 +464,7 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
                         float(outcomes.mean_cost.max()), tuple(summaries))
 
 
-def replay_document(result: ReplayResult) -> dict:
+def replay_document(result: ReplayResult) -> dict[str, Any]:
     """The JSON document of SPEC 7 (fixed keys first, then extras)."""
     cfg = result.config
     models = result.models
