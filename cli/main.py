@@ -188,7 +188,7 @@ def plan(
 
             from stageroute.render.report import render_plan
 
-            render_plan(result, Console(width=None if sys.stdout.isatty() else 120))
+            render_plan(result, Console())
         if failed:
             _fail(
                 f"budget {budget:.6g} cannot be met: even the cheapest mixture of the available "
@@ -291,7 +291,7 @@ def replay(
 
             from stageroute.render.report import render_replay
 
-            render_replay(result, Console(width=None if sys.stdout.isatty() else 120))
+            render_replay(result, Console())
 
 
 @contextmanager
