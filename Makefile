@@ -41,7 +41,7 @@ demo: install ## install, then plan the next stage on the shipped sample log
 	$(BIN)/stageroute plan --logs sample_logs/logs.parquet --catalog sample_logs/catalog.csv \
 		--budget 0.002 --max-deployed 3 --as-of 2026-11-16T02:00:00Z
 	@echo
-	@echo "Run it yourself: .venv/bin/stageroute --help (or: source .venv/bin/activate; stageroute --help)"
+	@echo "Run it yourself: $(BIN)/stageroute --help (or: source $(BIN)/activate; stageroute --help)"
 
 test: install-test glpk ## install the test dependencies (and GLPK), run the whole test suite
 	$(BIN)/python -m pytest -q

@@ -146,3 +146,10 @@ def test_replay_fits_the_width_and_shows_every_name_whole(replay_result: ReplayR
 def test_replay_on_an_ascii_console_spells_plus_minus(replay_result: ReplayResult) -> None:
     lines = rendered(render_replay, replay_result, 80, encoding="ascii")
     assert any("+-" in line for line in lines)
+
+
+@pytest.mark.parametrize("width", [0, 1, 39])
+def test_a_console_too_narrow_to_read_is_taken_as_40_columns(plan: Plan, width: int) -> None:
+    """COLUMNS=0 once printed nothing at all (exit 0); COLUMNS=1 one character a line."""
+    lines = rendered(render_plan, plan, width)
+    assert_readable(lines, 40, [m.model for m in plan.deployment])

@@ -23,6 +23,7 @@ from stageroute.simulate.replay import ReplayResult
 
 _ACTION_STYLE = {"keep": "green", "add": "bold cyan", "evict": "red", "idle": "dim"}
 _GAP = 2  # spaces between the columns of a table and between the items of a record
+_MIN_WIDTH = 40  # narrower consoles (COLUMNS=0, say) would print nothing readable, or nothing at all
 
 
 def _f(x: float | None, fmt: str = ".3f") -> str:
@@ -120,6 +121,7 @@ class _Footnotes:
 
 def render_plan(plan: Plan, console: Console) -> None:
     """Print the window, the deployment, the routing table, the expectations and the notes."""
+    console.width = max(console.width, _MIN_WIDTH)
     _plan_heading(plan, console)
     notes = _Footnotes()
     _deployment(plan, console, notes)
@@ -246,6 +248,7 @@ def _plan_footer(plan: Plan, console: Console) -> None:
 
 def render_replay(result: ReplayResult, console: Console) -> None:
     """Per-policy results with 95% intervals over seeds, then the deployment timeline."""
+    console.width = max(console.width, _MIN_WIDTH)
     cfg = result.config
     pm = "±" if _unicode(console) else "+-"
     console.print(f"[bold]Replay[/] {cfg.horizon:,} queries, {cfg.stages} stages, "
