@@ -114,7 +114,7 @@ def _render(what: str, result: object) -> None:
 
     from stageroute.render import report
 
-    getattr(report, what)(result, Console(width=None if sys.stdout.isatty() else 120))
+    getattr(report, what)(result, Console())  # piped: $COLUMNS or 80
 
 
 PLAN_EXAMPLES = """Examples:

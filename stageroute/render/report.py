@@ -1,17 +1,29 @@
-"""Rendering for people: Rich tables of a plan. The only module that imports rich."""
+"""Rendering for people: Rich tables of a plan and of a replay. The only module that imports rich.
+
+Every table is readable from 60 columns up: a table whose natural width fits the console is
+printed as a table; otherwise the same figures are printed as records (a heading line, then
+``label value`` items packed into the width with a hanging indent), so a model name is never
+wrapped, folded or truncated. Long reasons go below the tables as numbered footnotes. Text that
+comes from the data (model ids, reasons, notes) is never read as Rich markup, and characters the
+console cannot show are escaped.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from stageroute.plan import Plan
 from stageroute.simulate.replay import ReplayResult
 
 _ACTION_STYLE = {"keep": "green", "add": "bold cyan", "evict": "red", "idle": "dim"}
+_GAP = 2  # spaces between the columns of a table and between the items of a record
+_MIN_WIDTH = 40  # narrower consoles (COLUMNS=0, say) would print nothing readable, or nothing at all
 
 
 def _f(x: float | None, fmt: str = ".3f") -> str:
@@ -22,115 +34,297 @@ def _money(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
+def _unicode(console: Console) -> bool:
+    return console.encoding.lower().replace("_", "-").startswith("utf")
+
+
+def _safe(console: Console, text: str) -> str:
+    """``text`` on one line: control characters escaped, and anything the console cannot encode."""
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    if not _unicode(console):
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return text
+
+
+def _table(title: str | None = None) -> Table:
+    """A borderless table: a rule under the header, two spaces between columns."""
+    return Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                 show_edge=False, pad_edge=False, collapse_padding=True, padding=(0, 1))
+
+
+def _fits(console: Console, table: Table) -> bool:
+    """True if the table, every cell on one line, fits the console's width."""
+    wide = console.options.update_width(1_000_000)
+    return console.measure(table, options=wide).maximum <= console.width
+
+
+def _pack(items: Sequence[str], width: int, sep: str = " " * _GAP) -> list[str]:
+    """Greedy line filling; an item is never split (an item wider than ``width`` gets a line)."""
+    lines: list[str] = []
+    line = ""
+    for item in items:
+        if line and len(line) + len(sep) + len(item) > width:
+            lines.append(line)
+            line = ""
+        line = f"{line}{sep}{item}" if line else item
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _record(console: Console, head: Text, items: Sequence[str], indent: int = 2,
+            sep: str = " " * _GAP) -> None:
+    """A heading line, then ``items`` packed into the width under a hanging indent."""
+    console.print(head, overflow="fold")
+    pad = " " * indent
+    for line in _pack(items, max(console.width - indent, 20), sep):
+        console.print(Text(pad + line), overflow="fold")
+
+
+def _packed_line(console: Console, label: str, items: Iterable[str], style: str = "dim",
+                 sep: str = ", ") -> None:
+    """``label item, item, ...`` wrapped between items, continuation lines indented."""
+    parts = [_safe(console, item) for item in items]
+    lines = _pack([f"{label} {parts[0]}", *parts[1:]] if parts else [label],
+                  max(console.width - 3, 20), sep)
+    for k, line in enumerate(lines):
+        end = sep.rstrip() if k < len(lines) - 1 else ""
+        console.print(Text(("  " if k else "") + line + end, style=style), overflow="fold")
+
+
+class _Footnotes:
+    """Numbered reasons shared by the tables above them: equal reasons share a number."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, int] = {}
+
+    def ref(self, reason: str) -> str:
+        number = self.numbers.setdefault(reason, len(self.numbers) + 1)
+        return f"[{number}]"
+
+    def render(self, console: Console) -> None:
+        if not self.numbers:
+            return
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, style="dim")
+        grid.add_column(overflow="fold")
+        for reason, number in self.numbers.items():
+            grid.add_row(Text(f"[{number}]"), Text(_safe(console, reason)))
+        console.print(Text("why:", style="dim"))
+        console.print(grid)
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+
+
 def render_plan(plan: Plan, console: Console) -> None:
     """Print the window, the deployment, the routing table, the expectations and the notes."""
+    console.width = max(console.width, _MIN_WIDTH)
+    _plan_heading(plan, console)
+    notes = _Footnotes()
+    _deployment(plan, console, notes)
+    _evicted(plan, console, notes)
+    notes.render(console)
+    console.print()
+    _routing(plan, console)
+    idle = [m for m in plan.candidates if m.action == "idle"]
+    if idle:
+        _packed_line(console, "not deployed:",
+                     (f"{m.model} (UCB {m.reward_ucb:.3f}, LCB {_money(m.cost_lcb)})" for m in idle))
+    _plan_footer(plan, console)
+
+
+def _plan_heading(plan: Plan, console: Console) -> None:
     cfg = plan.config
     console.print(
         f"[bold]Stage[/] {plan.window.start:%Y-%m-%d %H:%M} -> {plan.window.end:%Y-%m-%d %H:%M} UTC"
-        f"   budget {cfg.budget:.6g}/request   max deployed {cfg.max_deployed}"
     )
-    console.print(
-        f"[dim]solver {cfg.solver}, gamma {plan.gamma:.4g} ({cfg.radius}), run {plan.run_id}; "
-        f"logs: {plan.logs.rows:,} rows, {plan.logs.rows_used:,} used, cost from "
-        f"{plan.logs.cost_source}, cost scale {plan.cost_scale:.4g}[/]"
-    )
-    table = Table(title="Deployment", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("model", overflow="fold", ratio=2)
-    for col in ("action", "n", "mean", "UCB", "cost", "cost LCB"):
-        table.add_column(col, justify="left" if col == "action" else "right", no_wrap=True,
-                         min_width=len(col) if col != "cost LCB" else 8)
-    table.add_column("why", ratio=1)
-    for m in plan.deployment:
-        lcb = _money(m.cost_lcb) + ("" if m.cost_bound == "observed" else f" ({m.cost_bound})")
-        table.add_row(m.model, f"[{_ACTION_STYLE[m.action]}]{m.action}[/]", f"{m.n_reward:,}",
-                      _f(m.mean_reward), _f(m.reward_ucb), _money(m.mean_cost), lcb, m.reason)
-    console.print(table)
-    if plan.evicted:
-        evicted = Table(title="Evicted", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        evicted.add_column("model", overflow="fold")
-        evicted.add_column("UCB", justify="right", no_wrap=True)
-        evicted.add_column("cost LCB", justify="right", no_wrap=True)
-        evicted.add_column("why")
-        lines = {m.model: m for m in plan.candidates}
-        for name, reason in plan.evicted:
-            line = lines.get(name)
-            evicted.add_row(f"[red]{name}[/]", _f(line.reward_ucb) if line else "-",
-                            _money(line.cost_lcb) if line else "-", reason)
-        console.print(evicted)
+    console.print(f"budget {cfg.budget:.6g}/request, max deployed {cfg.max_deployed}")
+    logs = plan.logs
+    _packed_line(console, "solver", [
+        f"{cfg.solver}", f"gamma {plan.gamma:.4g} ({cfg.radius})", f"run {plan.run_id}",
+        f"logs: {logs.rows:,} rows", f"{logs.rows_used:,} used", f"cost from {logs.cost_source}",
+        f"cost scale {plan.cost_scale:.4g}",
+    ])
+    console.print()
 
-    routing = Table(title="Routing table", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    routing.add_column("model")
-    routing.add_column("probability", justify="right")
-    routing.add_column("share cap", justify="right")
-    for m in plan.deployment:
-        routing.add_row(m.model, f"{m.probability:.4f}", f"{m.max_share:.2f}")
-    if cfg.allow_drop:
-        routing.add_row("[dim](refused / queued)[/]", f"{plan.dropped:.4f}", "")
-    console.print(routing)
 
-    idle = [m for m in plan.candidates if m.action == "idle"]
-    if idle:
-        console.print("[dim]not deployed: " + ", ".join(
-            f"{m.model} (UCB {m.reward_ucb:.3f}, LCB {_money(m.cost_lcb)})" for m in idle) + "[/]")
+def _lcb(cost_lcb: float, bound: str) -> str:
+    return _money(cost_lcb) + ("" if bound == "observed" else f" ({bound})")
+
+
+def _deployment(plan: Plan, console: Console, notes: _Footnotes) -> None:
+    table = _table("Deployment")
+    table.add_column("model", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    for col in ("n", "reward", "UCB", "cost", "LCB"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("why", no_wrap=True)
+    for m in plan.deployment:
+        table.add_row(Text(_safe(console, m.model)), Text(m.action, style=_ACTION_STYLE[m.action]),
+                      f"{m.n_reward:,}", _f(m.mean_reward), _f(m.reward_ucb), _money(m.mean_cost),
+                      _lcb(m.cost_lcb, m.cost_bound), Text(notes.ref(m.reason)))
+    if _fits(console, table):
+        console.print(table)
+    else:
+        console.print(Text("Deployment", style="bold"))
+        for m in plan.deployment:
+            head = Text.assemble((f"{m.action:<5} ", _ACTION_STYLE[m.action]),
+                                 (_safe(console, m.model), "bold"))
+            _record(console, head, [
+                f"n {m.n_reward:,}", f"reward {_f(m.mean_reward)}", f"UCB {_f(m.reward_ucb)}",
+                f"cost {_money(m.mean_cost)}", f"LCB {_lcb(m.cost_lcb, m.cost_bound)}",
+                f"why {notes.ref(m.reason)}",
+            ], indent=6)
+    console.print(Text("n: rewards seen; reward, cost: means; UCB, LCB: optimistic bounds",
+                       style="dim"))
+
+
+def _evicted(plan: Plan, console: Console, notes: _Footnotes) -> None:
+    if not plan.evicted:
+        return
+    lines = {m.model: m for m in plan.candidates}
+    rows = []
+    for name, reason in plan.evicted:
+        line = lines.get(name)
+        rows.append((_safe(console, name), _f(line.reward_ucb) if line else "-",
+                     _money(line.cost_lcb) if line else "-", notes.ref(reason)))
+    table = _table("Evicted")
+    table.add_column("model", no_wrap=True, style="red")
+    table.add_column("UCB", justify="right", no_wrap=True)
+    table.add_column("LCB", justify="right", no_wrap=True)
+    table.add_column("why", no_wrap=True)
+    for name, ucb, lcb, ref in rows:
+        table.add_row(Text(name), ucb, lcb, Text(ref))
+    console.print()
+    if _fits(console, table):
+        console.print(table)
+        return
+    console.print(Text("Evicted", style="bold"))
+    for name, ucb, lcb, ref in rows:
+        _record(console, Text(name, style="red"), [f"UCB {ucb}", f"LCB {lcb}", f"why {ref}"])
+
+
+def _routing(plan: Plan, console: Console) -> None:
+    rows = [(Text(_safe(console, m.model)), f"{m.probability:.4f}", f"{m.max_share:.2f}")
+            for m in plan.deployment]
+    if plan.config.allow_drop:
+        rows.append((Text("(refused / queued)", style="dim"), f"{plan.dropped:.4f}", ""))
+    table = _table("Routing table")
+    table.add_column("model", no_wrap=True)
+    table.add_column("probability", justify="right", no_wrap=True)
+    table.add_column("share cap", justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    if _fits(console, table):
+        console.print(table)
+        return
+    console.print(Text("Routing table", style="bold"))
+    for name, probability, cap in rows:
+        _record(console, name, [f"probability {probability}"] + ([f"share cap {cap}"] if cap else []))
+
+
+def _plan_footer(plan: Plan, console: Console) -> None:
     exp = plan.expected
-    console.print(
-        f"Expected per request: reward {_f(exp['reward_ucb'])} (UCB) / {_f(exp['reward_mean'])} "
-        f"(means); cost {_money(exp['cost_lcb'])} (LCB) / {_money(exp['cost_mean'])} (means)"
-    )
+    console.print("Expected per request:")
+    console.print(f"  reward {_f(exp['reward_ucb'])} (UCB), {_f(exp['reward_mean'])} (means)")
+    console.print(f"  cost   {_money(exp['cost_lcb'])} (LCB), {_money(exp['cost_mean'])} (means)")
     if plan.over_budget:
         console.print("[bold red]Budget: OVER[/] (the cheapest mixture is used)")
     else:
         console.print("[green]Budget: met under the cost bounds[/]")
     for note in plan.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(Text.assemble(("note: ", "yellow"), _safe(console, note)))
     if plan.excluded:
-        console.print(
-            "[dim]not in the pool: "
-            + "; ".join(f"{m} ({r})" for m, r in plan.excluded)
-            + "[/]"
-        )
+        _packed_line(console, "not in the pool:", (f"{m} ({r})" for m, r in plan.excluded),
+                     sep="; ")
+
+
+# ---------------------------------------------------------------------------------------------
+# replay
 
 
 def render_replay(result: ReplayResult, console: Console) -> None:
     """Per-policy results with 95% intervals over seeds, then the deployment timeline."""
+    console.width = max(console.width, _MIN_WIDTH)
     cfg = result.config
-    console.print(
-        f"[bold]Replay[/] {cfg.horizon:,} queries, {cfg.stages} stages, {cfg.seeds} seed(s) from "
-        f"{cfg.first_seed}; budget {cfg.budget:.4g}/query, max deployed {cfg.max_deployed}"
-    )
-    console.print(
-        f"[dim]gamma {cfg.gamma:.4g} ({cfg.radius}); oracle value {result.oracle_value:.4f}/query; "
-        "± is the half-width of the 95% interval over seeds[/]"
-    )
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("policy", "reward/query", "cost/query", "cost/budget", "regret", "sub-optimality"):
-        table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
+    pm = "±" if _unicode(console) else "+-"
+    console.print(f"[bold]Replay[/] {cfg.horizon:,} queries, {cfg.stages} stages, "
+                  f"{cfg.seeds} seed(s) from {cfg.first_seed}")
+    console.print(f"budget {cfg.budget:.4g}/query, max deployed {cfg.max_deployed}")
+    _packed_line(console, "gamma", [
+        f"{cfg.gamma:.4g} ({cfg.radius})", f"oracle value {result.oracle_value:.4f}/query",
+        f"{pm} is the half-width of the 95% interval over seeds",
+    ])
+    console.print()
+    _policies(result, console, pm)
+    _timeline(result, console)
+
+
+def _policies(result: ReplayResult, console: Console, pm: str) -> None:
+    rows = []
     for p in result.policies:
         lo, hi = p.ci95["mean_reward"]
         slo, shi = p.ci95["suboptimality"]
         ratio = p.cost_over_budget
-        ratio_text = f"{ratio:.3f}" if math.isfinite(ratio) else "-"
-        if ratio > 1.02:
-            ratio_text = f"[red]{ratio_text}[/]"
-        table.add_row(str(p.policy), f"{p.mean_reward:.4f} ±{(hi - lo) / 2:.4f}",
-                      f"{p.mean_cost:.4g}", ratio_text, f"{p.regret:,.0f}",
-                      f"{p.suboptimality:.2%} ±{(shi - slo) / 2:.2%}")
-    console.print(table)
+        ratio_text = Text(f"{ratio:.3f}" if math.isfinite(ratio) else "-",
+                          style="red" if ratio > 1.02 else "")
+        rows.append((str(p.policy), f"{p.mean_reward:.4f} {pm}{(hi - lo) / 2:.4f}",
+                     f"{p.mean_cost:.4g}", ratio_text, f"{p.regret:,.0f}",
+                     f"{p.suboptimality:.2%} {pm}{(shi - slo) / 2:.2%}"))
+    table = _table()
+    table.add_column("policy", no_wrap=True)
+    for col in ("reward", "cost", "cost/budget", "regret", "sub-opt."):
+        table.add_column(col, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    if _fits(console, table):
+        console.print(table)
+        console.print(Text("reward, cost: per query; sub-opt.: 1 - reward / oracle value",
+                           style="dim"))
+        return
+    for name, reward, cost, ratio_text, regret, sub in rows:
+        _record(console, Text(name, style="bold"), [
+            f"reward {reward}", f"cost {cost} ({ratio_text.plain} of budget)",
+            f"regret {regret}", f"sub-optimality {sub}",
+        ])
+
+
+def _timeline(result: ReplayResult, console: Console) -> None:
+    cfg = result.config
     learner = next((p for p in result.policies if p.runs and str(p.policy) == "stageroute"), None)
     if learner is None:
         return
-    timeline = Table(title=f"Deployment timeline (stages where a set changes; seed {cfg.first_seed})",
-                     title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("stage", "start", "pool", "oracle", "stageroute"):
-        timeline.add_column(col, overflow="fold")
+    short = [_safe(console, m.split("/")[-1]) for m in result.models]
+    rows: list[tuple[str, str, str, list[str], list[str]]] = []
     previous: tuple[tuple[int, ...], tuple[int, ...]] | None = None
-    short = [m.split("/")[-1] for m in result.models]
     for k, window in enumerate(result.schedule.windows):
         now = (result.oracle[k].models, learner.runs[0].deployed[k])
         if now == previous:
             continue
         previous = now
-        timeline.add_row(str(k + 1), f"{window.start:%Y-%m-%d}",
-                         str(int(result.schedule.pools[k].sum())),
-                         ", ".join(short[j] for j in now[0]), ", ".join(short[j] for j in now[1]))
-    console.print(timeline)
+        rows.append((str(k + 1), f"{window.start:%Y-%m-%d}", str(int(result.schedule.pools[k].sum())),
+                     [short[j] for j in now[0]], [short[j] for j in now[1]]))
+    title = f"Deployment timeline (stages where a set changes; seed {cfg.first_seed})"
+    table = _table(title)
+    for col in ("stage", "start", "pool"):
+        table.add_column(col, no_wrap=True, justify="left" if col == "start" else "right")
+    longest = max((len(name) for row in rows for name in row[3] + row[4]), default=1)
+    for col in ("oracle", "stageroute"):
+        table.add_column(col, min_width=longest + 1)  # wraps between names, never inside one
+    for stage, start, pool, oracle, learned in rows:
+        table.add_row(stage, start, pool, Text(", ".join(oracle)), Text(", ".join(learned)))
+    console.print()
+    wide = console.options.update_width(1_000_000)
+    if console.measure(table, options=wide).minimum <= console.width:
+        console.print(table)
+        return
+    console.print(Text(title, style="bold"))
+    for stage, start, pool, oracle, learned in rows:
+        console.print(Text(f"stage {stage} from {start}, pool {pool}"))
+        for who, names in (("oracle", oracle), ("stageroute", learned)):
+            packed = _pack([n + "," for n in names[:-1]] + names[-1:], console.width - 14, " ")
+            for k, line in enumerate(packed):
+                console.print(Text(f"  {who if k == 0 else '':<11} {line}"), overflow="fold")
