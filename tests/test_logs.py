@@ -212,7 +212,7 @@ def test_file_glob_directory_and_hive_agree(tmp_path: Path, write_logs: WriteLog
         folder = hive / f"date={day}"
         folder.mkdir(parents=True)
         part.drop("day").write_parquet(folder / "part.parquet")
-    assert (hive / "date=2026-02-01" / "part.parquet").exists()
+    assert (hive / "date=2026-02-27" / "part.parquet").exists()
 
     expected = _stats(logs, catalog)
     assert expected.height == 3
@@ -290,12 +290,12 @@ def test_unknown_models_are_reported_and_ignored(write_logs: WriteLogs) -> None:
 def test_rows_at_or_after_as_of_are_not_used(write_logs: WriteLogs) -> None:
     logs, catalog = write_logs()
     frame = small_logs()
-    as_of = dt.datetime(2026, 2, 1, 20, tzinfo=dt.UTC)  # r0020 is exactly at as_of: excluded
+    as_of = dt.datetime(2026, 2, 27, 20, tzinfo=dt.UTC)  # r0020 is exactly at as_of: excluded
     summary = summarise_logs(logs, load_catalog(catalog), as_of)
     before = frame.filter(pl.col("timestamp") < as_of)
     assert before.height == 20
     assert summary.rows == 30 and summary.rows_used == 20
-    assert summary.last_seen == dt.datetime(2026, 2, 1, 19, tzinfo=dt.UTC)
+    assert summary.last_seen == dt.datetime(2026, 2, 27, 19, tzinfo=dt.UTC)
     assert_frame_equal(summary.stats.drop("last_seen"), compute_stats(before))
 
 
@@ -343,13 +343,13 @@ def test_as_of_before_every_row_is_one_clear_error_in_every_layout(tmp_path: Pat
                                                                    hive: bool) -> None:
     logs, catalog = write_logs()
     if hive:
-        part = tmp_path / "hive" / "day=2026-02-01"
+        part = tmp_path / "hive" / "day=2026-02-27"
         part.mkdir(parents=True)
         small_logs().write_parquet(part / "part.parquet")
         logs = tmp_path / "hive"
     with pytest.raises(BadDataError, match="no row before --as-of 2026-01-01 00:00 UTC") as info:
         summarise_logs(logs, load_catalog(catalog), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-    assert "2026-02-01 00:00" in str(info.value) and "later --as-of" in str(info.value)
+    assert "2026-02-27 00:00" in str(info.value) and "later --as-of" in str(info.value)
 
 
 @pytest.mark.parametrize(("column", "value"), [
