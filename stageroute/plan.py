@@ -14,18 +14,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from stageroute.estimate.bounds import cost_lcb, reward_ucb, theory_gamma
-from stageroute.inputs.catalog import Window, read_catalog, split_pool
-from stageroute.optimize.deploy import solve_deploy
 from stageroute.errors import BadDataError, UsageError
+from stageroute.estimate.bounds import cost_lcb, reward_ucb, theory_gamma
+from stageroute.estimate.stats import variance
+from stageroute.inputs.catalog import Window, read_catalog, split_pool
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, summarise_logs
-from stageroute.inputs.sanity import check_sufficient
-from stageroute.options import Radius, Solver
-from stageroute.render.output import iso_utc, json_number
+from stageroute.inputs.sanity import check_sufficient, listing
+from stageroute.optimize.deploy import solve_deploy
 from stageroute.optimize.route import cost_unit, solve_route_pyomo
 from stageroute.optimize.solver import require_solver
-from stageroute.estimate.stats import variance
+from stageroute.options import Radius, Solver
+from stageroute.render.output import iso_utc, json_number
 
 DEFAULT_GAMMA = 1.0
 SCHEMA_VERSION = 1
@@ -294,8 +294,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     if cross_check:
         notes.append(cross_check)
     if summary.unknown.height:
-        listed = ", ".join(f"{quote(m, 40)} ({r} rows)" for m, r in summary.unknown.iter_rows())
-        notes.append(f"ignored log rows of models not in the catalog: {listed}")
+        notes.append(f"ignored log rows of models not in the catalog: {listing(summary.unknown, 5)}")
     plan = Plan(
         window=window, config=config, gamma=gamma, cost_scale=scale, candidates=tuple(lines),
         evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),

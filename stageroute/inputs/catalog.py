@@ -15,6 +15,7 @@ from stageroute.errors import BadDataError
 from stageroute.inputs.checks import MAX_AMOUNT
 from stageroute.inputs.files import (
     csv_header_problem,
+    first_line,
     names,
     parquet_schema_problem,
     quote,
@@ -38,14 +39,25 @@ _REQUIRED = ("model", "released")
 _FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".json": "JSON", ".toml": "TOML"}
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (JSON readers silently keep the last one)."""
+    keys = [k for k, _ in pairs]
+    twice = [k for k in keys if keys.count(k) > 1]
+    if twice:
+        raise ValueError(f"the key {quote(twice[0])} appears twice in one object")
+    return dict(pairs)
+
+
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """Read JSON or TOML into a list of row dicts (``[...]``, ``{"models": [...]}``, ``[[models]]``)."""
     try:
-        text = path.read_text(encoding="utf-8")
-        doc: Any = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8-sig")
+        doc: Any = (json.loads(text, object_pairs_hook=_unique_keys)
+                    if path.suffix.lower() == ".json" else tomllib.loads(text))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # decode errors included
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else first_line(exc)
         raise BadDataError(
-            f"catalog {path} is not valid {_FORMATS[path.suffix.lower()]} ({exc}), "
+            f"catalog {path} is not valid {_FORMATS[path.suffix.lower()]} ({reason}), "
             "fix the file or export it again"
         ) from None
     if isinstance(doc, dict):
@@ -62,8 +74,8 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
         for key, value in row.items():
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
                 raise BadDataError(
-                    f"catalog {path}, model {i + 1} has {quote(key)} = {quote(value)}, an integer "
-                    "too large to represent; write a plain number such as 0.5"
+                    f"catalog {path}, model {i + 1} has in {quote(key)} an integer too large to "
+                    f"represent ({value.bit_length()} bits); write a plain number such as 0.5"
                 )
     # Dates become ISO strings so that every format goes through the same parser below.
     return [

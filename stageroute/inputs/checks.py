@@ -54,15 +54,14 @@ KIND: dict[str, tuple[str, Callable[[pl.DataType], bool]]] = {
 }
 
 
-def check_types(kind: str, label: str, schema: dict[str, pl.DataType], columns: tuple[str, ...],
-                writer: str) -> None:
-    """Raise for the first of ``columns`` whose type breaks the contract."""
+def check_types(source: LogSource, schema: dict[str, pl.DataType], columns: tuple[str, ...]) -> None:
+    """Raise for the first of ``columns`` whose type breaks the contract, naming its file."""
     for column in columns:
         dtype = schema.get(column)
         if dtype is not None and not KIND[column][1](dtype):
             raise BadDataError(
-                f"{kind} {label}, column '{column}' has type {dtype}, expected {KIND[column][0]}; "
-                f"fix the writer of the {writer}"
+                f"{source.kind} {source.where(column)}, column '{column}' has type {dtype}, "
+                f"expected {KIND[column][0]}; fix the writer of the {source.kind}"
             )
 
 
@@ -86,7 +85,7 @@ def check_columns(source: LogSource, schema: dict[str, pl.DataType], need_reward
                 f"logs {source.label} have no column '{shown}' (they have: {names(schema)}), "
                 f"{hint}"
             )
-    check_types("logs", source.label, schema, tuple(c for c in KIND if c in schema), "logs")
+    check_types(source, schema, tuple(c for c in KIND if c in schema))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from stageroute.inputs.checks import FEEDBACK_REWARD, check_types
 from stageroute.inputs.files import names, quote
 from stageroute.inputs.sources import LogSource, find_logs, fresh, unreadable
 
+
 def _first_problem(src: LogSource, fb: pl.LazyFrame, file_col: str,
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(a duplicated request id, the first row with an empty id or a bad reward); both head(1)."""
@@ -53,7 +54,7 @@ def load_feedback(path: str | Path) -> tuple[pl.LazyFrame, LogSource]:
                 f"feedback {src.label} has no column '{column}' (it has: {names(src.schema)}), "
                 "feedback needs request_id and reward"
             )
-    check_types("feedback", src.label, schema, ("request_id", "reward"), "feedback")
+    check_types(src, schema, ("request_id", "reward"))
     fb = lf.select(pl.col("request_id").cast(pl.String), pl.col("reward").cast(pl.Float64),
                    file_col)
     dup, bad = _first_problem(src, fb, file_col)

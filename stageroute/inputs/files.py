@@ -29,9 +29,16 @@ def quote(value: object, limit: int = 80) -> str:
     return f"{text[:limit]}... ({size})"
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def names(columns: Iterable[str]) -> str:
     """Column names for a message; a name with hidden characters is quoted so that they show."""
-    return ", ".join(c if c.isprintable() and c == c.strip() and c else quote(c) for c in columns)
+    shown = [c if c.isprintable() and c == c.strip() and c else quote(c) for c in columns]
+    return ", ".join(shown) if shown else "none"
 
 
 def _kind_of(mode: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,14 +207,14 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
     )
 
 
-def _sample_frame(scan: LogScan, needed: list[str]) -> pl.LazyFrame:
+def _sample_frame(scan: LogScan, needed: Sequence[str]) -> pl.LazyFrame:
     """The first rows of Parquet row groups spread evenly over the files, only ``needed`` columns.
 
     Without footers (hive layouts) or when PyArrow cannot read a group, every row is read.
     """
     footers = scan.footers
     if footers is None or not footers.groups:
-        return scan.source.scan().select(needed)
+        return scan.source.scan().select(*needed)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -236,9 +237,9 @@ def _sample_frame(scan: LogScan, needed: list[str]) -> pl.LazyFrame:
                 if batch is not None:
                     tables.append(pl.DataFrame(pl.from_arrow(batch)))
     except (pa.ArrowException, OSError, ValueError):
-        return scan.source.scan().select(needed)
+        return scan.source.scan().select(*needed)
     return (pl.concat(tables, how="diagonal_relaxed").lazy() if tables
-            else scan.source.scan().select(needed))
+            else scan.source.scan().select(*needed))
 
 
 def _sampled(scan: LogScan, as_of: dt.datetime) -> tuple[float | None, float | None, float | None]:

@@ -27,7 +27,7 @@ def duration(span: dt.timedelta) -> str:
     return text or f"{max(seconds, 0)}s"
 
 
-def _listing(unknown: pl.DataFrame, most: int = 3) -> str:
+def listing(unknown: pl.DataFrame, most: int = 3) -> str:
     top = unknown.sort(["rows", "model"], descending=[True, False], nulls_last=True).head(most)
     shown = ", ".join(f"{quote(m, 40)} ({n:,} rows)" for m, n in top.iter_rows())
     more = unknown.height - top.height
@@ -70,14 +70,14 @@ def check_sufficient(summary: LogSummary, catalog: Iterable[str], as_of: dt.date
     if used == 0:
         raise InsufficientDataError(
             f"logs {label}: none of the {before:,} rows before --as-of {stamp(as_of)} UTC belongs "
-            f"to a model of the catalog (they name {_listing(summary.unknown)}){hint}; fix the "
+            f"to a model of the catalog (they name {listing(summary.unknown)}){hint}; fix the "
             "model ids of the logs or of the catalog, nothing can be planned from these rows"
         )
     share = strangers / before
     if share > max_unknown_share:
         raise InsufficientDataError(
             f"logs {label}: {share:.1%} of the rows before --as-of ({strangers:,} of {before:,}) "
-            f"belong to models missing from the catalog ({_listing(summary.unknown)}){hint}; "
+            f"belong to models missing from the catalog ({listing(summary.unknown)}){hint}; "
             f"that is more than --max-unknown-share {max_unknown_share:g}: add those models to "
             "the catalog, fix their ids, or raise --max-unknown-share"
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,14 @@ from pathlib import Path
 import polars as pl
 
 from stageroute.errors import BadDataError, InputMissingError
-from stageroute.inputs.files import is_regular, names, parquet_schema_problem, quote, require_file
+from stageroute.inputs.files import (
+    first_line,
+    is_regular,
+    names,
+    parquet_schema_problem,
+    quote,
+    require_file,
+)
 
 # Columns stageroute adds to a scan; renamed when a user column already has the name.
 FILE_COLUMN = "__file__"
@@ -34,11 +42,6 @@ def file_schema(file: str) -> dict[str, pl.DataType]:
     return dict(pl.scan_parquet(file, glob=False).collect_schema())
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 @dataclass(frozen=True, slots=True)
 class LogSource:
     """Parquet files to scan as one table, with their merged schema (checked consistent)."""
@@ -49,6 +52,11 @@ class LogSource:
     kind: str = "logs"  # "logs" or "feedback": the word messages start with
     schema: dict[str, pl.DataType] = field(default_factory=dict)  # file columns, all files
     notes: tuple[str, ...] = ()
+    origin: dict[str, str] = field(default_factory=dict)  # column -> the first file that has it
+
+    def where(self, column: str) -> str:
+        """The file to name in a message about ``column`` (the source when it is one file)."""
+        return self.origin.get(column, self.label) if len(self.files) > 1 else self.label
 
     @property
     def file_column(self) -> str:
@@ -158,17 +166,20 @@ def _real_files(candidates: list[Path], label: str, kind: str) -> tuple[list[str
 
 
 def _hive_keys(root: Path, files: list[str], kind: str) -> tuple[str, ...]:
-    """The partition keys (``key=value`` directories) shared by every file, checked consistent."""
+    """The partition keys (``key=value`` directories) shared by every file, checked consistent.
+
+    Polars reads a key from every directory of a file's path, above ``root`` too, so all count.
+    """
     layouts: dict[tuple[str, ...], str] = {}
     for file in files:
-        dirs = Path(file).relative_to(root).parts[:-1]
-        keys = tuple(part.split("=", 1)[0] for part in dirs if "=" in part)
-        layouts.setdefault(keys, file)
+        keys = tuple(part.split("=", 1)[0] for part in Path(file).parts[:-1] if "=" in part)
         if len(set(keys)) != len(keys):
+            twice = next(k for k in keys if keys.count(k) > 1)
             raise BadDataError(
-                f"{kind} {file} is under the partition key {quote(keys[0])} twice, keep one "
+                f"{kind} {file} is under the partition key {quote(twice)} twice, keep one "
                 f"key=value directory per key in {root}"
             )
+        layouts.setdefault(keys, file)
     if len(layouts) > 1:
         (a, file_a), (b, file_b) = list(layouts.items())[:2]
         raise BadDataError(
@@ -178,8 +189,41 @@ def _hive_keys(root: Path, files: list[str], kind: str) -> tuple[str, ...]:
     return next(iter(layouts), ())
 
 
-def _merged_schema(files: list[str], label: str, kind: str) -> dict[str, pl.DataType]:
-    """Every file's columns with their one type; any file whose footer Polars cannot take is named."""
+def _fingerprint(file: str) -> str | None:
+    """A digest of a non-empty file's footer (row counts, sizes, statistics), to spot copies."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(file)
+    except (pa.ArrowException, OSError, ValueError, TypeError):
+        return None
+    if meta.num_rows == 0:
+        return None
+    return hashlib.sha256(repr(meta.to_dict()).encode()).hexdigest()
+
+
+def _check_copies(files: list[str], kind: str) -> None:
+    """Raise when two files have the same footer: a copy, whose rows would count twice."""
+    if len(files) < 2:
+        return
+    seen: dict[str, str] = {}
+    for file in files:
+        digest = _fingerprint(file)
+        if digest is None:
+            continue
+        first = seen.setdefault(digest, file)
+        if first != file:
+            raise BadDataError(
+                f"{kind} {file} has the same footer (rows, sizes, statistics) as {first}: it is a "
+                "copy, and its rows would count twice; remove one of them"
+            )
+
+
+def _merged_schema(files: list[str], label: str, kind: str,
+                   ) -> dict[str, tuple[pl.DataType, str]]:
+    """Every file's columns with their one type and the first file that has them; any file whose
+    footer Polars cannot take is named."""
     seen: dict[str, tuple[pl.DataType, str]] = {}
     for file in files:
         problem = parquet_schema_problem(file, kind)
@@ -200,7 +244,7 @@ def _merged_schema(files: list[str], label: str, kind: str) -> dict[str, pl.Data
                     f"{kind} {file}, column {quote(column)} has type {dtype} but {first[1]} has "
                     f"{first[0]}, write every file of {label} with the same column types"
                 )
-    return {column: dtype for column, (dtype, _) in seen.items()}
+    return seen
 
 
 def _hive_use(keys: tuple[str, ...], schema: dict[str, pl.DataType], label: str, kind: str,
@@ -261,10 +305,13 @@ def find_logs(path: str | Path, kind: str = "logs",
     else:
         require_file(p, kind, option, hint="a file, a glob or a directory")
         files, notes = [str(p)], []
-    schema = _merged_schema(files, label, kind)
-    hive, hive_notes = False, ()
+    seen = _merged_schema(files, label, kind)
+    _check_copies(files, kind)
+    schema = {column: dtype for column, (dtype, _) in seen.items()}
+    hive, hive_notes = False, tuple[str, ...]()
     if root is not None:
         keys = _hive_keys(root, files, kind)
         hive, hive_notes = _hive_use(keys, schema, label, kind, needed)
     return LogSource(label, tuple(files), hive=hive, kind=kind, schema=schema,
-                     notes=(*notes, *hive_notes))
+                     notes=(*notes, *hive_notes),
+                     origin={column: file for column, (_, file) in seen.items()})
