@@ -35,10 +35,14 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def names(columns: Iterable[str]) -> str:
-    """Column names for a message; a name with hidden characters is quoted so that they show."""
-    shown = [c if c.isprintable() and c == c.strip() and c else quote(c) for c in columns]
-    return ", ".join(shown) if shown else "none"
+def names(columns: Iterable[str], most: int = 12) -> str:
+    """Column names for a message (at most ``most``); a name with hidden characters is quoted
+    so that they show."""
+    every = list(columns)
+    shown = [c if c.isprintable() and c == c.strip() and c and len(c) <= 40 else quote(c, 40)
+             for c in every[:most]]
+    more = f" and {len(every) - most} more" if len(every) > most else ""
+    return ", ".join(shown) + more if shown else "none"
 
 
 def _kind_of(mode: int) -> str:
@@ -160,8 +164,17 @@ def parquet_schema_problem(file: str | Path, kind: str) -> BadDataError | None:
 
 
 def csv_header_problem(path: Path, kind: str) -> BadDataError | None:
-    """The error for a CSV header that names a column twice (the reader would rename one)."""
+    """The error for a CSV header that is not UTF-8 text or names a column twice (the reader
+    would rename one)."""
     try:
+        with path.open("rb") as raw:
+            first = raw.readline(65536)
+        if b"\x00" in first:
+            utf16 = first.startswith((b"\xff\xfe", b"\xfe\xff"))
+            return BadDataError(
+                f"{kind} {path} is not UTF-8 text ({'UTF-16' if utf16 else 'NUL bytes'} in its "
+                "header line); save it as a UTF-8 CSV"
+            )
         with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
             header = next(csv.reader(handle), [])
     except (OSError, csv.Error):

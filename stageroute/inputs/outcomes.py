@@ -110,7 +110,7 @@ def _check_values(frame: pl.DataFrame, path: Path) -> None:
          f"is outside the range stageroute can normalise (0, or {MIN_COST:g} to {MAX_AMOUNT:g})",
          "write costs in a unit that keeps them in that range"),
     ]
-    indexed = frame.with_row_index("row")
+    indexed = frame.select(*OUTCOMES_SCHEMA).with_row_index("row")  # no user column is "row" here
     for column, pred, what, fix in checks:
         bad = indexed.filter(pred)
         if bad.height:
@@ -130,9 +130,10 @@ def load_outcomes(path: str | Path) -> pl.DataFrame:
         BadDataError: missing or mistyped column, empty id, bad value, duplicate (sample_id, model).
     """
     path = require_file(path, "outcomes", "--outcomes")
-    frame = _check_columns(_read(path), path)
+    frame = _read(path)
     if frame.height == 0:
-        raise BadDataError(f"outcomes {path} have no rows")
+        raise BadDataError(f"outcomes {path} have no rows, add one row per (sample_id, model)")
+    frame = _check_columns(frame, path)
     _check_values(frame, path)
     dup = frame.filter(pl.struct("sample_id", "model").is_duplicated())
     if dup.height:
