@@ -82,11 +82,12 @@ def check_sufficient(summary: LogSummary, catalog: Iterable[str], as_of: dt.date
             "the catalog, fix their ids, or raise --max-unknown-share"
         )
     if int(summary.stats["n_reward"].sum()) == 0:
-        source = " or in the --feedback joined to them" if feedback else ""
+        why = ("their 'reward' is empty and --feedback gives none of them a reward" if feedback
+               else "every 'reward' is empty")
         raise InsufficientDataError(
             f"logs {label}: none of the {used:,} rows of catalog models before --as-of has a "
-            f"reward (every 'reward' is empty{source}), so no model's quality can be estimated; "
-            "check that feedback reaches the logs (or pass --feedback)"
+            f"reward ({why}), so no model's quality can be estimated; check that feedback "
+            "reaches the logs (or pass --feedback with the rewards)"
         )
     last = summary.last_seen
     if last is not None and as_of - last > max_staleness:
