@@ -159,6 +159,13 @@ def _shadow_and_missing(d: Path) -> None:
     small_logs().drop("model").write_parquet(d / "logs" / "model=alpha" / "reward=1" / "p.parquet")
 
 
+def _undecodable_name(d: Path) -> None:
+    logs()(d)
+    (d / "logs").mkdir()
+    with open(os.path.join(os.fsencode(d / "logs"), b"caf\xe9.parquet"), "wb") as handle:
+        handle.write((d / "logs.parquet").read_bytes())
+
+
 def _corrupt_page(d: Path) -> None:
     logs()(d)
     data = bytearray((d / "logs.parquet").read_bytes())
@@ -276,6 +283,9 @@ INPUT_CASES: list[InputCase] = [
               ExitCode.BAD_DATA, ("two columns named 'model'",), arrow_logs(_two_model_columns)),
     InputCase("corrupt-data-page", "a data page overwritten with garbage", ExitCode.BAD_DATA,
               ("logs.parquet", "cannot be read as Parquet"), _corrupt_page),
+    InputCase("file-name-not-utf-8", "logs/ holding a file whose name is not UTF-8",
+              ExitCode.INPUT_MISSING, ("logs/caf", "not valid UTF-8", "rename"), _undecodable_name,
+              logs="logs"),
     # Not a regular file.
     InputCase("fifo-logs", "`--logs` is a named pipe (reading it would block)", ExitCode.INPUT_MISSING,
               ("pipe.parquet", "named pipe", "--logs"), special("pipe.parquet", os.mkfifo),
@@ -297,8 +307,11 @@ INPUT_CASES: list[InputCase] = [
               ("'Alpha' and 'alpha'", "differ only in case"),
               catalog(CATALOG_CSV + "Alpha,2026-01-01,,1.0,1.0,2.0\n")),
     InputCase("catalog-newline-id", "catalog id with a newline (quoted CSV field)", ExitCode.BAD_DATA,
-              ("column 'model'", "'bad\\nid'", "control character"),
+              ("column 'model'", "'bad\\nid'", "invisible character"),
               catalog(CATALOG_CSV + '"bad\nid",2026-01-01,,1.0,1.0,2.0\n')),
+    InputCase("catalog-zero-width-id", "catalog id with a zero-width space (copied from a web page)",
+              ExitCode.BAD_DATA, ("'al\\u200bpha'", "invisible character"),
+              catalog(CATALOG_CSV.replace("alpha,", "al\u200bpha,", 1))),
     InputCase("catalog-id-too-long", "catalog id of 100,000 characters (broken quoting)",
               ExitCode.BAD_DATA, ("100,000 characters", "at most 1,000"),
               catalog(CATALOG_CSV + "x" * 100_000 + ",2026-01-01,,1,1,1\n")),

@@ -176,6 +176,16 @@ def _fifo(kind: str) -> Setup:
     return setup
 
 
+def _undecodable_name(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+    """A file whose name is not UTF-8 (Python holds it as surrogates, Polars cannot open it)."""
+    logs, catalog = write()
+    (tmp / "parts").mkdir()
+    name = os.path.join(os.fsencode(tmp / "parts"), b"caf\xe9.parquet")
+    with open(name, "wb") as handle:
+        handle.write(logs.read_bytes())
+    return tmp / "parts", catalog, {}
+
+
 def _corrupt_page(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
     """A valid footer over a data page overwritten with garbage."""
     logs, catalog = write()
@@ -324,6 +334,8 @@ INVALID = [
                  id="mixed-partition-layouts"),
     pytest.param(_corrupt_page, BadDataError, ["logs.parquet", "cannot be read as Parquet"],
                  id="corrupt-data-page"),
+    pytest.param(_undecodable_name, InputMissingError, ["parts/caf", "not valid UTF-8", "rename"],
+                 id="file-name-not-utf-8"),
     pytest.param(_fifo("logs"), InputMissingError, ["pipe.parquet", "named pipe", "--logs"],
                  id="fifo-as-logs"),
     pytest.param(_fifo("feedback"), InputMissingError,

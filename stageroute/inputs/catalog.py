@@ -212,10 +212,14 @@ def _normalise_ids(frame: pl.DataFrame, path: Path) -> tuple[pl.DataFrame, tuple
     logs use cannot be guessed.
     """
     models = frame["model"]
-    odd = models.filter(models.str.contains(r"\p{Cc}") | (models.str.len_chars() > MAX_ID_LENGTH))
+    # Control and format characters (newline, tab, NUL, zero-width space, ...) are invisible or
+    # break lines: no real id has them, a broken export does.
+    hidden = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
+    odd = models.filter(models.str.contains(hidden) | (models.str.len_chars() > MAX_ID_LENGTH))
     if len(odd):
         value = odd[0]
-        what = ("contains a control character (newline, tab, ...)" if len(value) <= MAX_ID_LENGTH
+        what = ("contains a control or invisible character (newline, tab, zero-width space, ...)"
+                if len(value) <= MAX_ID_LENGTH
                 else f"is {len(value):,} characters long (at most {MAX_ID_LENGTH:,})")
         raise BadDataError(
             f"catalog {path}, column 'model' has {quote(value)}, which {what}; check the file's "

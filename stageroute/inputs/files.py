@@ -66,6 +66,7 @@ def require_file(path: str | Path, kind: str, option: str, hint: str = "an exist
             regular file.
     """
     p = Path(path)
+    check_name(p, kind, option)
     try:
         mode = p.stat().st_mode
     except FileNotFoundError:
@@ -86,6 +87,18 @@ def require_file(path: str | Path, kind: str, option: str, hint: str = "an exist
             f"write the {kind} to a file and pass that to {option}"
         )
     return p
+
+
+def check_name(path: Path, kind: str, option: str) -> None:
+    """Raise for a path that is not valid UTF-8 (Polars cannot open it; Python keeps the bytes
+    as surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputMissingError(
+            f"{kind} {quote(str(path))} has a name that is not valid UTF-8, which cannot be "
+            f"opened; rename it (or the directory) and pass it to {option} again"
+        ) from None
 
 
 def is_regular(path: Path) -> bool:

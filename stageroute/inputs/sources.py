@@ -16,6 +16,7 @@ import polars as pl
 
 from stageroute.errors import BadDataError, InputMissingError
 from stageroute.inputs.files import (
+    check_name,
     first_line,
     is_regular,
     names,
@@ -146,6 +147,7 @@ def _real_files(candidates: list[Path], label: str, kind: str) -> tuple[list[str
     odd: list[Path] = []
     repeats = 0
     for path in candidates:
+        check_name(path, kind, f"--{kind}")
         if not is_regular(path):
             odd.append(path)
             continue
