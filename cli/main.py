@@ -165,6 +165,14 @@ def plan(
                                              "does not use: request_id uniqueness and NaN "
                                              "propensities (several times the scan on large "
                                              "logs).")] = False,
+    max_staleness: Annotated[str | None, typer.Option(help="Fail (exit 67) when the newest log "
+                                                      "row is older than this before --as-of: "
+                                                      "7d, 36h, ... Default: one --stage-length."
+                                                      )] = None,
+    max_unknown_share: Annotated[float, typer.Option(help="Fail (exit 67) when more than this "
+                                                     "share of the rows before --as-of name "
+                                                     "models missing from the catalog. "
+                                                     "E.g. 0.2")] = 0.5,
     json_out: opt.Json = False,
     output: opt.Output = None,
     quiet: opt.Quiet = False,
@@ -180,6 +188,8 @@ def plan(
             cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
             allow_drop=allow_drop, canary_share=canary_share, min_samples=min_samples,
             strict=strict, full_check=full_check, deployed=parse_list(deployed),
+            max_staleness=parse_duration(max_staleness, "--max-staleness") if max_staleness else None,
+            max_unknown_share=max_unknown_share,
         )
         result = make_plan(logs, catalog, config, feedback=feedback, progress=_progress(quiet))
         _warn(result.warnings)

@@ -5,6 +5,15 @@ from __future__ import annotations
 from enum import IntEnum
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character (newline, tab, escape, ...) written as its
+    escape sequence, so that a message quoting a hostile value stays on one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 class ExitCode(IntEnum):
     """Process exit codes; part of the command-line contract (documented in the README)."""
 
@@ -14,6 +23,7 @@ class ExitCode(IntEnum):
     INFEASIBLE = 10
     BAD_DATA = 65
     INPUT_MISSING = 66
+    INSUFFICIENT_DATA = 67
     NO_SOLVER = 69
     CANNOT_WRITE = 73
     LOCKED = 75
@@ -23,6 +33,10 @@ class StagerouteError(Exception):
     """Base of every error that a user can fix; the CLI prints it as one ``Error: ...`` line."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __str__(self) -> str:
+        # One ``Error:`` line whatever the data quoted in the message hold.
+        return one_line(super().__str__())
 
 
 class UsageError(StagerouteError):
@@ -35,6 +49,13 @@ class BadDataError(StagerouteError):
     """An input file exists but its content breaks the data contract."""
 
     exit_code = ExitCode.BAD_DATA
+
+
+class InsufficientDataError(BadDataError):
+    """Valid inputs that cannot support a plan: nothing usable, no reward, mostly unknown models,
+    or logs older than ``--max-staleness`` (a cron job must not plan from nothing)."""
+
+    exit_code = ExitCode.INSUFFICIENT_DATA
 
 
 class InputMissingError(StagerouteError):

@@ -15,18 +15,23 @@ import numpy as np
 import polars as pl
 
 from stageroute.config import SharedConfig
-from stageroute.estimate.bounds import cost_lcb, reward_ucb
-from stageroute.inputs.catalog import Window, load_catalog, split_pool
-from stageroute.optimize.deploy import solve_deploy
 from stageroute.errors import BadDataError, InfeasibleError, UsageError
+from stageroute.estimate.bounds import cost_lcb, reward_ucb
+from stageroute.estimate.stats import variance
+from stageroute.inputs.catalog import Window, read_catalog, split_pool
+from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, summarise_logs
+from stageroute.inputs.sanity import check_sufficient, listing
+from stageroute.optimize.deploy import solve_deploy
+from stageroute.optimize.route import Routing, cost_unit, solve_route_pyomo
+from stageroute.optimize.solver import require_solver
 from stageroute.options import Radius, Solver
 from stageroute.render.output import iso_utc, json_number
-from stageroute.optimize.route import cost_unit, solve_route_pyomo
-from stageroute.optimize.solver import require_solver
-from stageroute.estimate.stats import variance
 
 SCHEMA_VERSION = 1
+# An observed cost scale below this cannot normalise costs (its square underflows to 0): the
+# costs are then all but zero, and the scale falls back as if none had been observed.
+MIN_OBSERVED_SCALE = 1e-100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +45,8 @@ class PlanConfig(SharedConfig):
     min_samples: int = 30
     strict: bool = False
     full_check: bool = False
+    max_staleness: dt.timedelta | None = None  # newest log row at most this old; None: stage_length
+    max_unknown_share: float = 0.5  # of rows before as_of that may name models not in the catalog
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
@@ -53,6 +60,11 @@ class PlanConfig(SharedConfig):
             raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share}")
         if self.min_samples < 0:
             raise UsageError(f"--min-samples must be >= 0, got {self.min_samples}")
+        if self.max_staleness is not None and self.max_staleness <= dt.timedelta(0):
+            raise UsageError(f"--max-staleness must be positive, got {self.max_staleness}")
+        if not 0 <= self.max_unknown_share <= 1:
+            raise UsageError(
+                f"--max-unknown-share must be a share in [0, 1], got {self.max_unknown_share}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +132,26 @@ def _currently_deployed(config: PlanConfig, summary: LogSummary, catalog: pl.Dat
 
 
 def _price_prior(pool: pl.DataFrame, summary: LogSummary) -> np.ndarray:
-    """Expected cost of a request from list prices and the log's typical token counts."""
+    """Expected cost of a request from list prices and the log's typical token counts.
+
+    Raises:
+        BadDataError: the arithmetic overflows (huge prices times huge token counts).
+    """
     if summary.mean_input_tokens is None or summary.mean_output_tokens is None:
         return np.full(pool.height, np.nan)
-    est = (
-        pool["usd_per_mtok_in"].to_numpy() * summary.mean_input_tokens
-        + pool["usd_per_mtok_out"].to_numpy() * summary.mean_output_tokens
-    ) / 1e6
+    p_in = pool["usd_per_mtok_in"].to_numpy().astype(np.float64)
+    p_out = pool["usd_per_mtok_out"].to_numpy().astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        est = (p_in * summary.mean_input_tokens + p_out * summary.mean_output_tokens) / 1e6
+    overflow = np.flatnonzero(np.isfinite(p_in) & np.isfinite(p_out) & ~np.isfinite(est))
+    if overflow.size:
+        i = int(overflow[0])
+        raise BadDataError(
+            f"catalog prices of model {quote(pool['model'][i])} (usd_per_mtok_in {p_in[i]:g}, "
+            f"usd_per_mtok_out {p_out[i]:g}) times the log's typical tokens per request "
+            f"({summary.mean_input_tokens:g} in, {summary.mean_output_tokens:g} out) overflow; "
+            "check that model's prices and the token counts of the logs"
+        )
     return np.asarray(est, dtype=np.float64)
 
 
@@ -140,11 +165,14 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     """
     say = progress or (lambda _: None)
     require_solver(config.solver)
-    catalog = load_catalog(catalog_path)
+    catalog, catalog_notes = read_catalog(catalog_path)
     window = Window(config.as_of, config.as_of + config.stage_length)
     say(f"scanning logs {logs}")
     summary = summarise_logs(logs, catalog, config.as_of, feedback, config.strict,
                              recent=config.stage_length, full_check=config.full_check)
+    check_sufficient(summary, catalog["model"].to_list(), config.as_of,
+                     config.max_staleness or config.stage_length, config.max_unknown_share,
+                     feedback=feedback is not None)
     pool, excluded = split_pool(catalog, window)
     if pool.height == 0:
         raise BadDataError(
@@ -157,8 +185,9 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     n_c = stats["n_cost"].to_numpy()
     prior = _price_prior(stats, summary)
     gamma = config.resolve_gamma(catalog.height, summary.rows_used)
-    observed_scale = summary.cost_p999 if summary.cost_p999 else None
-    scale = config.cost_scale or observed_scale or (np.nanmax(prior) if np.isfinite(prior).any() else None)
+    observed_scale = summary.cost_p999 if (summary.cost_p999 or 0) >= MIN_OBSERVED_SCALE else None
+    priced = float(np.nanmax(prior)) if np.isfinite(prior).any() else 0.0
+    scale = config.cost_scale or observed_scale or (priced if priced >= MIN_OBSERVED_SCALE else None)
     scale = float(scale) if scale and scale > 0 else 1.0
     mean_r = stats["mean_reward"].to_numpy()
     mean_c = stats["mean_cost"].to_numpy()
@@ -223,27 +252,11 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     served = prob > 0
     reward_mean = float(prob @ np.nan_to_num(mean_r)) if np.all(n_r[served] > 0) else None
     cost_mean = float(prob @ np.nan_to_num(mean_c)) if np.all(n_c[served] > 0) else None
-    notes = []
-    untried = [names[i] for i in np.flatnonzero(served & ((n_r == 0) | (n_c == 0)))]
-    if untried:
-        notes.append(
-            "no plain-mean expectation: the table routes traffic to untried model(s) "
-            f"{', '.join(untried)}, whose means are unknown until they serve"
-        )
-    if routing.over_budget:
-        notes.append(
-            f"over budget: no mixture of the deployed models meets {config.budget:.6g} even with "
-            f"the cost lower bounds; the cheapest one costs {routing.cost:.6g} per request"
-        )
-    elif cost_mean is not None and cost_mean > config.budget * (1 + 1e-9):
-        notes.append(
-            f"under the plain means this table costs {cost_mean:.6g} per request, above the budget "
-            f"{config.budget:.6g}: the cost bounds are still optimistic; it tightens as data arrives"
-        )
-    warnings = [cross_check] if cross_check else []
+    notes = _notes(config, routing, cost_mean,
+                   [names[i] for i in np.flatnonzero(served & ((n_r == 0) | (n_c == 0)))])
+    warnings = [*catalog_notes, *summary.notes, *([cross_check] if cross_check else [])]
     if summary.unknown.height:
-        listed = ", ".join(f"{m!r} ({r} rows)" for m, r in summary.unknown.iter_rows())
-        warnings.append(f"ignored log rows of models not in the catalog: {listed}")
+        warnings.append(f"ignored log rows of models not in the catalog: {listing(summary.unknown, 5)}")
     plan = Plan(
         window=window, config=config, gamma=gamma, cost_scale=scale, candidates=tuple(lines),
         evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),
@@ -256,6 +269,28 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     digest = _input_digest(config, window, catalog, summary)
     return Plan(**{**{f: getattr(plan, f) for f in plan.__dataclass_fields__}, "run_id":
                    f"{window.start:%Y%m%dT%H%M}-{digest}"})
+
+
+def _notes(config: PlanConfig, routing: Routing, cost_mean: float | None,
+           untried: list[str]) -> list[str]:
+    """What the report says about the table: untried models, the budget under bounds and means."""
+    notes = []
+    if untried:
+        notes.append(
+            "no plain-mean expectation: the table routes traffic to untried model(s) "
+            f"{', '.join(quote(m, 40) for m in untried)}, whose means are unknown until they serve"
+        )
+    if routing.over_budget:
+        notes.append(
+            f"over budget: no mixture of the deployed models meets {config.budget:.6g} even with "
+            f"the cost lower bounds; the cheapest one costs {routing.cost:.6g} per request"
+        )
+    elif cost_mean is not None and cost_mean > config.budget * (1 + 1e-9):
+        notes.append(
+            f"under the plain means this table costs {cost_mean:.6g} per request, above the budget "
+            f"{config.budget:.6g}: the cost bounds are still optimistic; it tightens as data arrives"
+        )
+    return notes
 
 
 def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,

@@ -25,8 +25,8 @@ WriteLogs = Callable[..., tuple[Path, Path]]
 
 
 def small_logs(rows: int = 30) -> pl.DataFrame:
-    """A valid log: ``rows`` requests spread over alpha/beta/gamma in February 2026."""
-    start = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    """A valid log: ``rows`` hourly requests spread over alpha/beta/gamma from 2026-02-27."""
+    start = dt.datetime(2026, 2, 27, tzinfo=dt.UTC)  # within a stage (7d) of AS_OF: not stale
     models = ["alpha", "beta", "gamma"]
     inp = [100 + 10 * i for i in range(rows)]
     out = [50 + 5 * i for i in range(rows)]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
-from stageroute.inputs.catalog import CATALOG_SCHEMA, Window, load_catalog, split_pool
 from stageroute.errors import BadDataError, ExitCode, InputMissingError
+from stageroute.inputs.catalog import CATALOG_SCHEMA, Window, load_catalog, read_catalog, split_pool
 
 UTC = dt.UTC
 ROWS = [
@@ -23,6 +26,7 @@ ROWS = [
      "usd_per_mtok_in": None, "usd_per_mtok_out": None, "provider": None},
 ]
 HEADER = "model,released,retired,max_share,usd_per_mtok_in,usd_per_mtok_out"
+CSV_UTF16 = f"{HEADER}\na,2026-01-01,,1,1,1\n".encode("utf-16")
 
 
 def _expected() -> pl.DataFrame:
@@ -149,18 +153,125 @@ INVALID = [
                  ["c.toml", "not valid TOML", "line 1", "fix the file"], id="invalid-toml"),
     pytest.param("c.parquet", "not parquet", BadDataError,
                  ["c.parquet", "cannot be read as Parquet", "export it again"], id="corrupt-parquet"),
+    # Classes of the hostile-input probe (issue 7): each failed on the code before it.
+    pytest.param("c.csv", "model,released,model\na,2026-01-01,b\n", BadDataError,
+                 ["c.csv", "names the column 'model' twice", "ambiguous"], id="duplicated-csv-header"),
+    pytest.param("c.csv", f"{HEADER}\nalpha,2026-01-01,,1,1,1\nAlpha,2026-01-01,,1,1,1\n",
+                 BadDataError, ["c.csv", "'Alpha' and 'alpha'", "differ only in case"],
+                 id="ids-differ-only-in-case"),
+    pytest.param("c.csv", f'{HEADER}\n"bad\nid",2026-01-01,,1,1,1\n"bad\nid",2026-01-01,,1,1,1\n',
+                 BadDataError, ["c.csv", "'bad\\nid'", "invisible character"], id="newline-in-an-id"),
+    pytest.param("c.csv", f"{HEADER}\nal\x00pha,2026-01-01,,1,1,1\n", BadDataError,
+                 ["c.csv", "'al\\x00pha'", "invisible character"], id="nul-in-an-id"),
+    pytest.param("c.csv", f"{HEADER}\nal\u200bpha,2026-01-01,,1,1,1\n", BadDataError,
+                 ["c.csv", "'al\\u200bpha'", "invisible character"], id="zero-width-space-in-an-id"),
+    pytest.param("c.csv", f"{HEADER}\n{'x' * 5000},2026-01-01,,1,1,1\n", BadDataError,
+                 ["c.csv", "5,000 characters", "at most 1,000", "quoting"], id="id-too-long"),
+    pytest.param("c.csv", f"{HEADER}\na,0001-01-01T00:00:00+01:00,,1,1,1\n", BadDataError,
+                 ["c.csv", "'released'", "'0001-01-01T00:00:00+01:00'", "outside the calendar"],
+                 id="year-1-with-an-offset"),
+    pytest.param("c.csv", f"{HEADER}\na,2026-01-01,9999-12-31T23:00:00-05:00,1,1,1\n", BadDataError,
+                 ["c.csv", "'retired'", "9999-12-31T23:00:00-05:00", "outside the calendar"],
+                 id="year-9999-with-an-offset"),
+    pytest.param("c.csv", f"{HEADER}\na,9999-12-31,,1,1,1\n", BadDataError,
+                 ["c.csv", "'a'", "released on 9999-12-31", "placeholder"], id="release-in-9999"),
+    pytest.param("c.csv", f"{HEADER}\na,2026-01-01,,1,1,1e308\n", BadDataError,
+                 ["c.csv", "'usd_per_mtok_out'", "1e+308", "'a'", "at most 1e+100"],
+                 id="price-that-overflows"),
+    pytest.param("c.json", '[{"model": "a", "released": "2026-01-01", "max_share": 1' + "0" * 400 + "}]",
+                 BadDataError, ["c.json", "'max_share'", "too large"], id="json-huge-integer"),
+    pytest.param("c.json", '[{"model": "a", "model": "b", "released": "2026-01-01"}]', BadDataError,
+                 ["c.json", "not valid JSON", "'model' appears twice"], id="json-repeated-key"),
+    pytest.param("c.json", "[" * 50000 + "]" * 50000, BadDataError,
+                 ["c.json", "not valid JSON", "nested too deeply"], id="json-nested-too-deeply"),
+    pytest.param("c.json", '[{"model": {"id": 1}, "released": "2026-01-01"}]', BadDataError,
+                 ["c.json", "column 'model'", "Struct", "expected text"], id="json-object-as-id"),
+    pytest.param("c.csv", CSV_UTF16, BadDataError, ["c.csv", "not UTF-8", "UTF-16"], id="utf-16-csv"),
 ]
 
 
 @pytest.mark.parametrize(("name", "text", "error", "words"), INVALID)
-def test_invalid_catalog(tmp_path: Path, name: str, text: str, error: type, words: list[str]) -> None:
+def test_invalid_catalog(tmp_path: Path, name: str, text: str | bytes, error: type,
+                         words: list[str]) -> None:
     path = tmp_path / name
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     with pytest.raises(error) as info:
         load_catalog(path)
     assert info.value.exit_code == ExitCode.BAD_DATA
     for word in words:
-        assert word in str(info.value)
+        assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+    assert "\n" not in str(info.value)
+
+
+def _zoned_parquet(path: Path) -> None:
+    stamps = pa.array([0], pa.timestamp("us", "+05:30"))
+    pq.write_table(pa.table({"model": ["a"], "released": stamps}), path)
+
+
+def _two_model_columns(path: Path) -> None:
+    pq.write_table(pa.table([pa.array(["a"]), pa.array(["2026-01-01"]), pa.array(["b"])],
+                            names=["model", "released", "model"]), path)
+
+
+def _parquet_year_1_in_tokyo(path: Path) -> None:
+    pl.DataFrame({"model": ["a"], "released": [dt.datetime(1, 1, 1, 3)]}).with_columns(
+        pl.col("released").dt.replace_time_zone("Asia/Tokyo")).write_parquet(path)
+
+
+@pytest.mark.parametrize(("write", "words"), [
+    pytest.param(_zoned_parquet, ["'released'", "time zone '+05:30'", "UTC"], id="offset-time-zone"),
+    pytest.param(_two_model_columns, ["two columns named 'model'"], id="duplicate-columns"),
+    pytest.param(_parquet_year_1_in_tokyo, ["'released'", "outside the calendar"],
+                 id="year-1-in-tokyo"),
+])
+def test_invalid_parquet_catalog(tmp_path: Path, write, words: list[str]) -> None:
+    write(tmp_path / "c.parquet")
+    with pytest.raises(BadDataError) as info:
+        load_catalog(tmp_path / "c.parquet")
+    for word in words:
+        assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda p: os.mkfifo(p), id="fifo"),
+    pytest.param(lambda p: os.symlink("/dev/zero", p), id="device"),
+    pytest.param(lambda p: os.symlink(p.name, p), id="link-loop"),
+])
+def test_catalog_that_is_not_a_regular_file(tmp_path: Path, make) -> None:
+    """Refused before anything opens it: reading a FIFO would block for ever."""
+    make(tmp_path / "c.csv")
+    with pytest.raises(InputMissingError, match="c.csv") as info:
+        load_catalog(tmp_path / "c.csv")
+    assert info.value.exit_code == ExitCode.INPUT_MISSING
+    assert "does not exist" not in str(info.value)
+
+
+def test_ids_with_surrounding_whitespace_are_stripped_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    _write_csv(path)
+    path.write_text(path.read_text().replace("alpha,", " alpha ,", 1).replace("model,released",
+                                                                               "model , released"))
+    catalog, notes = read_catalog(path)
+    assert_frame_equal(catalog, _expected())
+    assert notes == ("catalog " + str(path) + ": 1 model id(s) had surrounding whitespace, which "
+                     "was removed (e.g. ' alpha ' is read as 'alpha')",)
+    _write_csv(path)
+    assert read_catalog(path)[1] == ()
+
+
+def test_json_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text("\ufeff" + json.dumps(ROWS), encoding="utf-8")
+    assert_frame_equal(load_catalog(path), _expected())
+
+
+def test_retirement_in_year_9999_means_never(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(f"{HEADER}\na,2026-01-01,9999-12-31,1,1,1\n")
+    assert load_catalog(path)["retired"][0] == dt.datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def test_missing_catalog(tmp_path: Path) -> None:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import AS_OF, WriteLogs, small_logs
 from polars.testing import assert_frame_equal
 
-from stageroute.inputs.catalog import load_catalog
-from stageroute.errors import BadDataError, ExitCode, InputMissingError
-from stageroute.inputs.logs import find_logs, summarise_logs
+from stageroute.errors import BadDataError, ExitCode, InputMissingError, InsufficientDataError
 from stageroute.estimate.stats import compute_stats
+from stageroute.inputs.catalog import load_catalog
+from stageroute.inputs.logs import find_logs, summarise_logs
+from stageroute.inputs.sanity import check_sufficient
 
 Setup = Callable[[Path, WriteLogs], tuple[Path | str, Path, dict[str, Any]]]
 
@@ -92,12 +96,111 @@ def _unpriced(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, 
     return logs, catalog, {}
 
 
+def _strict(setup: Setup) -> Setup:
+    """Unknown models are an error with strict (--strict)."""
+    def checked(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+        logs, catalog, kwargs = setup(tmp, write)
+        return logs, catalog, {**kwargs, "strict": True}
+    return checked
+
+
 def _checking_ids(setup: Setup) -> Setup:
     """Request-id uniqueness costs a hash of every id: it runs with full_check (or feedback)."""
     def checked(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
         logs, catalog, kwargs = setup(tmp, write)
         return logs, catalog, {**kwargs, "full_check": True}
     return checked
+
+
+def _parts(*frames: pl.DataFrame | pa.Table, glob: bool = False) -> Setup:
+    """Write ``frames`` as a.parquet, b.parquet, ... of one directory (or a glob over them)."""
+    def setup(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+        _, catalog = write()
+        folder = tmp / "parts"
+        folder.mkdir()
+        for name, frame in zip("abcdefgh", frames, strict=False):
+            table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+            pq.write_table(table, folder / f"{name}.parquet")
+        return (str(folder / "*.parquet") if glob else folder), catalog, {}
+    return setup
+
+
+def _arrow(table: pa.Table, statistics: bool = True) -> Setup:
+    """A log written by PyArrow (types Polars would not write)."""
+    def setup(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+        _, catalog = write()
+        pq.write_table(table, tmp / "arrow.parquet", write_statistics=statistics)
+        return tmp / "arrow.parquet", catalog, {}
+    return setup
+
+
+def _zone(zone: str) -> pa.Table:
+    table = small_logs().to_arrow()
+    stamps = table.column("timestamp").cast(pa.timestamp("us")).cast(pa.int64())
+    return table.set_column(1, "timestamp", stamps.cast(pa.timestamp("us", zone)))
+
+
+def _priced_catalog(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+    """Costs priced from tokens overflow what can be averaged: 1e90 tokens x 1e20 $/Mtok."""
+    logs, _ = write(lambda f: _set("input_tokens", 1e90)(
+        f.drop("cost").with_columns(pl.col("input_tokens").cast(pl.Float64))))
+    catalog = tmp / "priced.csv"
+    catalog.write_text("model,released,usd_per_mtok_in,usd_per_mtok_out\nalpha,2026-01-01,1,2\n"
+                       "beta,2026-01-01,1,2\ngamma,2026-01-01,1e20,2\n")
+    return logs, catalog, {}
+
+
+def _copied(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+    logs, catalog = write()
+    (tmp / "parts").mkdir()
+    for name in ("a.parquet", "b.parquet"):
+        (tmp / "parts" / name).write_bytes(logs.read_bytes())
+    return tmp / "parts", catalog, {}
+
+
+def _mixed_layouts(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+    _, catalog = write()
+    for folder, frame in (("day=1", small_logs().head(15)), ("other", small_logs().tail(15))):
+        (tmp / "hive" / folder).mkdir(parents=True)
+        frame.write_parquet(tmp / "hive" / folder / "p.parquet")
+    return tmp / "hive", catalog, {}
+
+
+def _fifo(kind: str) -> Setup:
+    def setup(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+        logs, catalog = write(lambda f: f.drop("reward") if kind == "feedback" else f)
+        os.mkfifo(tmp / "pipe.parquet")
+        if kind == "feedback":
+            return logs, catalog, {"feedback": tmp / "pipe.parquet"}
+        return tmp / "pipe.parquet", catalog, {}
+    return setup
+
+
+def _undecodable_name(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+    """A file whose name is not UTF-8 (Python holds it as surrogates, Polars cannot open it)."""
+    logs, catalog = write()
+    (tmp / "parts").mkdir()
+    name = os.path.join(os.fsencode(tmp / "parts"), b"caf\xe9.parquet")
+    with open(name, "wb") as handle:
+        handle.write(logs.read_bytes())
+    return tmp / "parts", catalog, {}
+
+
+def _corrupt_page(tmp: Path, write: WriteLogs) -> tuple[Path | str, Path, dict[str, Any]]:
+    """A valid footer over a data page overwritten with garbage."""
+    logs, catalog = write()
+    data = bytearray(logs.read_bytes())
+    data[200:260] = b"\xff" * 60
+    logs.write_bytes(bytes(data))
+    return logs, catalog, {}
+
+
+def _with_duplicate_column() -> pa.Table:
+    table = small_logs().to_arrow()
+    return table.append_column("model", pa.array(["x"] * table.num_rows))
+
+
+HEAD, TAIL = small_logs().head(15), small_logs().tail(15)
 
 
 FEEDBACK = small_logs().select("request_id", "reward").drop_nulls()
@@ -171,6 +274,72 @@ INVALID = [
     pytest.param(_unpriced, BadDataError,
                  ["logs.parquet", "no column 'cost'", "'alpha'", "usd_per_mtok_in", "add its prices"],
                  id="tokens-without-prices"),
+    # Classes of the hostile-input probe (issue 7): each failed on the code before it.
+    pytest.param(_parts(HEAD, TAIL.with_columns(pl.col("timestamp").cast(pl.Datetime("ns", "UTC")))),
+                 BadDataError, ["b.parquet", "column 'timestamp'", "'ns'", "a.parquet",
+                                "same column types"], id="timestamp-units-differ"),
+    pytest.param(_parts(HEAD, TAIL.with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC"))),
+                        glob=True),
+                 BadDataError, ["b.parquet", "column 'timestamp'", "'ms'", "a.parquet"],
+                 id="timestamp-units-differ-glob"),
+    pytest.param(_parts(HEAD, TAIL.with_columns(pl.col("timestamp").dt.convert_time_zone("Asia/Tokyo"))),
+                 BadDataError, ["b.parquet", "column 'timestamp'", "Asia/Tokyo", "a.parquet"],
+                 id="timestamp-zones-differ"),
+    pytest.param(_parts(HEAD, TAIL.with_columns(pl.col("timestamp").dt.replace_time_zone(None))),
+                 BadDataError, ["b.parquet", "column 'timestamp'", "time_zone=None", "'UTC'"],
+                 id="naive-and-aware-timestamps"),
+    pytest.param(_parts(HEAD, TAIL.with_columns(propensity=pl.lit(5.0))), BadDataError,
+                 ["b.parquet", "column 'propensity'", "(0, 1]", "5.0", "'r0015'"],
+                 id="bad-value-in-a-column-the-first-file-lacks"),
+    pytest.param(_parts(HEAD.drop("cost"), _set("cost", -1.0, at="r0020")(TAIL)), BadDataError,
+                 ["a.parquet", "no column 'cost'", "other files"],
+                 id="cost-column-only-in-a-later-file"),
+    pytest.param(_parts(HEAD, TAIL.with_columns(segment=pl.lit(1.5))), BadDataError,
+                 ["b.parquet", "column 'segment'", "Float64"], id="later-file-mistyped-column"),
+    pytest.param(_logs(lambda f: _set("reward", 1.5)(f.with_columns(__file__=pl.lit(7)))),
+                 BadDataError, ["logs.parquet", "column 'reward'", "1.5", "row 5", "'r0005'"],
+                 id="user-column-named-__file__"),
+    pytest.param(_logs(lambda f: _set("reward", 1.5)(f.with_columns(__row__=pl.lit("x")))),
+                 BadDataError, ["logs.parquet", "column 'reward'", "1.5", "row 5", "'r0005'"],
+                 id="user-column-named-__row__"),
+    pytest.param(_logs(_set("cost", 1e200)), BadDataError,
+                 ["logs.parquet", "column 'cost'", "above 1e+100", "1e+200", "row 5", "'r0005'"],
+                 id="cost-1e200"),
+    pytest.param(_arrow(_set("cost", 1e200)(small_logs()).to_arrow(), statistics=False),
+                 BadDataError, ["arrow.parquet", "column 'cost'", "1e+200", "row 5"],
+                 id="cost-1e200-without-statistics"),
+    pytest.param(_logs(lambda f: f.with_columns(cost=pl.lit(1.7e308))), BadDataError,
+                 ["logs.parquet", "column 'cost'", "1.7e+308", "row 0"], id="cost-near-float-max"),
+    pytest.param(_priced_catalog, BadDataError,
+                 ["logs.parquet", "'r0005'", "'gamma'", "priced from its tokens", "1e+20",
+                  "above 1e+100", "catalog prices"], id="token-price-arithmetic-too-large"),
+    pytest.param(_logs(lambda f: _set("input_tokens", 1e300)(
+                     f.with_columns(pl.col("input_tokens").cast(pl.Float64)))), BadDataError,
+                 ["logs.parquet", "column 'input_tokens'", "1e+300", "row 5"], id="tokens-1e300"),
+    pytest.param(_strict(_logs(_set("model", "bad\nmodel"))), BadDataError,
+                 ["logs.parquet", "column 'model'", "'bad\\nmodel'", "--strict"],
+                 id="newline-in-a-model-id"),
+    pytest.param(_checking_ids(_logs(lambda f: _set("request_id", "r\n5", at="r0006")(
+                     _set("request_id", "r\n5")(f)))), BadDataError,
+                 ["column 'request_id'", "'r\\n5' 2 times"], id="newline-in-a-request-id"),
+    pytest.param(_arrow(_zone("+05:30")), BadDataError,
+                 ["arrow.parquet", "column 'timestamp'", "'+05:30'", "UTC"], id="offset-time-zone"),
+    pytest.param(_arrow(_zone("Mars/Olympus")), BadDataError,
+                 ["arrow.parquet", "'Mars/Olympus'", "named zone"], id="unknown-time-zone"),
+    pytest.param(_arrow(_with_duplicate_column()), BadDataError,
+                 ["arrow.parquet", "two columns named 'model'"], id="duplicate-column-names"),
+    pytest.param(_copied, BadDataError, ["b.parquet", "a.parquet", "copy", "count twice"],
+                 id="copied-file"),
+    pytest.param(_mixed_layouts, BadDataError, ["hive", "mixes partition layouts", "(day)", "(none)"],
+                 id="mixed-partition-layouts"),
+    pytest.param(_corrupt_page, BadDataError, ["logs.parquet", "cannot be read as Parquet"],
+                 id="corrupt-data-page"),
+    pytest.param(_undecodable_name, InputMissingError, ["parts/caf", "not valid UTF-8", "rename"],
+                 id="file-name-not-utf-8"),
+    pytest.param(_fifo("logs"), InputMissingError, ["pipe.parquet", "named pipe", "--logs"],
+                 id="fifo-as-logs"),
+    pytest.param(_fifo("feedback"), InputMissingError,
+                 ["feedback", "pipe.parquet", "named pipe", "--feedback"], id="fifo-as-feedback"),
 ]
 
 
@@ -212,7 +381,7 @@ def test_file_glob_directory_and_hive_agree(tmp_path: Path, write_logs: WriteLog
         folder = hive / f"date={day}"
         folder.mkdir(parents=True)
         part.drop("day").write_parquet(folder / "part.parquet")
-    assert (hive / "date=2026-02-01" / "part.parquet").exists()
+    assert (hive / "date=2026-02-27" / "part.parquet").exists()
 
     expected = _stats(logs, catalog)
     assert expected.height == 3
@@ -290,12 +459,12 @@ def test_unknown_models_are_reported_and_ignored(write_logs: WriteLogs) -> None:
 def test_rows_at_or_after_as_of_are_not_used(write_logs: WriteLogs) -> None:
     logs, catalog = write_logs()
     frame = small_logs()
-    as_of = dt.datetime(2026, 2, 1, 20, tzinfo=dt.UTC)  # r0020 is exactly at as_of: excluded
+    as_of = dt.datetime(2026, 2, 27, 20, tzinfo=dt.UTC)  # r0020 is exactly at as_of: excluded
     summary = summarise_logs(logs, load_catalog(catalog), as_of)
     before = frame.filter(pl.col("timestamp") < as_of)
     assert before.height == 20
     assert summary.rows == 30 and summary.rows_used == 20
-    assert summary.last_seen == dt.datetime(2026, 2, 1, 19, tzinfo=dt.UTC)
+    assert summary.last_seen == dt.datetime(2026, 2, 27, 19, tzinfo=dt.UTC)
     assert_frame_equal(summary.stats.drop("last_seen"), compute_stats(before))
 
 
@@ -343,13 +512,13 @@ def test_as_of_before_every_row_is_one_clear_error_in_every_layout(tmp_path: Pat
                                                                    hive: bool) -> None:
     logs, catalog = write_logs()
     if hive:
-        part = tmp_path / "hive" / "day=2026-02-01"
+        part = tmp_path / "hive" / "day=2026-02-27"
         part.mkdir(parents=True)
         small_logs().write_parquet(part / "part.parquet")
         logs = tmp_path / "hive"
     with pytest.raises(BadDataError, match="no row before --as-of 2026-01-01 00:00 UTC") as info:
         summarise_logs(logs, load_catalog(catalog), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-    assert "2026-02-01 00:00" in str(info.value) and "later --as-of" in str(info.value)
+    assert "2026-02-27 00:00" in str(info.value) and "later --as-of" in str(info.value)
 
 
 @pytest.mark.parametrize(("column", "value"), [
@@ -370,3 +539,160 @@ def test_nan_in_columns_the_plan_does_not_average_is_caught(tmp_path: Path, writ
     with pytest.raises(BadDataError, match=f"column '{column}'") as info:
         summarise_logs(tmp_path / "f.parquet", load_catalog(catalog), AS_OF, full_check=True)
     assert "'r0004'" in str(info.value)
+
+
+# --- Hostile layouts that must read the right rows (each gave a wrong plan or a crash before) ---
+
+
+def test_partition_key_that_shadows_a_column_is_ignored_with_a_note(tmp_path: Path,
+                                                                     write_logs: WriteLogs) -> None:
+    """``model=alpha/`` over files with a model column must not credit every row to alpha."""
+    logs, catalog = write_logs()
+    for root in (tmp_path / "hive" / "model=alpha", tmp_path / "model=alpha" / "day=1"):
+        root.mkdir(parents=True)
+        small_logs().write_parquet(root / "part.parquet")
+    expected = _stats(logs, catalog)
+    for source in (tmp_path / "hive", tmp_path / "model=alpha"):  # key below and above the root
+        summary = summarise_logs(source, load_catalog(catalog), AS_OF)
+        assert_frame_equal(summary.stats, summarise_logs(logs, load_catalog(catalog), AS_OF).stats)
+        assert summary.stats.height == 3
+        assert any("key(s) model are ignored" in note for note in summary.notes)
+    assert_frame_equal(_stats(tmp_path / "hive", catalog), expected)
+
+
+def test_partition_key_for_a_column_the_files_lack_is_read(tmp_path: Path, write_logs: WriteLogs) -> None:
+    logs, catalog = write_logs()
+    for model in ("alpha", "beta", "gamma"):
+        folder = tmp_path / "hive" / f"model={model}"
+        folder.mkdir(parents=True)
+        small_logs().filter(pl.col("model") == model).drop("model").write_parquet(folder / "p.parquet")
+    assert find_logs(tmp_path / "hive").hive
+    assert_frame_equal(_stats(tmp_path / "hive", catalog).sort("model"), _stats(logs, catalog))
+
+
+def test_links_and_loops_read_each_file_once(tmp_path: Path, write_logs: WriteLogs) -> None:
+    logs, catalog = write_logs()
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    small_logs().write_parquet(folder / "a.parquet")
+    os.symlink(".", folder / "loop")  # parts/loop/loop/... is parts again
+    os.symlink("a.parquet", folder / "same.parquet")
+    os.mkfifo(folder / "pipe.parquet")
+    expected = _stats(logs, catalog)
+    for source in (folder, str(folder / "**" / "*.parquet"), str(folder / "*.parquet")):
+        summary = summarise_logs(source, load_catalog(catalog), AS_OF)
+        assert summary.rows == 30
+        assert_frame_equal(summary.stats, summarise_logs(logs, load_catalog(catalog), AS_OF).stats)
+    notes = " ".join(summarise_logs(folder, load_catalog(catalog), AS_OF).notes)
+    assert "read once" in notes and "not regular files" in notes
+    assert_frame_equal(_stats(folder, catalog), expected)
+
+
+def test_int96_timestamps(tmp_path: Path, write_logs: WriteLogs) -> None:
+    logs, catalog = write_logs()
+    pq.write_table(small_logs().to_arrow(), tmp_path / "int96.parquet",
+                   use_deprecated_int96_timestamps=True)
+    assert_frame_equal(_stats(tmp_path / "int96.parquet", catalog), _stats(logs, catalog))
+
+
+def test_user_columns_named_like_internal_ones_are_kept_apart(tmp_path: Path,
+                                                              write_logs: WriteLogs) -> None:
+    logs, catalog = write_logs()
+    expected = _stats(logs, catalog)
+    odd, _ = write_logs(lambda f: f.drop("reward").with_columns(
+        __file__=pl.lit(1), __row__=pl.lit("x"), __feedback__=pl.lit(0.5), __reward__=pl.lit(2.0)),
+        name="odd.parquet")
+    FEEDBACK.with_columns(__file__=pl.lit("y"), __problem__=pl.lit(3)).write_parquet(
+        tmp_path / "fb.parquet")
+    assert_frame_equal(_stats(odd, catalog, feedback=tmp_path / "fb.parquet"), expected)
+
+
+def test_feedback_partition_key_shadowing_reward_is_ignored(tmp_path: Path,
+                                                            write_logs: WriteLogs) -> None:
+    logs, catalog = write_logs()
+    no_reward, _ = write_logs(lambda f: f.drop("reward"), name="no_reward.parquet")
+    folder = tmp_path / "fb" / "reward=1"
+    folder.mkdir(parents=True)
+    FEEDBACK.write_parquet(folder / "p.parquet")
+    assert_frame_equal(_stats(no_reward, catalog, feedback=tmp_path / "fb"), _stats(logs, catalog))
+
+
+def test_summarise_reads_the_data_once_on_the_success_path(tmp_path: Path, write_logs: WriteLogs,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks add no pass: one collect for the statistics (footers vouch for the rest)."""
+    logs, catalog = write_logs()
+    calls: list[int] = []
+    original = pl.collect_all
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pl, "collect_all", counting)
+    summarise_logs(logs, load_catalog(catalog), AS_OF)
+    assert len(calls) == 1
+
+
+# --- Data sanity: valid logs that cannot support a plan (exit 67) ---
+
+
+def _sanity_case(mutate: Callable[[pl.DataFrame], pl.DataFrame], as_of: dt.datetime = AS_OF,
+                 **limits: Any) -> tuple[Callable[[pl.DataFrame], pl.DataFrame], dt.datetime,
+                                         dict[str, Any]]:
+    return mutate, as_of, {"max_staleness": dt.timedelta(days=7), "max_unknown_share": 0.5,
+                           **limits}
+
+
+SANITY = [
+    pytest.param(*_sanity_case(lambda f: f.with_columns(pl.col("model").str.to_uppercase())),
+                 ["none of the 30 rows", "'ALPHA' (10 rows)", "only in case", "catalog's 'alpha'"],
+                 id="upper-case-ids"),
+    pytest.param(*_sanity_case(lambda f: f.with_columns(pl.col("model") + " ")),
+                 ["none of the 30 rows", "'alpha '", "surrounding whitespace"], id="padded-ids"),
+    pytest.param(*_sanity_case(lambda f: f.with_columns(
+        pl.when(pl.col("request_id") < "r0018").then(pl.lit("zeta")).otherwise(pl.col("model"))
+        .alias("model"))), ["60.0%", "18 of 30", "'zeta' (18 rows)", "--max-unknown-share 0.5"],
+                 id="unknown-share-above-half"),
+    pytest.param(*_sanity_case(lambda f: f.with_columns(
+        pl.when(pl.col("request_id") < "r0006").then(pl.lit("zeta")).otherwise(pl.col("model"))
+        .alias("model")), max_unknown_share=0.1), ["20.0%", "--max-unknown-share 0.1"],
+                 id="unknown-share-above-the-option"),
+    pytest.param(*_sanity_case(lambda f: f.with_columns(reward=pl.lit(None, pl.Float64))),
+                 ["none of the 30 rows", "has a reward", "--feedback"], id="no-reward"),
+    pytest.param(*_sanity_case(lambda f: f, as_of=dt.datetime(2026, 6, 1, tzinfo=dt.UTC)),
+                 ["newest row", "2026-02-28 05:00", "older than --as-of 2026-06-01 00:00",
+                  "92d19h older", "--max-staleness 7d", "pass --max-staleness 93d"], id="stale"),
+    pytest.param(*_sanity_case(lambda f: f, max_staleness=dt.timedelta(hours=6)),
+                 ["19h older", "--max-staleness 6h", "pass --max-staleness 1d"], id="stale-by-the-option"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "as_of", "limits", "words"), SANITY)
+def test_logs_that_cannot_support_a_plan(write_logs: WriteLogs, mutate: Callable[[pl.DataFrame],
+                                         pl.DataFrame], as_of: dt.datetime,
+                                         limits: dict[str, Any], words: list[str]) -> None:
+    logs, catalog_path = write_logs(mutate)
+    catalog = load_catalog(catalog_path)
+    summary = summarise_logs(logs, catalog, as_of)
+    with pytest.raises(InsufficientDataError) as info:
+        check_sufficient(summary, catalog["model"].to_list(), as_of, **limits)
+    assert info.value.exit_code == ExitCode.INSUFFICIENT_DATA == 67
+    for word in words:
+        assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+
+
+def test_sufficient_logs_pass_the_sanity_checks(write_logs: WriteLogs) -> None:
+    logs, catalog_path = write_logs(lambda f: f.with_columns(  # 1 row in 30 of an unknown model
+        pl.when(pl.col("request_id") == "r0001").then(pl.lit("zeta")).otherwise(pl.col("model"))
+        .alias("model")))
+    catalog = load_catalog(catalog_path)
+    summary = summarise_logs(logs, catalog, AS_OF)
+    check_sufficient(summary, catalog["model"].to_list(), AS_OF, dt.timedelta(days=7), 0.5)
+    check_sufficient(summary, catalog["model"].to_list(), AS_OF, dt.timedelta(hours=19), 0.04)
+
+
+def test_no_row_before_as_of_is_insufficient_data(write_logs: WriteLogs) -> None:
+    logs, catalog = write_logs()
+    with pytest.raises(InsufficientDataError) as info:
+        summarise_logs(logs, load_catalog(catalog), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert info.value.exit_code == 67

@@ -76,7 +76,8 @@ def small_log(tmp_path, catalog_rows, log_rows):
     cat = tmp_path / "catalog.csv"
     pl.DataFrame(catalog_rows, schema=["model", "released", "retired", "max_share"],
                  orient="row").write_csv(cat)
-    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    # The log ends just before the as_of of the tests (2026-03-01): not stale.
+    t0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC) - dt.timedelta(hours=len(log_rows))
     log = pl.DataFrame(
         [(f"r{i}", t0 + dt.timedelta(hours=i), m, r, c) for i, (m, r, c) in enumerate(log_rows)],
         schema={"request_id": pl.String, "timestamp": pl.Datetime("us", "UTC"), "model": pl.String,

@@ -11,9 +11,20 @@ from typing import Any
 
 import polars as pl
 
-from stageroute.errors import BadDataError, InputMissingError
+from stageroute.errors import BadDataError
+from stageroute.inputs.checks import MAX_AMOUNT
+from stageroute.inputs.files import (
+    csv_header_problem,
+    first_line,
+    names,
+    parquet_schema_problem,
+    quote,
+    require_file,
+)
 
 UTC = dt.UTC
+MAX_ID_LENGTH = 1000  # longer ids come from broken quoting (a quote that swallows the file)
+LAST_RELEASE = dt.datetime(9000, 1, 1, tzinfo=UTC)  # later "releases" are placeholders
 
 CATALOG_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
@@ -28,14 +39,25 @@ _REQUIRED = ("model", "released")
 _FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".json": "JSON", ".toml": "TOML"}
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (JSON readers silently keep the last one)."""
+    keys = [k for k, _ in pairs]
+    twice = [k for k in keys if keys.count(k) > 1]
+    if twice:
+        raise ValueError(f"the key {quote(twice[0])} appears twice in one object")
+    return dict(pairs)
+
+
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """Read JSON or TOML into a list of row dicts (``[...]``, ``{"models": [...]}``, ``[[models]]``)."""
     try:
-        text = path.read_text(encoding="utf-8")
-        doc: Any = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8-sig")
+        doc: Any = (json.loads(text, object_pairs_hook=_unique_keys)
+                    if path.suffix.lower() == ".json" else tomllib.loads(text))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # decode errors included
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else first_line(exc)
         raise BadDataError(
-            f"catalog {path} is not valid {_FORMATS[path.suffix.lower()]} ({exc}), "
+            f"catalog {path} is not valid {_FORMATS[path.suffix.lower()]} ({reason}), "
             "fix the file or export it again"
         ) from None
     if isinstance(doc, dict):
@@ -48,9 +70,17 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
             f"catalog {path} must hold a list of models (a JSON array, {{\"models\": [...]}} "
             "or TOML [[models]] tables), one object per model"
         )
+    for i, row in enumerate(doc):
+        for key, value in row.items():
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+                raise BadDataError(
+                    f"catalog {path}, model {i + 1} has in {quote(key)} an integer too large to "
+                    f"represent ({value.bit_length()} bits); write a plain number such as 0.5"
+                )
     # Dates become ISO strings so that every format goes through the same parser below.
     return [
-        {k: v.isoformat() if isinstance(v, dt.date | dt.datetime) else v for k, v in row.items()}
+        {k: v.isoformat() if isinstance(v, dt.date | dt.datetime | dt.time) else v
+         for k, v in row.items()}
         for row in doc
     ]
 
@@ -61,9 +91,17 @@ def _read_frame(path: Path) -> pl.DataFrame:
         raise BadDataError(
             f"catalog {path} has an unknown format '{suffix}', use .csv, .parquet, .json or .toml"
         )
+    problem = (csv_header_problem(path, "catalog") if suffix == ".csv"
+               else parquet_schema_problem(path, "catalog") if _FORMATS[suffix] == "Parquet"
+               else None)
+    if problem is not None:
+        raise problem
     try:
         if suffix == ".csv":
-            return pl.read_csv(path, infer_schema=False)
+            frame = pl.read_csv(path, infer_schema=False)
+            # 'model, released' is a common hand-written header: names are read without the spaces.
+            stripped = [c.strip() for c in frame.columns]
+            return frame.rename(dict(zip(frame.columns, stripped, strict=True)))
         if suffix in (".parquet", ".pq"):
             return pl.read_parquet(path)
         records = _read_records(path)
@@ -71,9 +109,10 @@ def _read_frame(path: Path) -> pl.DataFrame:
         return pl.DataFrame(
             {c: [row.get(c) for row in records] for c in columns}, strict=False
         )
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
+    except (pl.exceptions.PolarsError, OSError, TypeError, ValueError, OverflowError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadDataError(
-            f"catalog {path} cannot be read as {_FORMATS[suffix]} ({str(exc).splitlines()[0]}), "
+            f"catalog {path} cannot be read as {_FORMATS[suffix]} ({first}), "
             "fix the file or export it again"
         ) from None
 
@@ -83,12 +122,8 @@ def _to_utc(col: pl.Series, path: Path) -> pl.Series:
     name = col.name
     if col.dtype == pl.Null:
         return pl.Series(name, [None] * len(col), dtype=CATALOG_SCHEMA["released"])
-    if col.dtype == pl.Date:
-        return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    if isinstance(col.dtype, pl.Datetime):
-        if col.dtype.time_zone is None:
-            return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        return col.cast(pl.Datetime("us", col.dtype.time_zone)).dt.convert_time_zone("UTC")
+    if col.dtype == pl.Date or isinstance(col.dtype, pl.Datetime):
+        return _native_to_utc(col, path)
     if col.dtype != pl.String:
         raise BadDataError(
             f"catalog {path}, column '{name}' has type {col.dtype}, "
@@ -105,12 +140,37 @@ def _to_utc(col: pl.Series, path: Path) -> pl.Series:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise BadDataError(
-                f"catalog {path}, column '{name}' has '{value}', which is not a date; "
+                f"catalog {path}, column '{name}' has {quote(value)}, which is not a date; "
                 "use ISO 8601 such as 2024-03-01 or 2024-03-01T12:00:00Z"
             ) from None
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        try:
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:
+            raise _off_calendar(path, name, value) from None
         out.append(parsed)
     return pl.Series(name, out, dtype=pl.Datetime("us", "UTC"))
+
+
+def _off_calendar(path: Path, column: str, value: object) -> BadDataError:
+    return BadDataError(
+        f"catalog {path}, column '{column}' has {quote(value)}, which falls outside the calendar "
+        "(years 1 to 9999) once converted to UTC; write a real date such as 2024-03-01"
+    )
+
+
+def _native_to_utc(col: pl.Series, path: Path) -> pl.Series:
+    """A Date or Datetime column in UTC; values that leave years 1..9999 on the way are named."""
+    zone = getattr(col.dtype, "time_zone", None)
+    try:
+        out = col.cast(pl.Datetime("us", zone))
+        out = out.dt.replace_time_zone("UTC") if zone is None else out.dt.convert_time_zone("UTC")
+        years = out.dt.year()
+    except pl.exceptions.PolarsError:
+        raise _off_calendar(path, col.name, "a value") from None
+    edge = (years < 1) | (years > 9999)
+    if edge.any():
+        raise _off_calendar(path, col.name, str(col.filter(edge)[0]))
+    return out
 
 
 def _to_float(col: pl.Series, path: Path) -> pl.Series:
@@ -121,7 +181,7 @@ def _to_float(col: pl.Series, path: Path) -> pl.Series:
         bad = stripped.filter(cast.is_null() & stripped.is_not_null())
         if len(bad):
             raise BadDataError(
-                f"catalog {path}, column '{name}' has '{bad[0]}', which is not a number; "
+                f"catalog {path}, column '{name}' has {quote(bad[0])}, which is not a number; "
                 "write a plain number such as 0.5 (or leave it empty)"
             )
         return cast
@@ -133,65 +193,131 @@ def _to_float(col: pl.Series, path: Path) -> pl.Series:
     )
 
 
-def _check(frame: pl.DataFrame, path: Path) -> None:
+def _text(col: pl.Series, path: Path) -> pl.Series:
+    """A model id or provider column as text: strings and integers only."""
+    dtype = col.dtype
+    if dtype in (pl.String, pl.Null, pl.Categorical) or isinstance(dtype, pl.Enum) \
+            or dtype.is_integer():
+        return col.cast(pl.String)
+    raise BadDataError(
+        f"catalog {path}, column '{col.name}' has type {dtype}, expected text such as "
+        "'gpt-4o'; write one plain id per row"
+    )
+
+
+def _normalise_ids(frame: pl.DataFrame, path: Path) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """Refuse ids that cannot be right; strip surrounding whitespace, with a note saying so.
+
+    Ids that differ only in case are refused: ids are compared exactly, and which spelling the
+    logs use cannot be guessed.
+    """
     models = frame["model"]
-    if models.null_count() or (models.str.strip_chars() == "").any():
-        raise BadDataError(f"catalog {path}, column 'model' has an empty model id, give every row one")
-    dup = models.filter(models.is_duplicated())
-    if len(dup):
+    # Control and format characters (newline, tab, NUL, zero-width space, ...) are invisible or
+    # break lines: no real id has them, a broken export does.
+    hidden = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
+    odd = models.filter(models.str.contains(hidden) | (models.str.len_chars() > MAX_ID_LENGTH))
+    if len(odd):
+        value = odd[0]
+        what = ("contains a control or invisible character (newline, tab, zero-width space, ...)"
+                if len(value) <= MAX_ID_LENGTH
+                else f"is {len(value):,} characters long (at most {MAX_ID_LENGTH:,})")
         raise BadDataError(
-            f"catalog {path}, column 'model' lists '{dup[0]}' twice, keep one row per model"
+            f"catalog {path}, column 'model' has {quote(value)}, which {what}; check the file's "
+            "quoting and write one plain id per row"
         )
+    stripped = models.str.strip_chars()
+    changed = frame.filter(models != stripped)["model"]
+    notes: tuple[str, ...] = ()
+    if len(changed):
+        notes = (f"catalog {path}: {len(changed)} model id(s) had surrounding whitespace, which "
+                 f"was removed (e.g. {quote(changed[0], 40)} is read as "
+                 f"{quote(changed[0].strip(), 40)})",)
+    frame = frame.with_columns(stripped.alias("model"))
+    spellings = frame.group_by(pl.col("model").str.to_lowercase().alias("folded")).agg(
+        pl.col("model").unique().sort()).filter(pl.col("model").list.len() > 1)
+    if spellings.height:
+        first, second = spellings["model"][0].to_list()[:2]
+        raise BadDataError(
+            f"catalog {path}, column 'model' lists {quote(first)} and {quote(second)}, which "
+            "differ only in case; ids are matched exactly, keep the one spelling the logs use"
+        )
+    return frame, notes
+
+
+def _check_dates(frame: pl.DataFrame, path: Path) -> None:
     no_release = frame.filter(pl.col("released").is_null())
     if len(no_release):
         raise BadDataError(
-            f"catalog {path}, column 'released' is empty for '{no_release['model'][0]}', "
+            f"catalog {path}, column 'released' is empty for {quote(no_release['model'][0])}, "
             "give its release date"
+        )
+    late = frame.filter(pl.col("released") >= LAST_RELEASE)
+    if len(late):
+        row = late.row(0, named=True)
+        raise BadDataError(
+            f"catalog {path}, model {quote(row['model'])} is released on "
+            f"{row['released'].date().isoformat()}, a placeholder rather than a date; leave the "
+            "model out of the catalog until it has a release date"
         )
     backwards = frame.filter(pl.col("retired") < pl.col("released"))
     if len(backwards):
         row = backwards.row(0, named=True)
         raise BadDataError(
-            f"catalog {path}, model '{row['model']}' is retired ({row['retired']:%Y-%m-%d}) before it "
-            f"is released ({row['released']:%Y-%m-%d}), fix 'retired' or 'released'"
+            f"catalog {path}, model {quote(row['model'])} is retired "
+            f"({row['retired'].date().isoformat()}) before it is released "
+            f"({row['released'].date().isoformat()}), fix 'retired' or 'released'"
         )
+
+
+def _check(frame: pl.DataFrame, path: Path) -> None:
+    models = frame["model"]
+    if models.null_count() or (models == "").any():
+        raise BadDataError(f"catalog {path}, column 'model' has an empty model id, give every row one")
+    dup = models.filter(models.is_duplicated())
+    if len(dup):
+        raise BadDataError(
+            f"catalog {path}, column 'model' lists {quote(dup[0])} twice, keep one row per model"
+        )
+    _check_dates(frame, path)
     share = frame["max_share"]
     bad_share = frame.filter(share.is_nan() | (share <= 0) | (share > 1))
     if len(bad_share):
         row = bad_share.row(0, named=True)
         raise BadDataError(
-            f"catalog {path}, column 'max_share' is {row['max_share']} for '{row['model']}', "
+            f"catalog {path}, column 'max_share' is {row['max_share']} for {quote(row['model'])}, "
             "it must be in (0, 1]"
         )
     for price in ("usd_per_mtok_in", "usd_per_mtok_out"):
-        bad = frame.filter(~pl.col(price).is_finite() | (pl.col(price) < 0))
+        p = pl.col(price)
+        bad = frame.filter(~p.is_finite() | (p < 0) | (p > MAX_AMOUNT))
         if len(bad):
             row = bad.row(0, named=True)
             raise BadDataError(
-                f"catalog {path}, column '{price}' is {row[price]} for '{row['model']}', "
-                "prices must be finite and >= 0 (or empty when unknown)"
+                f"catalog {path}, column '{price}' is {row[price]} for {quote(row['model'])}, "
+                f"prices must be finite, >= 0 and at most {MAX_AMOUNT:g} (or empty when unknown)"
             )
 
 
-def load_catalog(path: str | Path) -> pl.DataFrame:
+def read_catalog(path: str | Path) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """Load and validate a catalog (CSV, Parquet, JSON or TOML) into ``CATALOG_SCHEMA``.
 
+    Returns:
+        The catalog sorted by model, and notes on what was normalised (ids stripped of
+        surrounding whitespace) for the user to see.
+
     Raises:
-        InputMissingError: the file does not exist.
-        BadDataError: a column is missing, a value is invalid, or a model is listed twice.
+        InputMissingError: the file does not exist or is not a regular file.
+        BadDataError: a column is missing, a value is invalid, a model is listed twice (or
+            twice up to case).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InputMissingError(f"catalog {path} is a directory, pass the catalog file to --catalog")
-    if not path.is_file():
-        raise InputMissingError(f"catalog {path} does not exist, pass an existing file to --catalog")
+    path = require_file(path, "catalog", "--catalog")
     raw = _read_frame(path)
     if raw.height == 0:
         raise BadDataError(f"catalog {path} has no models, add one row per model")
     for column in _REQUIRED:
         if column not in raw.columns:
             raise BadDataError(
-                f"catalog {path} has no column '{column}' (it has: {', '.join(raw.columns)}), "
+                f"catalog {path} has no column '{column}' (it has: {names(raw.columns)}), "
                 "add it: the catalog needs model and released"
             )
     columns = {}
@@ -202,10 +328,19 @@ def load_catalog(path: str | Path) -> pl.DataFrame:
         elif dtype == pl.Float64:
             columns[name] = _to_float(col, path)
         else:
-            columns[name] = col.cast(pl.String, strict=False)
+            columns[name] = _text(col, path)
     frame = pl.DataFrame(columns).with_columns(pl.col("max_share").fill_null(1.0))
+    if frame["model"].null_count() == 0:
+        frame, notes = _normalise_ids(frame, path)
+    else:
+        notes = ()
     _check(frame, path)
-    return frame.sort("model")
+    return frame.sort("model"), notes
+
+
+def load_catalog(path: str | Path) -> pl.DataFrame:
+    """The catalog of ``read_catalog`` without its notes."""
+    return read_catalog(path)[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ class Footers:
     ts_max: dt.datetime | None
     nulls: dict[str, int | None]  # per column; None: unknown
     ranges: dict[str, tuple[float, float] | None]  # numeric min/max (NaN excluded); None: unknown
+    # (every column asked for except the timestamp)
     groups: tuple[tuple[str, int, int], ...]  # (file, row group, rows) in file order
 
 
@@ -33,7 +34,9 @@ def read_footers(files: tuple[str, ...], columns: tuple[str, ...]) -> Footers | 
     ts: list[tuple[object, object]] = []
     ts_known = True
     nulls: dict[str, int | None] = dict.fromkeys(columns, 0)
-    ranges: dict[str, list[float] | None] = {c: [math.inf, -math.inf] for c in columns}
+    # The time span has its own fields (ts_min, ts_max); ranges are for numeric columns.
+    ranges: dict[str, list[float] | None] = {c: [math.inf, -math.inf] for c in columns
+                                             if c != "timestamp"}
     try:
         for file in files:
             meta = pq.ParquetFile(file).metadata

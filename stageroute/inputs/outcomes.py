@@ -13,7 +13,19 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute.errors import BadDataError, InputMissingError
+from stageroute.errors import BadDataError
+from stageroute.inputs.checks import MAX_AMOUNT
+from stageroute.inputs.files import (
+    csv_header_problem,
+    names,
+    parquet_schema_problem,
+    quote,
+    require_file,
+)
+
+# Positive costs below this cannot be normalised (their squares underflow to 0); no real request
+# costs less than 1e-100 of any currency unit.
+MIN_COST = 1e-100
 
 OUTCOMES_SCHEMA: dict[str, pl.DataType] = {
     "sample_id": pl.String(),
@@ -41,59 +53,95 @@ class OutcomeMatrix:
         return np.asarray(self.cost.mean(axis=0))
 
 
+def _read(path: Path) -> pl.DataFrame:
+    """Read a CSV or Parquet outcomes file, refusing headers and schemas that would mislead."""
+    csv = path.suffix.lower() == ".csv"
+    problem = csv_header_problem(path, "outcomes") if csv else parquet_schema_problem(path, "outcomes")
+    if problem is not None:
+        raise problem
+    try:
+        return pl.read_csv(path, infer_schema_length=None) if csv else pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadDataError(f"outcomes {path} cannot be read ({first}), check the file") from None
+
+
+def _id_type(t: pl.DataType) -> bool:
+    return t in (pl.String, pl.Categorical, pl.Null) or isinstance(t, pl.Enum) or t.is_integer()
+
+
+_TYPES = {
+    "sample_id": ("text or an integer", _id_type),
+    "model": ("text (string)", lambda t: t in (pl.String, pl.Categorical, pl.Null)
+              or isinstance(t, pl.Enum) or t.is_integer()),
+    "reward": ("a number in [0, 1]", lambda t: t.is_numeric() or t == pl.Null),
+    "cost": ("a number >= 0", lambda t: t.is_numeric() or t == pl.Null),
+}
+
+
+def _check_columns(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """The four columns, present and of a usable type, cast to ``OUTCOMES_SCHEMA``."""
+    for name in OUTCOMES_SCHEMA:
+        if name not in frame.columns:
+            raise BadDataError(
+                f"outcomes {path} have no column '{name}' (they have: {names(frame.columns)}), "
+                "the long format needs sample_id, model, reward, cost"
+            )
+    for name, (expected, ok) in _TYPES.items():
+        if not ok(frame.schema[name]):
+            raise BadDataError(
+                f"outcomes {path}, column '{name}' has type {frame.schema[name]}, expected "
+                f"{expected}; fix the writer of the table"
+            )
+    return frame.with_columns(pl.col(name).cast(dtype) for name, dtype in OUTCOMES_SCHEMA.items())
+
+
+def _check_values(frame: pl.DataFrame, path: Path) -> None:
+    """Raise for the first row with an empty id, a reward outside [0, 1] or a cost out of range."""
+    r, c = pl.col("reward"), pl.col("cost")
+    checks = [
+        ("sample_id", pl.col("sample_id").is_null(), "is empty", "give every row its prompt id"),
+        ("model", pl.col("model").is_null(), "is empty", "give every row its model id"),
+        ("reward", r.is_null() | r.is_nan(), "is empty or NaN", "fix the table"),
+        ("reward", (r < 0) | (r > 1), "is outside [0, 1]", "fix the table"),
+        ("cost", c.is_null() | ~c.is_finite(), "is empty or not finite", "fix the table"),
+        ("cost", c < 0, "is negative", "fix the table"),
+        ("cost", (c > MAX_AMOUNT) | ((c > 0) & (c < MIN_COST)),
+         f"is outside the range stageroute can normalise (0, or {MIN_COST:g} to {MAX_AMOUNT:g})",
+         "write costs in a unit that keeps them in that range"),
+    ]
+    indexed = frame.select(*OUTCOMES_SCHEMA).with_row_index("row")  # no user column is "row" here
+    for column, pred, what, fix in checks:
+        bad = indexed.filter(pred)
+        if bad.height:
+            row = bad.row(0, named=True)
+            value = "" if row[column] is None else f": {quote(row[column])}"
+            raise BadDataError(
+                f"outcomes {path}, column '{column}' {what}{value} (0-based row {row['row']}, "
+                f"sample_id {quote(row['sample_id'])}, model {quote(row['model'])}), {fix}"
+            )
+
+
 def load_outcomes(path: str | Path) -> pl.DataFrame:
     """Load and validate a long outcomes table (Parquet or CSV).
 
     Raises:
-        InputMissingError: no such file.
-        BadDataError: missing column, bad value, duplicate (sample_id, model).
+        InputMissingError: no such file, or not a regular file.
+        BadDataError: missing or mistyped column, empty id, bad value, duplicate (sample_id, model).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputMissingError(f"outcomes {path} does not exist, pass an existing file to --outcomes")
-    try:
-        frame = pl.read_csv(path) if path.suffix.lower() == ".csv" else pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadDataError(f"outcomes {path} cannot be read ({first}), check the file") from None
-    for name in OUTCOMES_SCHEMA:
-        if name not in frame.columns:
-            raise BadDataError(
-                f"outcomes {path} have no column '{name}' (they have: {', '.join(frame.columns)}), "
-                "the long format needs sample_id, model, reward, cost"
-            )
-    try:
-        frame = frame.with_columns(
-            pl.col("sample_id").cast(pl.String), pl.col("model").cast(pl.String),
-            pl.col("reward").cast(pl.Float64), pl.col("cost").cast(pl.Float64),
-        )
-    except pl.exceptions.PolarsError:
-        raise BadDataError(
-            f"outcomes {path}: reward and cost must be numbers, check their column types"
-        ) from None
-    checks = [
-        ("reward", pl.col("reward").is_null() | pl.col("reward").is_nan(), "is empty or NaN"),
-        ("reward", (pl.col("reward") < 0) | (pl.col("reward") > 1), "is outside [0, 1]"),
-        ("cost", pl.col("cost").is_null() | ~pl.col("cost").is_finite(), "is empty or not finite"),
-        ("cost", pl.col("cost") < 0, "is negative"),
-    ]
-    for column, pred, what in checks:
-        bad = frame.filter(pred)
-        if bad.height:
-            row = bad.row(0, named=True)
-            raise BadDataError(
-                f"outcomes {path}, column '{column}' {what}: {row[column]!r} "
-                f"(sample_id {row['sample_id']!r}, model {row['model']!r}), fix the table"
-            )
+    path = require_file(path, "outcomes", "--outcomes")
+    frame = _read(path)
+    if frame.height == 0:
+        raise BadDataError(f"outcomes {path} have no rows, add one row per (sample_id, model)")
+    frame = _check_columns(frame, path)
+    _check_values(frame, path)
     dup = frame.filter(pl.struct("sample_id", "model").is_duplicated())
     if dup.height:
         row = dup.row(0, named=True)
         raise BadDataError(
-            f"outcomes {path} list (sample_id {row['sample_id']!r}, model {row['model']!r}) twice, "
-            "keep one row per pair"
+            f"outcomes {path} list (sample_id {quote(row['sample_id'])}, model "
+            f"{quote(row['model'])}) twice, keep one row per pair"
         )
-    if frame.height == 0:
-        raise BadDataError(f"outcomes {path} have no rows")
     return frame
 
 
@@ -164,10 +212,13 @@ def import_routerbench(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
     Returns:
         The long table (sample_id, eval_name, model, reward, cost) and counts of what was dropped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputMissingError(f"RouterBench file {path} does not exist")
+    path = require_file(path, "RouterBench file", "stageroute import routerbench")
     suffix = path.suffix.lower()
+    problem = parquet_schema_problem(path, "RouterBench file") if suffix not in (
+        ".csv", ".pkl", ".pickle") else csv_header_problem(path, "RouterBench file") if (
+        suffix == ".csv") else None
+    if problem is not None:
+        raise problem
     try:
         if suffix in (".pkl", ".pickle"):
             try:
