@@ -39,7 +39,8 @@ def rare_expensive_log(rows: int = 20_000) -> pl.DataFrame:
     The p99.9 of all costs (the cost scale) is $0.001, 50x below rare-x's real cost.
     """
     rng = np.random.default_rng(0)
-    start = dt.datetime(2026, 2, 1, tzinfo=UTC)
+    start = AS_OF - dt.timedelta(days=10)  # spread over the ten days before AS_OF
+    step = dt.timedelta(days=10) / rows
     model = np.where(np.arange(rows) % 2 == 0, "cheap-a", "cheap-b").astype(object)
     model[:10] = "rare-x"
     reward = np.where(model == "cheap-a", rng.random(rows) < 0.5, rng.random(rows) < 0.6).astype(float)
@@ -47,7 +48,7 @@ def rare_expensive_log(rows: int = 20_000) -> pl.DataFrame:
     cost = np.where(model == "rare-x", 0.05, 0.001)
     return pl.DataFrame({
         "request_id": [f"r{i}" for i in range(rows)],
-        "timestamp": [start + dt.timedelta(seconds=60 * i) for i in range(rows)],
+        "timestamp": [start + step * i for i in range(rows)],
         "model": model.tolist(), "reward": reward, "cost": cost,
     }, schema_overrides={"timestamp": pl.Datetime("us", "UTC")})
 

@@ -293,7 +293,7 @@ def find_logs(path: str | Path, kind: str = "logs",
         files, notes = _real_files(_glob(text), text, kind)
         if not files:
             raise InputMissingError(
-                f"{kind} glob {quote(text)} matches no file, check the pattern given to {option} "
+                f"{kind} glob {quote(text, 1000)} matches no file, check the pattern given to {option} "
                 "(quote it so that the shell does not expand it)"
             )
     elif p.is_dir():
