@@ -96,7 +96,7 @@ def check_name(path: Path, kind: str, option: str) -> None:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
         raise InputMissingError(
-            f"{kind} {quote(str(path))} has a name that is not valid UTF-8, which cannot be "
+            f"{kind} {quote(str(path), 1000)} has a name that is not valid UTF-8, which cannot be "
             f"opened; rename it (or the directory) and pass it to {option} again"
         ) from None
 

@@ -163,7 +163,7 @@ def _real_files(candidates: list[Path], label: str, kind: str) -> tuple[list[str
                      "each file is read once")
     if odd and files:
         notes.append(f"{kind} {label}: skipped {len(odd)} entr(ies) that are not regular files "
-                     f"(e.g. {quote(str(odd[0]))})")
+                     f"(e.g. {quote(str(odd[0]), 1000)})")
     return files, notes
 
 
@@ -306,7 +306,7 @@ def find_logs(path: str | Path, kind: str = "logs",
         files, notes = _real_files(_glob(text), text, kind)
         if not files:
             raise InputMissingError(
-                f"{kind} glob {quote(text)} matches no file, check the pattern given to {option} "
+                f"{kind} glob {quote(text, 1000)} matches no file, check the pattern given to {option} "
                 "(quote it so that the shell does not expand it)"
             )
     elif p.is_dir():
