@@ -696,3 +696,15 @@ def test_no_row_before_as_of_is_insufficient_data(write_logs: WriteLogs) -> None
     with pytest.raises(InsufficientDataError) as info:
         summarise_logs(logs, load_catalog(catalog), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     assert info.value.exit_code == 67
+
+
+def test_empty_files_with_the_same_schema_are_not_copies(tmp_path: Path, write_logs: WriteLogs) -> None:
+    """Writers leave empty part files with identical footers: they hold no row to count twice."""
+    logs, catalog = write_logs()
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for name in ("empty-1.parquet", "empty-2.parquet"):
+        small_logs().head(0).write_parquet(folder / name)
+    small_logs().write_parquet(folder / "full.parquet")
+    assert (folder / "empty-1.parquet").read_bytes() == (folder / "empty-2.parquet").read_bytes()
+    assert_frame_equal(_stats(folder, catalog), _stats(logs, catalog))

@@ -163,7 +163,7 @@ def _real_files(candidates: list[Path], label: str, kind: str) -> tuple[list[str
                      "each file is read once")
     if odd and files:
         notes.append(f"{kind} {label}: skipped {len(odd)} entr(ies) that are not regular files "
-                     f"(e.g. {quote(str(odd[0]))})")
+                     f"(e.g. {quote(str(odd[0]), 1000)})")
     return files, notes
 
 
@@ -191,31 +191,44 @@ def _hive_keys(root: Path, files: list[str], kind: str) -> tuple[str, ...]:
     return next(iter(layouts), ())
 
 
-def _fingerprint(file: str) -> str | None:
-    """A digest of a non-empty file's footer (row counts, sizes, statistics), to spot copies."""
+def _fingerprint(file: str) -> bytes | None:
+    """A digest of a file's raw footer (row groups, sizes, offsets, statistics), to spot copies."""
+    try:
+        with open(file, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - 8, 0))
+            tail = handle.read(8)
+            length = int.from_bytes(tail[:4], "little")
+            if len(tail) < 8 or tail[4:] != b"PAR1" or not 0 < length <= size - 8:
+                return None
+            handle.seek(size - 8 - length)
+            return hashlib.sha256(handle.read(length)).digest()
+    except OSError:
+        return None
+
+
+def _has_rows(file: str) -> bool:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.read_metadata(file)
+        return pq.read_metadata(file).num_rows > 0
     except (pa.ArrowException, OSError, ValueError, TypeError):
-        return None
-    if meta.num_rows == 0:
-        return None
-    return hashlib.sha256(repr(meta.to_dict()).encode()).hexdigest()
+        return False
 
 
 def _check_copies(files: list[str], kind: str) -> None:
-    """Raise when two files have the same footer: a copy, whose rows would count twice."""
+    """Raise when two files have the same footer: a copy, whose rows would count twice (empty
+    files with the same schema also share a footer, and count nothing)."""
     if len(files) < 2:
         return
-    seen: dict[str, str] = {}
+    seen: dict[bytes, str] = {}
     for file in files:
         digest = _fingerprint(file)
         if digest is None:
             continue
         first = seen.setdefault(digest, file)
-        if first != file:
+        if first != file and _has_rows(file):
             raise BadDataError(
                 f"{kind} {file} has the same footer (rows, sizes, statistics) as {first}: it is a "
                 "copy, and its rows would count twice; remove one of them"
