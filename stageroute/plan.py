@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from stageroute.config import SharedConfig
 from stageroute.errors import BadDataError, InfeasibleError, UsageError
@@ -22,10 +22,9 @@ from stageroute.inputs.catalog import Window, read_catalog, split_pool
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, summarise_logs
 from stageroute.inputs.sanity import check_sufficient, listing
-from stageroute.optimize.deploy import solve_deploy
+from stageroute.optimize.deploy import Deployment, solve_deploy
 from stageroute.optimize.route import Routing, cost_unit, solve_route_pyomo
 from stageroute.optimize.solver import require_solver
-from stageroute.options import Radius, Solver
 from stageroute.render.output import iso_utc, json_number
 
 SCHEMA_VERSION = 1
@@ -155,16 +154,96 @@ def _price_prior(pool: pl.DataFrame, summary: LogSummary) -> np.ndarray:
     return np.asarray(est, dtype=np.float64)
 
 
-def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
-              feedback: str | Path | None = None,
-              progress: Callable[[str], None] | None = None) -> Plan:
-    """Plan the stage that starts at ``config.as_of``.
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The stage's pool with its statistics and bounds, one entry per model (sorted by id)."""
 
-    Raises:
-        StagerouteError: subclasses for bad or missing input, a missing solver, infeasibility.
-    """
-    say = progress or (lambda _: None)
-    require_solver(config.solver)
+    names: list[str]
+    n_r: NDArray[np.int64]
+    n_c: NDArray[np.int64]
+    mean_r: NDArray[np.float64]
+    mean_c: NDArray[np.float64]
+    u: NDArray[np.float64]  # reward UCB
+    c: NDArray[np.float64]  # cost LCB
+    a: NDArray[np.float64]  # max_share (canary-capped)
+    prior: NDArray[np.float64]  # price-based cost of an untried model (NaN: unknown)
+    gamma: float
+    scale: float
+
+
+def _candidates(pool: pl.DataFrame, summary: LogSummary, config: PlanConfig,
+                n_models: int) -> _Candidates:
+    """Bounds of every pool model from the log statistics (SPEC 2)."""
+    stats = _pool_stats(pool, summary)
+    n_r = stats["n_reward"].to_numpy()
+    n_c = stats["n_cost"].to_numpy()
+    prior = _price_prior(stats, summary)
+    gamma = config.resolve_gamma(n_models, summary.rows_used)
+    observed_scale = summary.cost_p999 if (summary.cost_p999 or 0) >= MIN_OBSERVED_SCALE else None
+    priced = float(np.nanmax(prior)) if np.isfinite(prior).any() else 0.0
+    scale = config.cost_scale or observed_scale or (priced if priced >= MIN_OBSERVED_SCALE else None)
+    scale = float(scale) if scale and scale > 0 else 1.0
+    mean_r = stats["mean_reward"].to_numpy()
+    mean_c = stats["mean_cost"].to_numpy()
+    u = reward_ucb(mean_r, variance(stats, "reward"), n_r, gamma, config.radius)
+    c = cost_lcb(mean_c, variance(stats, "cost"), n_c, gamma, scale, config.radius,
+                 lo=config.cost_clip[0], hi=config.cost_clip[1], untried=prior)
+    a = stats["max_share"].to_numpy().astype(np.float64)
+    if config.canary_share is not None:
+        a = np.where(n_r < config.min_samples, np.minimum(a, config.canary_share), a)
+    return _Candidates(stats["model"].to_list(), n_r, n_c, mean_r, mean_c, u, c, a, prior,
+                       gamma, scale)
+
+
+def _cross_check(cand: _Candidates, dep: Deployment, config: PlanConfig) -> str | None:
+    """The exact table must be optimal for the Pyomo LP on the chosen solver too (ties may
+    differ; the exact solver breaks them by model id). Over budget the objective is the cost
+    (the reward tie-break is ill-conditioned for a solver with a 1e-7 feasibility slack)."""
+    chosen, routing = dep.chosen, dep.routing
+    reference = solve_route_pyomo(cand.u[chosen], cand.c[chosen], cand.a[chosen], config.budget,
+                                  config.solver, config.allow_drop)
+    unit = cost_unit(cand.c, config.budget)
+    agree = reference.over_budget == routing.over_budget and (
+        abs(reference.cost - routing.cost) <= 1e-6 * unit if routing.over_budget
+        else abs(reference.objective - routing.objective) <= 1e-6)
+    if agree:
+        return None
+    return (f"cross-check: {config.solver}'s RouteOPT optimum is {reference.objective:.9g} "
+            f"(over budget: {reference.over_budget}), the exact solver's {routing.objective:.9g} "
+            f"(over budget: {routing.over_budget}); the exact table is used. Please report this.")
+
+
+def _model_lines(cand: _Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float64],
+                 current: list[str]) -> list[ModelLine]:
+    """One line per pool model with the decision and why: deployed first, by probability."""
+    lines = []
+    for i, name in enumerate(cand.names):
+        deployed = bool(chosen[i])
+        action = ("keep" if name in current else "add") if deployed else (
+            "evict" if name in current else "idle")
+        if deployed and prob[i] > 0:
+            reason = "optimal mixture"
+        elif deployed:
+            reason = "exploration slot (untried)" if cand.n_r[i] == 0 else "free slot (next-best UCB)"
+        else:
+            reason = "not selected: another set has a higher optimistic value"
+        bound = "observed" if cand.n_c[i] > 0 else ("price" if np.isfinite(cand.prior[i]) else "floor")
+        lines.append(ModelLine(
+            model=name, n_reward=int(cand.n_r[i]), n_cost=int(cand.n_c[i]),
+            mean_reward=float(cand.mean_r[i]) if cand.n_r[i] else None,
+            reward_ucb=float(cand.u[i]),
+            mean_cost=float(cand.mean_c[i]) if cand.n_c[i] else None, cost_lcb=float(cand.c[i]),
+            cost_bound=bound, max_share=float(cand.a[i]), deployed=deployed, action=action,
+            probability=float(prob[i]), reason=reason,
+        ))
+    lines.sort(key=lambda line: (not line.deployed, -line.probability, line.model))
+    return lines
+
+
+def _load(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
+          feedback: str | Path | None, say: Callable[[str], None],
+          ) -> tuple[pl.DataFrame, tuple[str, ...], LogSummary, pl.DataFrame, pl.DataFrame]:
+    """Catalog, log summary (checked for sanity), the stage's pool and the excluded models."""
     catalog, catalog_notes = read_catalog(catalog_path)
     window = Window(config.as_of, config.as_of + config.stage_length)
     say(f"scanning logs {logs}")
@@ -180,95 +259,51 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
             f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC "
             "(none released by its start and not retired before its end); check --as-of"
         )
-    stats = _pool_stats(pool, summary)
-    n_r = stats["n_reward"].to_numpy()
-    n_c = stats["n_cost"].to_numpy()
-    prior = _price_prior(stats, summary)
-    gamma = config.resolve_gamma(catalog.height, summary.rows_used)
-    observed_scale = summary.cost_p999 if (summary.cost_p999 or 0) >= MIN_OBSERVED_SCALE else None
-    priced = float(np.nanmax(prior)) if np.isfinite(prior).any() else 0.0
-    scale = config.cost_scale or observed_scale or (priced if priced >= MIN_OBSERVED_SCALE else None)
-    scale = float(scale) if scale and scale > 0 else 1.0
-    mean_r = stats["mean_reward"].to_numpy()
-    mean_c = stats["mean_cost"].to_numpy()
-    u = reward_ucb(mean_r, variance(stats, "reward"), n_r, gamma, config.radius)
-    c = cost_lcb(mean_c, variance(stats, "cost"), n_c, gamma, scale, config.radius,
-                 lo=config.cost_clip[0], hi=config.cost_clip[1], untried=prior)
-    a = stats["max_share"].to_numpy().astype(np.float64)
-    if config.canary_share is not None:
-        a = np.where(n_r < config.min_samples, np.minimum(a, config.canary_share), a)
+    return catalog, tuple(catalog_notes), summary, pool, excluded
 
-    say(f"solving DeployOPT over {u.size} candidates with {config.solver}")
-    dep = solve_deploy(u, c, a, config.budget, config.max_deployed, config.solver, config.allow_drop)
-    chosen, routing = dep.chosen, dep.routing
-    # Cross-check the exact solver against the Pyomo LP on the chosen solver: the table must be
-    # optimal there too (ties may differ; the exact solver breaks them by model id).
-    reference = solve_route_pyomo(u[chosen], c[chosen], a[chosen], config.budget,
-                                  config.solver, config.allow_drop)
-    cross_check = None
-    # Over budget, the objective is the cost (the reward tie-break is ill-conditioned for a
-    # solver with a 1e-7 feasibility slack); otherwise, the expected reward bound.
-    unit = cost_unit(c, config.budget)
-    agree = reference.over_budget == routing.over_budget and (
-        abs(reference.cost - routing.cost) <= 1e-6 * unit if routing.over_budget
-        else abs(reference.objective - routing.objective) <= 1e-6)
-    if not agree:
-        cross_check = (
-            f"cross-check: {config.solver}'s RouteOPT optimum is {reference.objective:.9g} "
-            f"(over budget: {reference.over_budget}), the exact solver's {routing.objective:.9g} "
-            f"(over budget: {routing.over_budget}); the exact table is used. Please report this."
-        )
-    prob = np.zeros(u.size)
-    prob[chosen] = routing.probability
 
+def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
+              feedback: str | Path | None = None,
+              progress: Callable[[str], None] | None = None) -> Plan:
+    """Plan the stage that starts at ``config.as_of``.
+
+    Raises:
+        StagerouteError: subclasses for bad or missing input, a missing solver, infeasibility.
+    """
+    say = progress or (lambda _: None)
+    require_solver(config.solver)
+    catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
+    window = Window(config.as_of, config.as_of + config.stage_length)
+    cand = _candidates(pool, summary, config, catalog.height)
+    say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
+    dep = solve_deploy(cand.u, cand.c, cand.a, config.budget, config.max_deployed, config.solver,
+                       config.allow_drop)
+    cross_check = _cross_check(cand, dep, config)
+    routing, prob = dep.routing, dep.weights
     current = _currently_deployed(config, summary, catalog)
-    names = stats["model"].to_list()
-    lines = []
-    for i, name in enumerate(names):
-        deployed = bool(chosen[i])
-        action = ("keep" if name in current else "add") if deployed else (
-            "evict" if name in current else "idle")
-        if deployed and prob[i] > 0:
-            reason = "optimal mixture"
-        elif deployed:
-            reason = "exploration slot (untried)" if n_r[i] == 0 else "free slot (next-best UCB)"
-        else:
-            reason = "not selected: another set has a higher optimistic value"
-        bound = "observed" if n_c[i] > 0 else ("price" if np.isfinite(prior[i]) else "floor")
-        lines.append(ModelLine(
-            model=name, n_reward=int(n_r[i]), n_cost=int(n_c[i]),
-            mean_reward=float(mean_r[i]) if n_r[i] else None, reward_ucb=float(u[i]),
-            mean_cost=float(mean_c[i]) if n_c[i] else None, cost_lcb=float(c[i]),
-            cost_bound=bound, max_share=float(a[i]), deployed=deployed, action=action,
-            probability=float(prob[i]), reason=reason,
-        ))
-    lines.sort(key=lambda line: (not line.deployed, -line.probability, line.model))
+    lines = _model_lines(cand, dep.chosen, prob, current)
     excluded_reasons = dict(excluded.iter_rows())
     evicted = [(line.model, line.reason) for line in lines if line.action == "evict"]
-    for name in current:
-        if name not in names:
-            evicted.append((name, excluded_reasons.get(name, "not in the catalog")))
-
+    evicted += [(name, excluded_reasons.get(name, "not in the catalog"))
+                for name in current if name not in cand.names]
     served = prob > 0
-    reward_mean = float(prob @ np.nan_to_num(mean_r)) if np.all(n_r[served] > 0) else None
-    cost_mean = float(prob @ np.nan_to_num(mean_c)) if np.all(n_c[served] > 0) else None
-    notes = _notes(config, routing, cost_mean,
-                   [names[i] for i in np.flatnonzero(served & ((n_r == 0) | (n_c == 0)))])
+    reward_mean = float(prob @ np.nan_to_num(cand.mean_r)) if np.all(cand.n_r[served] > 0) else None
+    cost_mean = float(prob @ np.nan_to_num(cand.mean_c)) if np.all(cand.n_c[served] > 0) else None
+    untried = [cand.names[i] for i in np.flatnonzero(served & ((cand.n_r == 0) | (cand.n_c == 0)))]
     warnings = [*catalog_notes, *summary.notes, *([cross_check] if cross_check else [])]
     if summary.unknown.height:
         warnings.append(f"ignored log rows of models not in the catalog: {listing(summary.unknown, 5)}")
-    plan = Plan(
-        window=window, config=config, gamma=gamma, cost_scale=scale, candidates=tuple(lines),
-        evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),
+    digest = _input_digest(config, window, catalog, summary)
+    return Plan(
+        window=window, config=config, gamma=cand.gamma, cost_scale=cand.scale,
+        candidates=tuple(lines), evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),
         currently_deployed=tuple(current),
         expected={"reward_ucb": routing.objective, "cost_lcb": routing.cost,
                   "reward_mean": reward_mean, "cost_mean": cost_mean},
-        over_budget=routing.over_budget, dropped=routing.dropped, logs=summary, notes=tuple(notes),
-        warnings=tuple(warnings),
+        over_budget=routing.over_budget, dropped=routing.dropped, logs=summary,
+        notes=tuple(_notes(config, routing, cost_mean, untried)), warnings=tuple(warnings),
+        run_id=f"{window.start:%Y%m%dT%H%M}-{digest}",
     )
-    digest = _input_digest(config, window, catalog, summary)
-    return Plan(**{**{f: getattr(plan, f) for f in plan.__dataclass_fields__}, "run_id":
-                   f"{window.start:%Y%m%dT%H%M}-{digest}"})
 
 
 def _notes(config: PlanConfig, routing: Routing, cost_mean: float | None,
