@@ -18,18 +18,17 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute.simulate import loop as compiled
-from stageroute.estimate.bounds import cost_lcb, reward_ucb
-from stageroute.estimate.stats import welford
-from stageroute.inputs.catalog import Window
-from stageroute.optimize.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
 from stageroute.config import SharedConfig
 from stageroute.errors import BadDataError, UsageError
-from stageroute.options import Policy, Radius, Solver
-from stageroute.inputs.catalog import load_catalog
+from stageroute.estimate.bounds import cost_lcb, reward_ucb
+from stageroute.estimate.stats import welford
+from stageroute.inputs.catalog import Window, load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, available_mask, load_outcomes, to_matrix
-from stageroute.render.output import iso_utc, json_number
+from stageroute.optimize.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
 from stageroute.optimize.route import Routing, solve_route
+from stageroute.options import Policy, Radius
+from stageroute.render.output import iso_utc, json_number
+from stageroute.simulate import loop as compiled
 
 LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON,
             Policy.UNIFORM)
@@ -234,8 +233,8 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
         kernel(
             np.array(current, dtype=np.int64), alpha, stream.prompts[lo:hi], stream.draws[lo:hi],
             stream.explore[lo:hi], outcomes.reward, outcomes.cost, stats, prior, gamma,
-            config.radius is Radius.MEAN, scale, np.array(config.cost_clip), config.budget, policy is Policy.PACED, pace_state,
-            mode, config.epsilon, config.allow_drop, out_model, out_reward, out_cost,
+            config.radius is Radius.MEAN, scale, np.array(config.cost_clip), config.budget,
+            policy is Policy.PACED, pace_state, mode, config.epsilon, config.allow_drop, out_model, out_reward, out_cost,
         )
         if served is not None:
             served.append(out_model)
@@ -392,26 +391,22 @@ def replay_from_files(outcomes: str | Path, catalog: str | Path, config: ReplayC
     return replay(matrix, load_catalog(catalog), config, progress)
 
 
-def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
-           progress: Callable[[int, int], None] | None = None) -> ReplayResult:
-    """Simulate every requested policy on ``config.seeds`` streams and compare with the oracle.
-
-    Raises:
-        UsageError: bad span or parameters; InfeasibleError: throughput caps.
-    """
-    config = resolve(config, outcomes)
+def _alpha(outcomes: OutcomeMatrix, catalog: pl.DataFrame) -> NDArray[np.float64]:
+    """max_share of each outcome model, in the outcomes' order."""
     missing = [m for m in outcomes.models if m not in set(catalog["model"])]
     if missing:
-        raise UsageError(
-            f"outcome model '{missing[0]}' is not in the catalog; add it to the catalog "
+        raise BadDataError(
+            f"outcome model {missing[0]!r} is not in the catalog; add it to the catalog "
             "(with its release date)"
         )
     info = catalog.filter(pl.col("model").is_in(list(outcomes.models))).sort("model")
     order = {m: i for i, m in enumerate(info["model"])}
-    alpha = info["max_share"].to_numpy()[[order[m] for m in outcomes.models]].astype(np.float64)
-    schedule = make_schedule(catalog, outcomes, config)
-    scale = config.cost_scale or float(np.quantile(outcomes.cost, 0.999)) or 1.0
-    prior = np.full(len(outcomes.models), np.nan)  # outcome tables carry no token counts
+    return info["max_share"].to_numpy()[[order[m] for m in outcomes.models]].astype(np.float64)
+
+
+def _oracle(outcomes: OutcomeMatrix, schedule: Schedule, config: ReplayConfig,
+            alpha: NDArray[np.float64]) -> list[StageValue]:
+    """The oracle's set and value per stage (stages with the same pool are solved once)."""
     cache: dict[bytes, StageValue] = {}
     oracle = []
     for pool in schedule.pools:
@@ -419,12 +414,48 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
         if key not in cache:
             cache[key] = oracle_stage(outcomes, pool, config, alpha)
         oracle.append(cache[key])
+    return oracle
+
+
+def _summary(policy: Policy, runs: list[Run], oracle_total: float, config: ReplayConfig
+             ) -> PolicySummary:
+    """Means over seeds, regret and sub-optimality against the oracle, 95% intervals."""
+    t = float(config.horizon)
+    rewards = np.array([r.reward.sum() for r in runs])
+    costs = np.array([r.cost.sum() for r in runs])
+    sub = 1.0 - rewards / oracle_total if oracle_total > 0 else np.zeros_like(rewards)
+    return PolicySummary(
+        policy=policy,
+        mean_reward=float(rewards.mean() / t),
+        mean_cost=float(costs.mean() / t),
+        cost_over_budget=float(costs.mean() / t / config.budget),
+        regret=float(oracle_total - rewards.mean()),
+        suboptimality=float(sub.mean()),
+        ci95={"mean_reward": ci95(rewards / t), "suboptimality": ci95(sub),
+              "mean_cost": ci95(costs / t)},
+        runs=tuple(runs),
+    )
+
+
+def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
+           progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+    """Simulate every requested policy on ``config.seeds`` streams and compare with the oracle.
+
+    Raises:
+        UsageError: bad span or parameters; BadDataError: an outcome model missing from the
+            catalog; InfeasibleError: throughput caps.
+    """
+    config = resolve(config, outcomes)
+    alpha = _alpha(outcomes, catalog)
+    schedule = make_schedule(catalog, outcomes, config)
+    scale = config.cost_scale or float(np.quantile(outcomes.cost, 0.999)) or 1.0
+    prior = np.full(len(outcomes.models), np.nan)  # outcome tables carry no token counts
+    oracle = _oracle(outcomes, schedule, config, alpha)
     sizes = np.diff(schedule.bounds).astype(np.float64)
     oracle_total = float(sum(v.value * n for v, n in zip(oracle, sizes, strict=True)))
     oracle_cost = float(sum(v.cost * n for v, n in zip(oracle, sizes, strict=True)))
     learning = [p for p in config.policies if p is not Policy.ORACLE]
     runs: dict[Policy, list[Run]] = {p: [] for p in learning}
-    total = config.seeds * len(learning)
     done = 0
     for seed in range(config.first_seed, config.first_seed + config.seeds):
         stream = make_stream(len(outcomes.samples), config.horizon, seed)
@@ -433,33 +464,16 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
                                             scale, prior))
             done += 1
             if progress:
-                progress(done, total)
+                progress(done, config.seeds * len(learning))
     t = float(config.horizon)
-    summaries = []
-    for policy in config.policies:
-        if policy is Policy.ORACLE:
-            summaries.append(PolicySummary(
-                policy, oracle_total / t, oracle_cost / t,
-                oracle_cost / t / config.budget, 0.0, 0.0,
-                {"mean_reward": (oracle_total / t, oracle_total / t),
-                 "suboptimality": (0.0, 0.0), "mean_cost": (oracle_cost / t, oracle_cost / t)},
-                (),
-            ))
-            continue
-        rewards = np.array([r.reward.sum() for r in runs[policy]])
-        costs = np.array([r.cost.sum() for r in runs[policy]])
-        sub = 1.0 - rewards / oracle_total if oracle_total > 0 else np.zeros_like(rewards)
-        summaries.append(PolicySummary(
-            policy=policy,
-            mean_reward=float(rewards.mean() / t),
-            mean_cost=float(costs.mean() / t),
-            cost_over_budget=float(costs.mean() / t / config.budget),
-            regret=float(oracle_total - rewards.mean()),
-            suboptimality=float(sub.mean()),
-            ci95={"mean_reward": ci95(rewards / t), "suboptimality": ci95(sub),
-                  "mean_cost": ci95(costs / t)},
-            runs=tuple(runs[policy]),
-        ))
+    summaries = [
+        PolicySummary(policy, oracle_total / t, oracle_cost / t, oracle_cost / t / config.budget,
+                      0.0, 0.0, {"mean_reward": (oracle_total / t, oracle_total / t),
+                                 "suboptimality": (0.0, 0.0),
+                                 "mean_cost": (oracle_cost / t, oracle_cost / t)}, ())
+        if policy is Policy.ORACLE else _summary(policy, runs[policy], oracle_total, config)
+        for policy in config.policies
+    ]
     return ReplayResult(config, outcomes.models, schedule, tuple(oracle), oracle_total / t, scale,
                         float(outcomes.mean_cost.max()), tuple(summaries))
 
