@@ -234,7 +234,8 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
             np.array(current, dtype=np.int64), alpha, stream.prompts[lo:hi], stream.draws[lo:hi],
             stream.explore[lo:hi], outcomes.reward, outcomes.cost, stats, prior, gamma,
             config.radius is Radius.MEAN, scale, np.array(config.cost_clip), config.budget,
-            policy is Policy.PACED, pace_state, mode, config.epsilon, config.allow_drop, out_model, out_reward, out_cost,
+            policy is Policy.PACED, pace_state, mode, config.epsilon, config.allow_drop, out_model,
+            out_reward, out_cost,
         )
         if served is not None:
             served.append(out_model)
