@@ -38,20 +38,19 @@ def _guard_startup() -> dict[int, object]:
 _STARTUP_HANDLERS = _guard_startup()
 
 import contextlib
-import errno
 import io
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
 from stageroute.config import parse_gamma, parse_pair, pick_budget
-from stageroute.errors import BadDataError, ExitCode, StagerouteError, one_line
+from stageroute.errors import BadDataError, ExitCode, one_line, shown
 from stageroute.options import Policy, Radius, Solver, choice, parse_datetime, parse_duration
 from stageroute_cli import options as opt
+from stageroute_cli import process
 
 app = typer.Typer(
     name="stageroute",
@@ -67,7 +66,7 @@ def _version(value: bool) -> None:
     if value:
         from stageroute import __version__
 
-        _print(f"stageroute {__version__}\n")
+        process.print_out(f"stageroute {__version__}\n")
         raise typer.Exit(0)
 
 
@@ -85,222 +84,7 @@ def main(
     """
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM, raised where the program is (no ``except Exception`` swallows it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-        self.name = signal.Signals(signum).name
-
-
-class _Signals:
-    """SIGINT and SIGTERM raise ``Interrupted`` at once, except inside ``deferred()``."""
-
-    def __init__(self) -> None:
-        self.deferring = False
-        self.pending: int | None = None
-
-    def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread
-                if signal.getsignal(signum) is not signal.SIG_IGN:
-                    signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.deferring:
-            self.pending = self.pending or signum
-            return
-        raise Interrupted(signum)
-
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Hold signals back until the block is done (then raise the first one)."""
-        self.deferring = True
-        try:
-            yield
-        finally:
-            self.deferring = False
-            if self.pending is not None:
-                signum, self.pending = self.pending, None
-                raise Interrupted(signum)
-
-
-_SIGNALS = _Signals()  # signals are per process, so is this
-
-
-class _StdoutError(Exception):
-    """stdout cannot take the report: closed, a broken pipe (``| head``), a full disk."""
-
-
-class _ClosedStream(io.TextIOBase):
-    """Stands in for a standard stream that was closed when the process started."""
-
-    def __init__(self, name: str) -> None:
-        self.stream_name = name
-
-    def write(self, text: str) -> int:
-        raise OSError(errno.EBADF, f"{self.stream_name} is closed")
-
-    def isatty(self) -> bool:
-        return False
-
-
-def _standard_streams() -> None:
-    """Closed fds 0-2 get /dev/null (so no file we open lands on them); stdout never raises
-    UnicodeEncodeError (unencodable characters are escaped)."""
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-            if name == "stdout":
-                sys.stdout = _ClosedStream("stdout")
-            elif name == "stderr":
-                sys.stderr = open(fd, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
-
-
-def _stderr(text: str) -> None:
-    """Write to stderr; if even that fails there is nobody to tell."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
-
-def _print(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as exc:
-        raise _StdoutError(exc.strerror or str(exc)) from None
-
-
-def _silence_stdout() -> None:
-    """After a failed write to stdout: what is still buffered goes nowhere, quietly, at exit."""
-    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    sys.stdout = _ClosedStream("stdout")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    _stderr(f"Error: {one_line(message)}\n")
-    raise typer.Exit(code)
-
-
-@dataclass
-class _Session:
-    """One command's output files: which were asked for, which are in place."""
-
-    outputs: dict[str, Path]  # option -> path, for the options given
-    written: list[Path] = field(default_factory=list)
-
-    @contextmanager
-    def committing(self, path: Path) -> Iterator[None]:
-        """Around the rename that replaces ``path``: signals wait, so ``written`` is exact."""
-        with _SIGNALS.deferred():
-            yield
-            self.written.append(path)
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.outputs) and all(p in self.written for p in self.outputs.values())
-
-    def status(self) -> str:
-        if not self.written:
-            return "nothing was written"
-        missing = [str(p) for p in self.outputs.values() if p not in self.written]
-        wrote = ", ".join(str(p) for p in self.written)
-        return f"wrote {wrote}" + (f" but not {', '.join(missing)}" if missing else "")
-
-
-@contextmanager
-def _command(outputs: Mapping[str, Path | None], inputs: Mapping[str, str | Path | None],
-             solves: bool = True) -> Iterator[_Session]:
-    """Run a command body: outputs checked before any work, every failure one ``Error:`` line.
-
-    Bugs (anything not a ``StagerouteError``) also get one line, and exit 1;
-    STAGEROUTE_DEBUG=1 shows the traceback instead.
-    """
-    session = _Session({k: v for k, v in outputs.items() if v is not None})
-    try:
-        with contextlib.ExitStack() as held:
-            _check_outputs(session.outputs, inputs, held)
-            if solves:
-                from stageroute.optimize.solver import solver_time_limit
-
-                solver_time_limit()  # a bad $STAGEROUTE_SOLVER_TIME_LIMIT fails before any work
-            yield session
-    except typer.Exit:
-        raise
-    except StagerouteError as exc:
-        note = f" ({session.status()})" if session.written else ""
-        _fail(f"{exc}{note}", int(exc.exit_code))
-    except (Interrupted, KeyboardInterrupt) as exc:
-        _interrupted(exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT), session)
-    except _StdoutError as exc:
-        _stdout_failed(str(exc), session)
-    except Exception as exc:  # a bug, not bad input: say so, without a traceback
-        if os.environ.get("STAGEROUTE_DEBUG"):
-            raise
-        _fail(f"internal error ({type(exc).__name__}: {exc}), please report it with the command "
-              "you ran; STAGEROUTE_DEBUG=1 shows the traceback", ExitCode.INTERNAL)
-
-
-def _check_outputs(outputs: Mapping[str, Path], inputs: Mapping[str, str | Path | None],
-                   held: contextlib.ExitStack) -> None:
-    """Outputs that can be written, are no input, and are locked for the whole run (a second run
-    on the same output fails at once, before any work)."""
-    from stageroute.render.output import check_not_input, check_writable, locked
-
-    for option, path in outputs.items():
-        check_writable(path)
-        others = {o: p for o, p in outputs.items() if o < option}  # each pair once
-        check_not_input(option, path, inputs, others)
-    for path in outputs.values():
-        held.enter_context(locked(path))
-
-
-def _interrupted(exc: Interrupted, session: _Session) -> NoReturn:
-    if session.complete:  # the new output is in place: only the report was cut short
-        _warn([f"interrupted by {exc.name} after the output was written ({session.status()}); "
-               "only the report on stdout is incomplete"])
-        raise typer.Exit(0)
-    _fail(f"interrupted by {exc.name}, {session.status()}", 128 + exc.signum)
-
-
-def _stdout_failed(reason: str, session: _Session) -> NoReturn:
-    _silence_stdout()
-    if session.complete:
-        _warn([f"could not print the report on stdout ({reason}); the output is complete "
-               f"({session.status()})"])
-        raise typer.Exit(0)
-    _fail(f"cannot write the report to stdout ({reason}), {session.status()}; keep stdout open "
-          "(a pipe reader that exits early, such as head, closes it) or use --output",
-          ExitCode.CANNOT_WRITE)
-
-
-def _progress(quiet: bool) -> Callable[[str], None]:
-    def say(message: str) -> None:
-        if not quiet:
-            _stderr(f"stageroute: {one_line(message)}\n")
-    return say
-
-
-def _warn(warnings: Sequence[str]) -> None:
-    """Warnings go to stderr always: --quiet silences progress, not warnings."""
-    for warning in warnings:
-        _stderr(f"stageroute: warning: {one_line(warning)}\n")
-
-
-def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: _Session,
+def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: process.Session,
           quiet: bool) -> None:
     """Write the JSON document to ``output`` (atomically, under its lock) and/or stdout."""
     from stageroute.render.output import to_json, write_atomic
@@ -308,13 +92,13 @@ def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: _Ses
     text = to_json(doc)
     if output is not None:
         write_atomic(output, text, lock=False, guard=session.committing(output))
-        _progress(quiet)(f"wrote {output}")
+        process.progress(quiet)(f"wrote {output}")
     if as_json:
         try:  # stdout may not take UTF-8 (PYTHONIOENCODING=ascii): \u escapes keep it JSON
             text.encode(sys.stdout.encoding or "utf-8")
         except (UnicodeEncodeError, LookupError):
             text = to_json(doc, ascii_only=True)
-        _print(text)
+        process.print_out(text)
 
 
 def _render(what: str, result: object) -> None:
@@ -326,13 +110,13 @@ def _render(what: str, result: object) -> None:
     class _Console(Console):
         def on_broken_pipe(self) -> None:  # Rich's default exits 1, as if the run had failed
             self.quiet = True
-            raise _StdoutError("Broken pipe")
+            raise process.StdoutError("Broken pipe")
 
     try:
         getattr(report, what)(result, _Console(width=None if sys.stdout.isatty() else 120))
         sys.stdout.flush()
     except OSError as exc:
-        raise _StdoutError(exc.strerror or str(exc)) from None
+        raise process.StdoutError(exc.strerror or str(exc)) from None
 
 
 PLAN_EXAMPLES = """Examples:
@@ -389,7 +173,7 @@ def plan(
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
     inputs = {"--logs": logs, "--catalog": catalog, "--feedback": feedback}
-    with _command({"--output": output}, inputs) as session:
+    with process.command({"--output": output}, inputs) as session:
         from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
 
         config = PlanConfig(
@@ -400,8 +184,8 @@ def plan(
             allow_drop=allow_drop, canary_share=canary_share, min_samples=min_samples,
             strict=strict, full_check=full_check, deployed=parse_list(deployed),
         )
-        result = make_plan(logs, catalog, config, feedback=feedback, progress=_progress(quiet))
-        _warn(result.warnings)
+        result = make_plan(logs, catalog, config, feedback=feedback, progress=process.progress(quiet))
+        process.warn(result.warnings)
         failed = result.over_budget and not allow_over_budget
         if not failed:  # a plan that breaks the budget is shown, never written as the new plan
             _emit(plan_document(result), json_out, output, session, quiet)
@@ -455,7 +239,7 @@ def replay(
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
     outputs = {"--output": output, "--plot": plot}
-    with _command(outputs, {"--outcomes": outcomes, "--catalog": catalog}) as session:
+    with process.command(outputs, {"--outcomes": outcomes, "--catalog": catalog}) as session:
         from stageroute.simulate.replay import ReplayConfig, replay_document, replay_from_files
 
         value, relative = pick_budget(budget, relative_budget)
@@ -513,7 +297,7 @@ def import_routerbench_cmd(
                                          "E.g. --output outcomes.parquet")],
 ) -> None:
     """Turn RouterBench's wide layout (score and '<model>|total_cost' per model) into outcomes."""
-    with _command({"--output": output}, {"SOURCE": source}, solves=False) as session:
+    with process.command({"--output": output}, {"SOURCE": source}, solves=False) as session:
         from stageroute.inputs.outcomes import import_routerbench
         from stageroute.render.output import write_atomic
 
@@ -528,7 +312,7 @@ def import_routerbench_cmd(
         buffer = io.BytesIO()
         long.write_parquet(buffer)
         write_atomic(output, buffer.getvalue(), lock=False, guard=session.committing(output))
-        _stderr(one_line(
+        process.stderr(one_line(
             f"stageroute: wrote {long.height:,} rows ({counts['prompts']:,} prompts x "
             f"{counts['models']} models) to {output}; dropped {counts['dropped_repeated_ids']} "
             f"repeated and {counts['dropped_incomplete']} incomplete prompts") + "\n")
@@ -541,29 +325,49 @@ def parse_list(text: str | None) -> tuple[str, ...] | None:
 
 def run() -> None:
     """Console-script entry point: Typer's usage errors also become one ``Error:`` line."""
-    _SIGNALS.install()  # first: from here on SIGINT/SIGTERM unwind (and clean up) properly
-    _standard_streams()
+    process.SIGNALS.install()  # first: from here on SIGINT/SIGTERM unwind (and clean up) properly
+    process.standard_streams()
     usage_error = typer.BadParameter.__mro__[1]  # click's UsageError, without importing click
     try:
         code = app(standalone_mode=False)
     except usage_error as exc:  # type: ignore[misc]
-        ctx = getattr(exc, "ctx", None)
-        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        _stderr(f"Error: {one_line(exc.format_message())}{where}\n")  # type: ignore[attr-defined]
-        sys.exit(ExitCode.USAGE)
+        _usage_error(exc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        _stderr("Error: aborted, nothing was written\n")
+        process.stderr("Error: aborted, nothing was written\n")
         sys.exit(ExitCode.INTERRUPTED)
-    except Interrupted as exc:  # while parsing options, before a command started
-        _stderr(f"Error: interrupted by {exc.name}, nothing was written\n")
+    except process.Interrupted as exc:  # while parsing options, before a command started
+        process.stderr(f"Error: interrupted by {exc.name}, nothing was written\n")
         sys.exit(128 + exc.signum)
-    except _StdoutError as exc:  # --version on a closed stdout
-        _silence_stdout()
-        _stderr(f"Error: cannot write to stdout ({one_line(str(exc))})\n")
+    except process.StdoutError as exc:  # --version on a closed stdout
+        process.silence_stdout()
+        process.stderr(f"Error: cannot write to stdout ({one_line(str(exc))})\n")
         sys.exit(ExitCode.CANNOT_WRITE)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: Any) -> NoReturn:
+    """Typer's parsing errors: one line, with the value given and where to read the help."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    param = getattr(exc, "param", None)
+    value = _argument_value(param.opts, sys.argv[1:]) if param is not None else None
+    got = f", got {shown(value)}" if value is not None else ""
+    process.stderr(f"Error: {one_line(exc.format_message())}{got}{where}\n")
+    sys.exit(ExitCode.USAGE)
+
+
+def _argument_value(names: Sequence[str], argv: Sequence[str]) -> str | None:
+    """The last value given on the command line to an option called one of ``names``."""
+    value = None
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg[len(name) + 1:]
+    return value
 
 
 def _restore_startup_handlers() -> None:

@@ -27,7 +27,7 @@ def _positive(value: float, option: str, example: str, lo: float = 0.0, hi: floa
         return
     limits = "a finite number > 0" if lo == 0 and hi == math.inf else (
         f"a number >= {lo:g}" if hi == math.inf else f"a number in [{lo:g}, {hi:g}]")
-    raise UsageError(f"{option} must be {limits}, got {value:g}; give e.g. {option} {example}")
+    raise UsageError(f"{option} must be {limits}, got {value!r}; give e.g. {option} {example}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,12 +65,12 @@ class SharedConfig:
             _positive(self.gamma, "--gamma", "1.0")
         if not (math.isfinite(self.delta) and MIN_DELTA <= self.delta < 1):
             raise UsageError(f"--delta must be in (0, 1) and at least {MIN_DELTA:g}, got "
-                             f"{self.delta:g}; give e.g. --delta 0.05")
+                             f"{self.delta!r}; give e.g. --delta 0.05")
         if self.cost_scale is not None:
             _positive(self.cost_scale, "--cost-scale", "0.05", MIN_COST_SCALE)
         lo, hi = self.cost_clip
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi <= 1e6):
-            raise UsageError(f"--cost-clip must be LO,HI with 0 <= LO < HI <= 1e6, got {lo:g},{hi:g}; "
+            raise UsageError(f"--cost-clip must be LO,HI with 0 <= LO < HI <= 1e6, got {lo!r},{hi!r}; "
                              "give e.g. --cost-clip 0,1")
 
     def resolve_gamma(self, n_models: int, horizon: int) -> float:

@@ -32,7 +32,7 @@ def choice(kind: type[E], text: str | E, option: str) -> E:
     try:
         return kind(str(text).strip().lower())
     except ValueError:
-        allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        allowed = ", ".join(m.value for m in kind)
         raise UsageError(f"{option} {shown(text)} is not one of: {allowed}; pick one of those") from None
 
 

@@ -51,7 +51,7 @@ class PlanConfig(SharedConfig):
             raise UsageError(f"--stage-length must be positive, got {self.stage_length}; give e.g. 7d")
         _check_calendar(self.as_of, self.stage_length)
         if self.canary_share is not None and not 0 < self.canary_share <= 1:
-            raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share:g}; give "
+            raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share!r}; give "
                              "e.g. --canary-share 0.1")
         if not 0 <= self.min_samples <= MAX_MIN_SAMPLES:
             raise UsageError(f"--min-samples must be an integer in [0, {MAX_MIN_SAMPLES:,}], got "

@@ -25,9 +25,10 @@ def to_json(doc: dict[str, Any], ascii_only: bool = False) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=ascii_only, allow_nan=False) + "\n"
 
 
-def _p(path: str | Path) -> str:
-    """A path for a message, on one line."""
-    return one_line(str(path))
+def _p(path: str | Path, limit: int = 200) -> str:
+    """A path for a message, on one line (and cut if absurdly long)."""
+    text = str(path)
+    return one_line(text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)")
 
 
 def output_target(path: str | Path) -> Path:
@@ -192,7 +193,7 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
     for written in (output, lock_path(output)):
         for name, spec in inputs.items():
             why = None if spec is None else _reads(spec, written)
-            if why is None:
+            if spec is None or why is None:
                 continue
             what = f"its lock file {_p(written)}" if written != output else "it"
             raise UsageError(

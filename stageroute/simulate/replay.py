@@ -66,7 +66,7 @@ class ReplayConfig(SharedConfig):
             raise UsageError(f"--seed must be an integer in [0, 2^63 - 1 - --seeds], got "
                              f"{self.first_seed}; give e.g. --seed 0")
         if not (math.isfinite(self.epsilon) and 0 <= self.epsilon <= 1):
-            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon:g}; give e.g. "
+            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon!r}; give e.g. "
                              "--epsilon 0.1")
         if not self.policies:
             raise UsageError("--policy: give at least one policy")
