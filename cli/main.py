@@ -42,7 +42,7 @@ import io
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
@@ -52,9 +52,25 @@ from stageroute.options import Policy, Radius, Solver, choice, parse_datetime, p
 from stageroute_cli import options as opt
 from stageroute_cli import process
 
+EXIT_CODES = """Exit codes (docs/errors.md):
+
+\b
+  0    ok (also when the output is written and only stdout or a signal failed after)
+  1    internal error (a bug: please report it)
+  2    usage: an option value that makes no sense, or an output that is an input
+  10   infeasible: the budget or the max_share caps cannot be met
+  11   solver time limit ($STAGEROUTE_SOLVER_TIME_LIMIT seconds, default 60)
+  65   bad data      66  input missing      69  no solver
+  73   cannot write the output (or stdout, when no output file was written)
+  75   locked: another run writes the same output
+  130  interrupted (SIGINT), nothing written
+  143  terminated (SIGTERM), nothing written
+"""
+
 app = typer.Typer(
     name="stageroute",
     help="Plan which LLMs to keep deployed and how to route traffic among them, from your logs.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -75,13 +91,7 @@ def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Plan which LLMs to keep deployed and how to route traffic among them, from your logs.
-
-    Exit codes: 0 ok, 1 internal error, 2 usage, 10 infeasible (budget or throughput),
-    11 solver time limit ($STAGEROUTE_SOLVER_TIME_LIMIT s, default 60), 65 bad data,
-    66 input missing, 69 no solver, 73 cannot write (the output file, or stdout before the output
-    file is written), 75 locked, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
-    """
+    """Plan which LLMs to keep deployed and how to route traffic among them, from your logs."""
 
 
 def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: process.Session,
@@ -327,35 +337,51 @@ def run() -> None:
     """Console-script entry point: Typer's usage errors also become one ``Error:`` line."""
     process.SIGNALS.install()  # first: from here on SIGINT/SIGTERM unwind (and clean up) properly
     process.standard_streams()
+    try:
+        code = _invoke()
+    finally:
+        process.SIGNALS.done()  # --help, --version, usage errors; commands did it themselves
+    sys.exit(code)
+
+
+def _invoke() -> int:
+    """Run the app; its outcome as an exit code (commands report their own errors)."""
     usage_error = typer.BadParameter.__mro__[1]  # click's UsageError, without importing click
     try:
         code = app(standalone_mode=False)
     except usage_error as exc:  # type: ignore[misc]
-        _usage_error(exc)
+        return _usage_error(exc)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except typer.Abort:
         process.stderr("Error: aborted, nothing was written\n")
-        sys.exit(ExitCode.INTERRUPTED)
+        return ExitCode.INTERRUPTED
     except process.Interrupted as exc:  # while parsing options, before a command started
         process.stderr(f"Error: interrupted by {exc.name}, nothing was written\n")
-        sys.exit(128 + exc.signum)
+        return 128 + int(exc.signum)
     except process.StdoutError as exc:  # --version on a closed stdout
         process.silence_stdout()
         process.stderr(f"Error: cannot write to stdout ({one_line(str(exc))})\n")
-        sys.exit(ExitCode.CANNOT_WRITE)
-    sys.exit(code if isinstance(code, int) else 0)
+        return ExitCode.CANNOT_WRITE
+    return int(code) if isinstance(code, int) else 0
 
 
-def _usage_error(exc: Any) -> NoReturn:
+def _usage_error(exc: Any) -> int:
     """Typer's parsing errors: one line, with the value given and where to read the help."""
     ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:  # bare `stageroute`
+        with contextlib.suppress(process.StdoutError):
+            process.print_out(exc.format_message() + "\n")
+        commands = ", ".join(sorted(getattr(ctx.command, "commands", {})))
+        process.stderr(f"Error: no command given, pick one of: {commands} (see "
+                       f"'{ctx.command_path} --help')\n")
+        return ExitCode.USAGE
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     param = getattr(exc, "param", None)
     value = _argument_value(param.opts, sys.argv[1:]) if param is not None else None
     got = f", got {shown(value)}" if value is not None else ""
     process.stderr(f"Error: {one_line(exc.format_message())}{got}{where}\n")
-    sys.exit(ExitCode.USAGE)
+    return ExitCode.USAGE
 
 
 def _argument_value(names: Sequence[str], argv: Sequence[str]) -> str | None:

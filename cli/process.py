@@ -36,19 +36,34 @@ class Interrupted(BaseException):
 
 
 class Signals:
-    """SIGINT and SIGTERM raise ``Interrupted`` at once, except inside ``deferred()``."""
+    """SIGINT and SIGTERM raise ``Interrupted`` at once, except inside ``deferred()`` and once the
+    outcome is decided (``done()``)."""
 
     def __init__(self) -> None:
         self.deferring = False
+        self.finished = False
         self.pending: int | None = None
 
     def install(self) -> None:
+        self.finished = False
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not the main thread
                 if signal.getsignal(signum) is not signal.SIG_IGN:
                     signal.signal(signum, self._handle)
 
+    def done(self) -> None:
+        """The exit status is decided: SIGINT/SIGTERM are ignored from now on, also while Python
+        shuts down (which restores the default action: the process would die of the signal, and
+        its status would hide that the output was written)."""
+        self.finished = True
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):
+                if signal.getsignal(signum) == self._handle:
+                    signal.signal(signum, signal.SIG_IGN)
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.finished:
+            return
         if self.deferring:
             self.pending = self.pending or signum
             return
@@ -180,20 +195,27 @@ def command(outputs: Mapping[str, Path | None], inputs: Mapping[str, str | Path 
 
                 solver_time_limit()  # a bad $STAGEROUTE_SOLVER_TIME_LIMIT fails before any work
             yield session
-    except typer.Exit:
+        SIGNALS.done()
+    except BaseException as exc:
+        SIGNALS.done()  # what follows only reports the outcome: a signal cannot change it any more
+        _report(exc, session)
         raise
-    except StagerouteError as exc:
+
+
+def _report(exc: BaseException, session: Session) -> None:
+    """Turn a command's exception into one ``Error:`` line and its exit code (``typer.Exit``);
+    return to let it through (``typer.Exit`` itself, ``SystemExit``, ``STAGEROUTE_DEBUG``)."""
+    if isinstance(exc, StagerouteError):
         note = f" ({session.status()})" if session.written else ""
         fail(f"{exc}{note}", int(exc.exit_code))
-    except (Interrupted, KeyboardInterrupt) as exc:
+    if isinstance(exc, Interrupted | KeyboardInterrupt):
         _interrupted(exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT), session)
-    except StdoutError as exc:
+    if isinstance(exc, StdoutError):
         _stdout_failed(str(exc), session)
-    except Exception as exc:  # a bug, not bad input: say so, without a traceback
-        if os.environ.get("STAGEROUTE_DEBUG"):
-            raise
+    if isinstance(exc, Exception) and not isinstance(exc, typer.Exit) and not os.environ.get(
+            "STAGEROUTE_DEBUG"):  # a bug, not bad input: say so, without a traceback
         fail(f"internal error ({type(exc).__name__}: {exc}), please report it with the command "
-              "you ran; STAGEROUTE_DEBUG=1 shows the traceback", ExitCode.INTERNAL)
+             "you ran; STAGEROUTE_DEBUG=1 shows the traceback", ExitCode.INTERNAL)
 
 
 def _check_inputs(inputs: Mapping[str, str | Path | None]) -> None:

@@ -487,6 +487,24 @@ def test_every_case_is_in_the_matrix_of_docs_errors_md() -> None:
         assert rows[0].rstrip().endswith(f"| {int(case.code)} |"), rows[0]
 
 
+def test_every_exit_code_is_in_help_and_in_docs_errors_md() -> None:
+    result = subprocess.run([sys.executable, "-m", "stageroute_cli", "--help"], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    matrix = (REPO_ROOT / "docs" / "errors.md").read_text()
+    for code in ExitCode:
+        assert f" {int(code)} " in result.stdout, code
+        assert f"\n| {int(code)} | " in matrix, code
+
+
+def test_no_command_shows_the_help_and_one_error_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "stageroute_cli"], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == ExitCode.USAGE
+    assert "Commands:" in result.stdout
+    assert result.stderr.splitlines() == [
+        "Error: no command given, pick one of: import, plan, replay (see 'python -m stageroute_cli --help')"]
+
+
 def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) -> None:
     case = Case("over", "none", ExitCode.OK, (), budget="0.0001", extra=("--allow-over-budget",))
     result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])

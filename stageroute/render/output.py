@@ -155,8 +155,8 @@ def check_writable(path: Path) -> None:
     except OSError as exc:  # a symlink loop, a path through a file, a name too long
         raise CannotWriteError(f"cannot write {_p(path)} ({exc.strerror}), give another path") from None
     if info is not None and stat.S_ISDIR(info.st_mode):
-        raise CannotWriteError(f"cannot write {_p(path)}: it is a directory, give a file name such "
-                               f"as {_p(Path(path) / 'plan.json')}")
+        raise CannotWriteError(f"cannot write {_p(path)}: it is a directory, give the path of a file "
+                               f"in it, such as {_p(Path(path) / 'plan.json')}")
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise CannotWriteError(f"cannot write {_p(path)}: it is not a regular file (a FIFO, device "
                                "or socket), give the path of a regular file such as plan.json")
@@ -176,10 +176,14 @@ def check_writable(path: Path) -> None:
                                f"({exc.strerror}), check its permissions or give another directory") from None
 
 
+# Inputs given as a file, a glob or a directory of Parquet files (``inputs.logs.find_logs``).
+SCANNED = frozenset({"--logs", "--feedback"})
+
+
 def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path | None],
                     outputs: Mapping[str, Path | None] | None = None) -> None:
-    """Refuse an output that is an input (or that an input's directory or glob reads back), or
-    that is another output of the same run.
+    """Refuse an output that is an input (or that a ``SCANNED`` input's directory or glob would
+    read back), or that is another output of the same run.
 
     Spellings, symlinks and hard links of the same file count as the same file.
 
@@ -192,7 +196,7 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
                              "give them different paths")
     for written in (output, lock_path(output)):
         for name, spec in inputs.items():
-            why = None if spec is None else _reads(spec, written)
+            why = None if spec is None else _reads(spec, written, name in SCANNED)
             if spec is None or why is None:
                 continue
             what = f"its lock file {_p(written)}" if written != output else "it"
@@ -202,9 +206,12 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
             )
 
 
-def _reads(spec: str | Path, target: Path) -> str | None:
-    """Why loading ``spec`` (a file, a directory of Parquet files or a glob) reads ``target``."""
+def _reads(spec: str | Path, target: Path, scanned: bool) -> str | None:
+    """Why loading ``spec`` (a file; if ``scanned``, also a directory of Parquet files or a glob)
+    reads ``target``."""
     text = str(spec)
+    if not scanned:
+        return "is the same file" if _same_file(text, target) else None
     if any(c in text for c in "*?["):
         pattern = os.path.abspath(text)
         if any(fnmatch.fnmatchcase(p, pattern) for p in (os.path.abspath(target),
