@@ -23,7 +23,14 @@ from typing import NoReturn
 
 import typer
 
-from stageroute.errors import ExitCode, InputMissingError, StagerouteError, one_line, shown
+from stageroute.errors import (
+    ExitCode,
+    InputMissingError,
+    StagerouteError,
+    UsageError,
+    one_line,
+    shown,
+)
 
 
 class Interrupted(BaseException):
@@ -237,6 +244,9 @@ def _check_outputs(outputs: Mapping[str, Path], inputs: Mapping[str, str | Path 
     from stageroute.render.output import check_not_input, check_writable, locked
 
     for option, path in outputs.items():
+        if str(path) == "-":
+            raise UsageError(f"{option} - would write a file named '-', not stdout; give a file name, "
+                             "or --json to print the document on stdout")
         check_writable(path)
         others = {o: p for o, p in outputs.items() if o < option}  # each pair once
         check_not_input(option, path, inputs, others)

@@ -316,6 +316,8 @@ HOSTILE_CASES = [
     Case("output-matches-the-logs-glob", "`--output logdir/plan.json` with `--logs 'logdir/*'`",
          ExitCode.USAGE, ("--output logdir/plan.json", "matches the glob"), logs="logdir/*",
          output="logdir/plan.json", setup=_logs_directory),
+    Case("output-dash", "`--output -` (not stdout: a file named '-')", ExitCode.USAGE,
+         ("--output -", "--json"), output="-"),
     Case("output-is-a-directory", "`--output out` (a directory)", ExitCode.CANNOT_WRITE,
          ("cannot write out", "is a directory", "out/plan.json"), output="out"),
     Case("output-is-a-fifo", "`--output out/fifo` (a FIFO: no hang, not replaced)", ExitCode.CANNOT_WRITE,
