@@ -260,8 +260,8 @@ def replay(
             gamma=parse_gamma(gamma), delta=delta, radius=choice(Radius, radius, "--radius"),
             epsilon=epsilon, solver=choice(Solver, solver, "--solver"), allow_drop=allow_drop,
             cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
-            start=parse_datetime(start, "--start") if start else None,
-            end=parse_datetime(end, "--end") if end else None,
+            start=parse_datetime(start, "--start") if start is not None else None,
+            end=parse_datetime(end, "--end") if end is not None else None,
         )
         with _progress_bar(quiet, "replaying") as advance:
             result = replay_from_files(outcomes, catalog, config, progress=advance)

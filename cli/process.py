@@ -123,7 +123,7 @@ def standard_streams() -> None:
             if name == "stdout":
                 sys.stdout = ClosedStream("stdout")
             elif name == "stderr":
-                sys.stderr = open(fd, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
+                sys.stderr = open(fd, "w", closefd=False)  # lives as long as the process
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
