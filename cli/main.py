@@ -1,27 +1,76 @@
 """stageroute's commands: parse options, make one library call, render, exit.
 
 Heavy modules (Polars, Pyomo, Rich) are imported inside the commands so that ``--help`` is instant.
+SIGINT and SIGTERM become one ``Error:`` line and exit 130/143 from the first line of this module
+on; once the output file is replaced, nothing (a signal, a closed stdout) makes the run look failed.
 """
 
+# ruff: noqa: E402  (the start-up signal guard must run before the imports below)
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
+
+
+def _startup_exit(signum: int, frame: FrameType | None) -> None:
+    """SIGINT/SIGTERM while the CLI is still importing: nothing was done, leave at once."""
+    name = signal.Signals(signum).name
+    os.write(2, f"Error: interrupted by {name} during start-up, nothing was written\n".encode())
+    os._exit(128 + signum)
+
+
+def _guard_startup() -> dict[int, object]:
+    """Install ``_startup_exit`` while this module imports; the end of the module restores."""
+    previous: dict[int, object] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handler = signal.getsignal(signum)
+            if handler is not signal.SIG_IGN:  # nohup and friends: keep ignoring
+                signal.signal(signum, _startup_exit)
+                previous[signum] = handler
+        except ValueError:  # imported outside the main thread: leave the handlers alone
+            break
+    return previous
+
+
+_STARTUP_HANDLERS = _guard_startup()
+
+import contextlib
+import io
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from stageroute.errors import ExitCode, StagerouteError, UsageError
 from stageroute.config import parse_gamma, parse_pair, pick_budget
+from stageroute.errors import BadDataError, ExitCode, one_line, shown
 from stageroute.options import Policy, Radius, Solver, choice, parse_datetime, parse_duration
 from stageroute_cli import options as opt
+from stageroute_cli import process
+
+EXIT_CODES = """Exit codes (docs/errors.md):
+
+\b
+  0    ok (also when the output is written and only stdout or a signal failed after)
+  1    internal error (a bug: please report it)
+  2    usage: an option value that makes no sense, or an output that is an input
+  10   infeasible: the budget or the max_share caps cannot be met
+  11   solver time limit ($STAGEROUTE_SOLVER_TIME_LIMIT seconds, default 60)
+  65   bad data      66  input missing      69  no solver
+  73   cannot write the output (or stdout, when no output file was written)
+  75   locked: another run writes the same output
+  130  interrupted (SIGINT), nothing written
+  143  terminated (SIGTERM), nothing written
+"""
 
 app = typer.Typer(
     name="stageroute",
     help="Plan which LLMs to keep deployed and how to route traffic among them, from your logs.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -33,7 +82,7 @@ def _version(value: bool) -> None:
     if value:
         from stageroute import __version__
 
-        sys.stdout.write(f"stageroute {__version__}\n")
+        process.print_out(f"stageroute {__version__}\n")
         raise typer.Exit(0)
 
 
@@ -42,70 +91,24 @@ def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Plan which LLMs to keep deployed and how to route traffic among them, from your logs.
-
-    Exit codes: 0 ok, 2 usage, 10 infeasible (budget or throughput), 65 bad data,
-    66 input missing, 69 no solver, 73 cannot write, 75 locked.
-    """
+    """Plan which LLMs to keep deployed and how to route traffic among them, from your logs."""
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"Error: {message}\n")
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _errors(*outputs: Path | None) -> Iterator[None]:
-    """Turn library errors into one ``Error:`` line and their exit code.
-
-    The ``outputs``' directories are checked before any work. Bugs (anything else) also get one
-    line, and exit 1; STAGEROUTE_DEBUG=1 shows the traceback instead.
-    """
-    try:
-        from stageroute.render.output import check_writable
-
-        for output in outputs:
-            if output is not None:
-                check_writable(output)
-        yield
-    except typer.Exit:
-        raise
-    except StagerouteError as exc:
-        _fail(str(exc), int(exc.exit_code))
-    except KeyboardInterrupt:
-        _fail("interrupted, nothing was written", 130)
-    except Exception as exc:  # a bug, not bad input: say so, without a traceback
-        if os.environ.get("STAGEROUTE_DEBUG"):
-            raise
-        _fail(f"internal error ({type(exc).__name__}: {exc}), please report it with the command "
-              "you ran; STAGEROUTE_DEBUG=1 shows the traceback", ExitCode.INTERNAL)
-
-
-def _progress(quiet: bool) -> Callable[[str], None]:
-    def say(message: str) -> None:
-        if not quiet:
-            sys.stderr.write(f"stageroute: {message}\n")
-            sys.stderr.flush()
-    return say
-
-
-def _warn(warnings: Sequence[str]) -> None:
-    """Warnings go to stderr always: --quiet silences progress, not warnings."""
-    for warning in warnings:
-        sys.stderr.write(f"stageroute: warning: {warning}\n")
-    sys.stderr.flush()
-
-
-def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, quiet: bool) -> None:
+def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: process.Session,
+          quiet: bool) -> None:
+    """Write the JSON document to ``output`` (atomically, under its lock) and/or stdout."""
     from stageroute.render.output import to_json, write_atomic
 
     text = to_json(doc)
     if output is not None:
-        write_atomic(output, text)
-        _progress(quiet)(f"wrote {output}")
+        write_atomic(output, text, lock=False, guard=session.committing(output))
+        process.progress(quiet)(f"wrote {output}")
     if as_json:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:  # stdout may not take UTF-8 (PYTHONIOENCODING=ascii): \u escapes keep it JSON
+            text.encode(sys.stdout.encoding or "utf-8")
+        except (UnicodeEncodeError, LookupError):
+            text = to_json(doc, ascii_only=True)
+        process.print_out(text)
 
 
 def _render(what: str, result: object) -> None:
@@ -114,7 +117,16 @@ def _render(what: str, result: object) -> None:
 
     from stageroute.render import report
 
-    getattr(report, what)(result, Console())  # piped: $COLUMNS or 80
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # Rich's default exits 1, as if the run had failed
+            self.quiet = True
+            raise process.StdoutError("Broken pipe")
+
+    try:
+        getattr(report, what)(result, _Console())
+        sys.stdout.flush()
+    except OSError as exc:
+        raise process.StdoutError(exc.strerror or str(exc)) from None
 
 
 PLAN_EXAMPLES = """Examples:
@@ -178,7 +190,8 @@ def plan(
     quiet: opt.Quiet = False,
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
-    with _errors(output):
+    inputs = {"--logs": logs, "--catalog": catalog, "--feedback": feedback}
+    with process.command({"--output": output}, inputs) as session:
         from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
 
         config = PlanConfig(
@@ -191,11 +204,11 @@ def plan(
             max_staleness=parse_duration(max_staleness, "--max-staleness") if max_staleness else None,
             max_unknown_share=max_unknown_share,
         )
-        result = make_plan(logs, catalog, config, feedback=feedback, progress=_progress(quiet))
-        _warn(result.warnings)
+        result = make_plan(logs, catalog, config, feedback=feedback, progress=process.progress(quiet))
+        process.warn(result.warnings)
         failed = result.over_budget and not allow_over_budget
         if not failed:  # a plan that breaks the budget is shown, never written as the new plan
-            _emit(plan_document(result), json_out, output, quiet)
+            _emit(plan_document(result), json_out, output, session, quiet)
         if not json_out and not (quiet and output is not None and not failed):
             _render("render_plan", result)  # a cron run (--output -q) prints nothing
         if failed:
@@ -245,7 +258,8 @@ def replay(
     quiet: opt.Quiet = False,
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
-    with _errors(output, plot):
+    outputs = {"--output": output, "--plot": plot}
+    with process.command(outputs, {"--outcomes": outcomes, "--catalog": catalog}) as session:
         from stageroute.simulate.replay import ReplayConfig, replay_document, replay_from_files
 
         value, relative = pick_budget(budget, relative_budget)
@@ -256,16 +270,16 @@ def replay(
             gamma=parse_gamma(gamma), delta=delta, radius=choice(Radius, radius, "--radius"),
             epsilon=epsilon, solver=choice(Solver, solver, "--solver"), allow_drop=allow_drop,
             cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
-            start=parse_datetime(start, "--start") if start else None,
-            end=parse_datetime(end, "--end") if end else None,
+            start=parse_datetime(start, "--start") if start is not None else None,
+            end=parse_datetime(end, "--end") if end is not None else None,
         )
         with _progress_bar(quiet, "replaying") as advance:
             result = replay_from_files(outcomes, catalog, config, progress=advance)
         if plot is not None:
             from stageroute.render.plots import plot_replay
 
-            plot_replay(result, plot)
-        _emit(replay_document(result), json_out, output, quiet)
+            plot_replay(result, plot, lock=False, guard=session.committing(plot))
+        _emit(replay_document(result), json_out, output, session, quiet)
         if not json_out and not (quiet and output is not None):
             _render("render_replay", result)
 
@@ -303,21 +317,25 @@ def import_routerbench_cmd(
                                          "E.g. --output outcomes.parquet")],
 ) -> None:
     """Turn RouterBench's wide layout (score and '<model>|total_cost' per model) into outcomes."""
-    with _errors(output):
-        import io
-
+    with process.command({"--output": output}, {"SOURCE": source}, solves=False) as session:
         from stageroute.inputs.outcomes import import_routerbench
         from stageroute.render.output import write_atomic
 
         long, counts = import_routerbench(source)
+        if long.height == 0:  # never replace a good outcomes file with an empty one
+            raise BadDataError(
+                f"RouterBench file {source} gives 0 rows: every prompt was dropped "
+                f"({counts['dropped_repeated_ids']} with a repeated sample_id, "
+                f"{counts['dropped_incomplete']} with a missing score or cost), {output} was not "
+                "written; check the file's score and '<model>|total_cost' columns"
+            )
         buffer = io.BytesIO()
         long.write_parquet(buffer)
-        write_atomic(output, buffer.getvalue())
-        sys.stderr.write(
+        write_atomic(output, buffer.getvalue(), lock=False, guard=session.committing(output))
+        process.stderr(one_line(
             f"stageroute: wrote {long.height:,} rows ({counts['prompts']:,} prompts x "
             f"{counts['models']} models) to {output}; dropped {counts['dropped_repeated_ids']} "
-            f"repeated and {counts['dropped_incomplete']} incomplete prompts\n"
-        )
+            f"repeated and {counts['dropped_incomplete']} incomplete prompts") + "\n")
 
 
 def parse_list(text: str | None) -> tuple[str, ...] | None:
@@ -327,23 +345,74 @@ def parse_list(text: str | None) -> tuple[str, ...] | None:
 
 def run() -> None:
     """Console-script entry point: Typer's usage errors also become one ``Error:`` line."""
+    process.SIGNALS.install()  # first: from here on SIGINT/SIGTERM unwind (and clean up) properly
+    process.standard_streams()
+    try:
+        code = _invoke()
+    finally:
+        process.SIGNALS.done()  # --help, --version, usage errors; commands did it themselves
+    sys.exit(code)
+
+
+def _invoke() -> int:
+    """Run the app; its outcome as an exit code (commands report their own errors)."""
     usage_error = typer.BadParameter.__mro__[1]  # click's UsageError, without importing click
     try:
         code = app(standalone_mode=False)
     except usage_error as exc:  # type: ignore[misc]
-        ctx = getattr(exc, "ctx", None)
-        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        sys.stderr.write(f"Error: {exc.format_message()}{where}\n")  # type: ignore[attr-defined]
-        sys.exit(ExitCode.USAGE)
+        return _usage_error(exc)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except typer.Abort:
-        sys.stderr.write("Error: aborted\n")
-        sys.exit(130)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+        process.stderr("Error: aborted, nothing was written\n")
+        return ExitCode.INTERRUPTED
+    except process.Interrupted as exc:  # while parsing options, before a command started
+        process.stderr(f"Error: interrupted by {exc.name}, nothing was written\n")
+        return 128 + int(exc.signum)
+    except process.StdoutError as exc:  # --version on a closed stdout
+        process.silence_stdout()
+        process.stderr(f"Error: cannot write to stdout ({one_line(str(exc))})\n")
+        return ExitCode.CANNOT_WRITE
+    return int(code) if isinstance(code, int) else 0
+
+
+def _usage_error(exc: Any) -> int:
+    """Typer's parsing errors: one line, with the value given and where to read the help."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:  # bare `stageroute`
+        with contextlib.suppress(process.StdoutError):
+            process.print_out(exc.format_message() + "\n")
+        commands = ", ".join(sorted(getattr(ctx.command, "commands", {})))
+        process.stderr(f"Error: no command given, pick one of: {commands} (see "
+                       f"'{ctx.command_path} --help')\n")
+        return ExitCode.USAGE
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    param = getattr(exc, "param", None)
+    value = _argument_value(param.opts, sys.argv[1:]) if param is not None else None
+    got = f", got {shown(value)}" if value is not None else ""
+    process.stderr(f"Error: {one_line(exc.format_message())}{got}{where}\n")
+    return ExitCode.USAGE
+
+
+def _argument_value(names: Sequence[str], argv: Sequence[str]) -> str | None:
+    """The last value given on the command line to an option called one of ``names``."""
+    value = None
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg[len(name) + 1:]
+    return value
+
+
+def _restore_startup_handlers() -> None:
+    for signum, handler in _STARTUP_HANDLERS.items():
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+_restore_startup_handlers()  # importing this module (tests, the console script) changes nothing
 
 
 if __name__ == "__main__":

@@ -8,17 +8,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stageroute.errors import UsageError
+from stageroute.errors import UsageError, shown
 from stageroute.options import Radius, Solver
 
 DEFAULT_GAMMA = 1.0
-# Costs are normalised by the scale; below this the arithmetic leaves the range of a double.
+# Costs are normalised by the scale; below this the arithmetic leaves the range of a double
+# (1e-320 made HiGHS spin). Budgets get the same floor: no currency is that fine-grained.
 MIN_COST_SCALE = 1e-12
+MAX_RELATIVE_BUDGET = 1e12
+# --gamma theory is log(N T / delta): below this delta the ratio overflows a double.
+MIN_DELTA = 1e-100
+MAX_DEPLOYED = 1_000_000
 
 
-def _positive(value: float, option: str) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise UsageError(f"{option} must be a finite number > 0, got {value}")
+def _positive(value: float, option: str, example: str, lo: float = 0.0, hi: float = math.inf) -> None:
+    """``value`` is finite, > 0 and in [lo, hi]; else a UsageError naming option and value."""
+    if math.isfinite(value) and value > 0 and lo <= value <= hi:
+        return
+    limits = "a finite number > 0" if lo == 0 and hi == math.inf else (
+        f"a number >= {lo:g}" if hi == math.inf else f"a number in [{lo:g}, {hi:g}]")
+    raise UsageError(f"{option} must be {limits}, got {value!r}; give e.g. {option} {example}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,25 +51,27 @@ class SharedConfig:
     allow_drop: bool = False
 
     def __post_init__(self) -> None:
-        _positive(self.budget, "--relative-budget" if self.relative_budget else "--budget")
-        if not 1 <= self.max_deployed <= 1_000_000:
-            raise UsageError(f"--max-deployed must be an integer >= 1, got {self.max_deployed}")
+        if self.relative_budget:
+            _positive(self.budget, "--relative-budget", "0.3", MIN_COST_SCALE, MAX_RELATIVE_BUDGET)
+        else:
+            _positive(self.budget, "--budget", "0.002", MIN_COST_SCALE)
+        if not 1 <= self.max_deployed <= MAX_DEPLOYED:
+            raise UsageError(f"--max-deployed must be an integer in [1, {MAX_DEPLOYED:,}], got "
+                             f"{self.max_deployed}; give e.g. --max-deployed 3")
         if isinstance(self.gamma, str):
             if self.gamma != "theory":
-                raise UsageError(f"--gamma must be a number > 0 or 'theory', got '{self.gamma}'")
+                raise UsageError(f"--gamma must be a number > 0 or 'theory', got {shown(self.gamma)}")
         else:
-            _positive(self.gamma, "--gamma")
-        if not (math.isfinite(self.delta) and 0 < self.delta < 1):
-            raise UsageError(f"--delta must be in (0, 1), got {self.delta}")
-        if self.cost_scale is not None and not (
-                math.isfinite(self.cost_scale) and self.cost_scale >= MIN_COST_SCALE):
-            raise UsageError(
-                f"--cost-scale must be a finite number >= {MIN_COST_SCALE:g} (a per-request cost), "
-                f"got {self.cost_scale}"
-            )
+            _positive(self.gamma, "--gamma", "1.0")
+        if not (math.isfinite(self.delta) and MIN_DELTA <= self.delta < 1):
+            raise UsageError(f"--delta must be in (0, 1) and at least {MIN_DELTA:g}, got "
+                             f"{self.delta!r}; give e.g. --delta 0.05")
+        if self.cost_scale is not None:
+            _positive(self.cost_scale, "--cost-scale", "0.05", MIN_COST_SCALE)
         lo, hi = self.cost_clip
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi <= 1e6):
-            raise UsageError(f"--cost-clip must be LO,HI with 0 <= LO < HI <= 1e6, got {lo},{hi}")
+            raise UsageError(f"--cost-clip must be LO,HI with 0 <= LO < HI <= 1e6, got {lo!r},{hi!r}; "
+                             "give e.g. --cost-clip 0,1")
 
     def resolve_gamma(self, n_models: int, horizon: int) -> float:
         """gamma as a number: the given one, or log(N T / delta) for ``"theory"``."""
@@ -88,7 +99,7 @@ def parse_gamma(text: str) -> float | str:
     try:
         return float(text)
     except ValueError:
-        raise UsageError(f"--gamma '{text}' is not a number, give a number > 0 or 'theory'") from None
+        raise UsageError(f"--gamma {shown(text)} is not a number, give a number > 0 or 'theory'") from None
 
 
 def parse_pair(text: str, option: str) -> tuple[float, float]:
@@ -96,5 +107,5 @@ def parse_pair(text: str, option: str) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in text.split(","))
     except ValueError:
-        raise UsageError(f"{option} '{text}' is not two numbers LO,HI such as 0,1") from None
+        raise UsageError(f"{option} {shown(text)} is not two numbers LO,HI, give e.g. {option} 0,1") from None
     return lo, hi

@@ -15,18 +15,21 @@ def one_line(text: str) -> str:
 
 
 class ExitCode(IntEnum):
-    """Process exit codes; part of the command-line contract (documented in the README)."""
+    """Process exit codes; part of the command-line contract (README and docs/errors.md)."""
 
     OK = 0
     INTERNAL = 1
     USAGE = 2
     INFEASIBLE = 10
+    SOLVER_TIME_LIMIT = 11
     BAD_DATA = 65
     INPUT_MISSING = 66
     INSUFFICIENT_DATA = 67
     NO_SOLVER = 69
     CANNOT_WRITE = 73
     LOCKED = 75
+    INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2
+    TERMINATED = 143  # SIGTERM: 128 + 15
 
 
 class StagerouteError(Exception):
@@ -70,6 +73,12 @@ class SolverUnavailableError(StagerouteError):
     exit_code = ExitCode.NO_SOLVER
 
 
+class SolverTimeLimitError(StagerouteError):
+    """The solver hit its time limit before proving an optimum (or infeasibility)."""
+
+    exit_code = ExitCode.SOLVER_TIME_LIMIT
+
+
 class InfeasibleError(StagerouteError):
     """No deployment or routing table satisfies the constraints."""
 
@@ -86,3 +95,25 @@ class LockedError(StagerouteError):
     """Another run holds the lock on the output file."""
 
     exit_code = ExitCode.LOCKED
+
+
+# Characters that would break a message over lines or move the terminal's cursor.
+_CONTROL = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A user value (option, path, model id) quoted for a message, on one line.
+
+    ``shown("a<newline>b")`` is ``'a\\nb'``: control characters are escaped, printable text
+    (including non-ASCII letters) is kept.
+    Values longer than ``limit`` characters are cut (a message stays readable).
+    """
+    text = str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text):,} characters)"
+    return repr(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with newlines and other control characters escaped (a message stays one line)."""
+    return text.translate(_CONTROL)

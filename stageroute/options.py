@@ -7,7 +7,7 @@ import re
 from enum import StrEnum
 from typing import TypeVar
 
-from stageroute.errors import UsageError
+from stageroute.errors import UsageError, shown
 
 
 class Solver(StrEnum):
@@ -32,12 +32,14 @@ def choice(kind: type[E], text: str | E, option: str) -> E:
     try:
         return kind(str(text).strip().lower())
     except ValueError:
-        allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
-        raise UsageError(f"{option} {text!r} is not one of: {allowed}; pick one of those") from None
+        allowed = ", ".join(m.value for m in kind)
+        raise UsageError(f"{option} {shown(text)} is not one of: {allowed}; pick one of those") from None
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _LONGEST = 36_500 * 86_400  # seconds: no stage or staleness limit is longer than 100 years
+
+
 
 
 def parse_duration(text: str, option: str = "--stage-length") -> dt.timedelta:
@@ -45,13 +47,13 @@ def parse_duration(text: str, option: str = "--stage-length") -> dt.timedelta:
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
     if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", text.strip().lower()):
         raise UsageError(
-            f"{option} {text!r} is not a duration, use a number and a unit such as 7d, 12h or 1w"
+            f"{option} {shown(text)} is not a duration, use a number and a unit such as 7d, 12h or 1w"
         )
     seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     if seconds < 1:  # also what would round to a zero timedelta (below a microsecond)
-        raise UsageError(f"{option} must be at least 1s, got {text!r}")
+        raise UsageError(f"{option} must be at least 1s, got {shown(text)}")
     if not seconds <= _LONGEST:  # timedelta overflows near 2.7 million years; dates much sooner
-        raise UsageError(f"{option} {text!r} is longer than 100 years (36500d), give a shorter one")
+        raise UsageError(f"{option} {shown(text)} is longer than 100 years (36500d), give a shorter one")
     return dt.timedelta(seconds=seconds)
 
 
@@ -63,14 +65,23 @@ def parse_datetime(text: str | None, option: str = "--as-of") -> dt.datetime:
         value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"{option} {text!r} is not a date, use ISO 8601 such as 2026-11-16 or "
+            f"{option} {shown(text)} is not a date, use ISO 8601 such as 2026-11-16 or "
             "2026-11-16T02:00:00Z"
         ) from None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
     try:
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is in year 0 in UTC
-        raise UsageError(f"{option} {text!r} falls outside the calendar (years 1 to 9999) once "
-                         "converted to UTC, give a date inside it") from None
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is in year 0 in UTC
+        raise UsageError(
+            f"{option} {shown(text)} is outside the calendar in UTC (years 1 to 9999), give a "
+            "date such as 2026-11-16"
+        ) from None
+
+
+def iso_date(t: dt.datetime) -> str:
+    """A datetime for a message: '0001-01-01 00:00' (strftime's %Y drops the zeros on Linux)."""
+    return t.isoformat(sep=" ", timespec="minutes").removesuffix("+00:00")
 
 
 class Policy(StrEnum):

@@ -54,16 +54,42 @@ class PlanConfig(SharedConfig):
         if self.as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
         if self.stage_length <= dt.timedelta(0):
-            raise UsageError(f"--stage-length must be positive, got {self.stage_length}")
+            raise UsageError(f"--stage-length must be positive, got {self.stage_length}; give e.g. 7d")
+        _check_calendar(self.as_of, self.stage_length)
         if self.canary_share is not None and not 0 < self.canary_share <= 1:
-            raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share}")
-        if self.min_samples < 0:
-            raise UsageError(f"--min-samples must be >= 0, got {self.min_samples}")
+            raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share!r}; give "
+                             "e.g. --canary-share 0.1")
+        if not 0 <= self.min_samples <= MAX_MIN_SAMPLES:
+            raise UsageError(f"--min-samples must be an integer in [0, {MAX_MIN_SAMPLES:,}], got "
+                             f"{self.min_samples}; give e.g. --min-samples 30")
         if self.max_staleness is not None and self.max_staleness <= dt.timedelta(0):
             raise UsageError(f"--max-staleness must be positive, got {self.max_staleness}")
         if not 0 <= self.max_unknown_share <= 1:
             raise UsageError(
                 f"--max-unknown-share must be a share in [0, 1], got {self.max_unknown_share}")
+
+
+MAX_MIN_SAMPLES = 2**62  # compared with int64 counts
+
+
+def _check_calendar(as_of: dt.datetime, length: dt.timedelta) -> None:
+    """The planned stage and the one before it (what is deployed now) fit in years 1 to 9999."""
+    when, span = iso_utc(as_of), f"{length.total_seconds() / 86400:,.10g} days"
+    try:
+        as_of + length
+    except OverflowError:
+        raise UsageError(
+            f"--as-of {when} plus --stage-length ({span}) ends after the year 9999; give an "
+            "earlier --as-of or a shorter --stage-length"
+        ) from None
+    try:
+        as_of - length
+    except OverflowError:
+        raise UsageError(
+            f"--as-of {when} minus --stage-length ({span}, the previous stage, which tells what "
+            "is deployed now) starts before the year 1; give a later --as-of or a shorter "
+            "--stage-length"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,20 @@
-"""Every bad input to ``stageroute plan`` ends in one ``Error:`` line and its exit code, never a traceback.
+"""Every bad input to a command ends in one ``Error:`` line and its exit code, never a traceback.
 
-The commands run as subprocesses (``python -m stageroute_cli``, which goes through ``stageroute_cli.main.run()`` like the
-console script), in a fresh directory so that messages name the files as a user would type them.
-``CASES`` also feeds the table of docs/errors.md.
+The commands run as subprocesses (``python -m stageroute_cli``, which goes through
+``stageroute_cli.main.run()`` like the console script), in a fresh directory so that messages name
+the files as a user would type them. ``CASES`` (loaders and the first option/output cases, also
+listed in the README) and ``HOSTILE_CASES`` (options, environment, output paths, solver limits)
+are the matrix of docs/errors.md: ``python tests/test_cli_errors.py`` prints its rows.
+Signals and stdout are in ``tests/test_signals.py``.
 """
 
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,11 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from conftest import CATALOG_CSV, REPO_ROOT, small_logs
 
 from stageroute.errors import ExitCode
+from stageroute.render.output import locked
 
 RETIRED_BEFORE_RELEASED = CATALOG_CSV.replace("gamma,2026-01-01,2027-01-01", "gamma,2026-01-01,2025-06-30")
 DUPLICATE_MODEL = CATALOG_CSV + "beta,2026-02-01,,1.0,0.5,1.0\n"
@@ -59,6 +66,10 @@ class Case:
     no_glpk_on_path: bool = False
     hold_lock: bool = False
     shows_plan: bool = False  # the infeasible plan is printed (not written) before the error
+    command: str = "plan"  # plan, replay or import (see BASE)
+    drop: tuple[str, ...] = ()  # options of BASE[command] left out (with their values)
+    env: tuple[tuple[str, str], ...] = ()
+    setup: Callable[[Path], None] | None = None  # makes special files in the case directory
 
 
 CASES = [
@@ -107,14 +118,280 @@ CASES = [
 ]
 
 
-def plan_args(case: Case) -> list[str]:
+# --- hostile input at the command line: options, environment, output paths, solver limits -------
+
+LATE_CATALOG = CATALOG_CSV.replace("2026-01-01,,", "9995-01-01,,").replace(
+    "gamma,2026-01-01,2027-01-01", "gamma,9995-01-01,")
+
+
+def _symlink(name: str, target: str) -> Callable[[Path], None]:
+    def make(directory: Path) -> None:
+        (directory / name).symlink_to(target)
+    return make
+
+
+def _hardlink(name: str, target: str) -> Callable[[Path], None]:
+    def make(directory: Path) -> None:
+        os.link(directory / target, directory / name)
+    return make
+
+
+def _fifo(name: str) -> Callable[[Path], None]:
+    def make(directory: Path) -> None:
+        os.mkfifo(directory / name)
+    return make
+
+
+def _read_only_output(directory: Path) -> None:
+    (directory / "out" / "plan.json").write_text('{"previous": "plan"}\n')
+    (directory / "out" / "plan.json").chmod(0o444)
+
+
+def _logs_directory(directory: Path) -> None:
+    (directory / "logdir").mkdir()
+    shutil.copy(directory / "logs.parquet", directory / "logdir" / "part-0.parquet")
+
+
+def _empty_routerbench(directory: Path) -> None:
+    """A wide table whose every prompt lacks a cost, beside a good outcomes file it must not replace."""
+    wide = pl.read_csv(directory / "wide.csv")
+    wide.with_columns(pl.lit(None, pl.Float64).alias("alpha|total_cost")).write_csv(directory / "wide.csv")
+    small_outcomes().write_parquet(directory / "out" / "outcomes.parquet")
+
+
+HOSTILE_CASES = [
+    # plan: dates and durations at the edges of the calendar
+    Case("as-of-end-of-calendar", "`--as-of 9999-12-30` (the stage ends after year 9999)", ExitCode.USAGE,
+         ("--as-of 9999-12-30", "--stage-length (7 days)", "after the year 9999", "earlier --as-of"),
+         extra=("--as-of", "9999-12-30")),
+    Case("as-of-year-1-with-offset", "`--as-of 0001-01-01T00:00:00+05:00` (year 0 in UTC)", ExitCode.USAGE,
+         ("--as-of '0001-01-01T00:00:00+05:00'", "outside the calendar", "2026-11-16"),
+         extra=("--as-of", "0001-01-01T00:00:00+05:00")),
+    Case("as-of-previous-stage-before-year-1",
+         "`--as-of 0001-01-03` (the previous stage starts before year 1)", ExitCode.USAGE,
+         ("--as-of 0001-01-03", "before the year 1", "shorter --stage-length"),
+         extra=("--as-of", "0001-01-03")),
+    Case("as-of-not-a-date", "`--as-of 2026-13-01`", ExitCode.USAGE,
+         ("--as-of '2026-13-01'", "not a date", "ISO 8601"), extra=("--as-of", "2026-13-01")),
+    Case("stage-length-3000000d", "`--stage-length 3000000d`", ExitCode.USAGE,
+         ("--stage-length (3,000,000 days)", "after the year 9999", "shorter --stage-length"),
+         extra=("--stage-length", "3000000d")),
+    Case("stage-length-1e300d", "`--stage-length 1e300d`", ExitCode.USAGE,
+         ("--stage-length '1e300d'", "not a duration", "7d"), extra=("--stage-length", "1e300d")),
+    Case("stage-length-overflow", "`--stage-length 99999999999999999999999d` (overflows a C int)",
+         ExitCode.USAGE, ("--stage-length '99999999999999999999999d'", "too long", "7d"),
+         extra=("--stage-length", "99999999999999999999999d")),
+    Case("stage-length-below-a-microsecond", "`--stage-length 0.0000001s`", ExitCode.USAGE,
+         ("--stage-length '0.0000001s'", "not positive", "7d"), extra=("--stage-length", "0.0000001s")),
+    # plan: numbers out of range
+    Case("budget-negative", "`--budget -1`", ExitCode.USAGE, ("--budget", "-1.0", "--budget 0.002"),
+         budget="-1"),
+    Case("budget-nan", "`--budget nan`", ExitCode.USAGE, ("--budget", "nan", "--budget 0.002"), budget="nan"),
+    Case("budget-overflows-to-inf", "`--budget 1e400` (inf)", ExitCode.USAGE, ("--budget", "inf"),
+         budget="1e400"),
+    Case("budget-denormal", "`--budget 1e-320`", ExitCode.USAGE, ("--budget", ">= 1e-12", "1e-320"),
+         budget="1e-320"),
+    Case("budget-not-a-number", "`--budget abc`", ExitCode.USAGE,
+         ("'--budget'", "valid number", "got 'abc'", "--help"), budget="abc"),
+    Case("max-deployed-zero", "`--max-deployed 0`", ExitCode.USAGE,
+         ("--max-deployed", "got 0", "--max-deployed 3"), extra=("--max-deployed", "0")),
+    Case("max-deployed-overflow", "`--max-deployed 99999999999999999999999` (overflows int64)",
+         ExitCode.USAGE, ("--max-deployed", "99999999999999999999999"),
+         extra=("--max-deployed", "99999999999999999999999")),
+    Case("max-deployed-not-an-integer", "`--max-deployed 2.5`", ExitCode.USAGE,
+         ("'--max-deployed'", "valid integer", "got '2.5'"), extra=("--max-deployed", "2.5")),
+    Case("gamma-negative", "`--gamma -1`", ExitCode.USAGE, ("--gamma", "-1.0", "--gamma 1.0"),
+         extra=("--gamma", "-1")),
+    Case("gamma-nan", "`--gamma nan`", ExitCode.USAGE, ("--gamma", "nan"), extra=("--gamma", "nan")),
+    Case("gamma-text", "`--gamma foo`", ExitCode.USAGE, ("--gamma 'foo'", "'theory'"),
+         extra=("--gamma", "foo")),
+    Case("delta-zero", "`--delta 0`", ExitCode.USAGE, ("--delta", "0.0", "--delta 0.05"),
+         extra=("--delta", "0")),
+    Case("delta-one", "`--delta 1`", ExitCode.USAGE, ("--delta", "1.0"), extra=("--delta", "1")),
+    Case("delta-underflows-gamma-theory", "`--delta 1e-200` (log(N T / delta) overflows)", ExitCode.USAGE,
+         ("--delta", "1e-200", "1e-100"), extra=("--delta", "1e-200")),
+    Case("cost-scale-denormal", "`--cost-scale 1e-320` (made HiGHS spin forever)", ExitCode.USAGE,
+         ("--cost-scale", "1e-320", ">= 1e-12"), extra=("--cost-scale", "1e-320")),
+    Case("cost-scale-inf", "`--cost-scale inf`", ExitCode.USAGE, ("--cost-scale", "inf"),
+         extra=("--cost-scale", "inf")),
+    Case("cost-scale-nan", "`--cost-scale nan`", ExitCode.USAGE, ("--cost-scale", "nan"),
+         extra=("--cost-scale", "nan")),
+    Case("cost-clip-reversed", "`--cost-clip 1,0`", ExitCode.USAGE,
+         ("--cost-clip", "1.0,0.0", "LO < HI", "--cost-clip 0,1"), extra=("--cost-clip", "1,0")),
+    Case("cost-clip-text", "`--cost-clip a,b`", ExitCode.USAGE, ("--cost-clip 'a,b'", "LO,HI"),
+         extra=("--cost-clip", "a,b")),
+    Case("canary-share-zero", "`--canary-share 0`", ExitCode.USAGE, ("--canary-share", "0.0", "(0, 1]"),
+         extra=("--canary-share", "0")),
+    Case("min-samples-negative", "`--min-samples -1`", ExitCode.USAGE, ("--min-samples", "-1"),
+         extra=("--min-samples", "-1")),
+    Case("min-samples-overflow", "`--min-samples 99999999999999999999999` (overflows int64)",
+         ExitCode.USAGE, ("--min-samples", "99999999999999999999999"),
+         extra=("--min-samples", "99999999999999999999999")),
+    Case("radius-unknown", "`--radius foo`", ExitCode.USAGE, ("--radius 'foo'", "variance, mean"),
+         extra=("--radius", "foo")),
+    Case("solver-with-newline", "`--solver` with a newline in the value", ExitCode.USAGE,
+         ("--solver 'foo\\nbar'", "highs, glpk"), extra=("--solver", "foo\nbar")),
+    Case("deployed-with-newline", "`--deployed` naming a model with a newline", ExitCode.USAGE,
+         ("--deployed names 'a\\nb'", "not in the catalog"), extra=("--deployed", "a\nb")),
+    # the solver's time limit
+    Case("solver-time-limit-highs", "HiGHS hits `STAGEROUTE_SOLVER_TIME_LIMIT=1e-9`",
+         ExitCode.SOLVER_TIME_LIMIT, ("'highs'", "time limit of 1e-09 s", "STAGEROUTE_SOLVER_TIME_LIMIT"),
+         env=(("STAGEROUTE_SOLVER_TIME_LIMIT", "1e-9"),)),
+    Case("solver-time-limit-not-a-number", "`STAGEROUTE_SOLVER_TIME_LIMIT=abc`", ExitCode.USAGE,
+         ("STAGEROUTE_SOLVER_TIME_LIMIT='abc'", "seconds", "e.g. 60"),
+         env=(("STAGEROUTE_SOLVER_TIME_LIMIT", "abc"),)),
+    Case("solver-time-limit-zero", "`STAGEROUTE_SOLVER_TIME_LIMIT=0`", ExitCode.USAGE,
+         ("STAGEROUTE_SOLVER_TIME_LIMIT='0'",), env=(("STAGEROUTE_SOLVER_TIME_LIMIT", "0"),)),
+    # replay: options out of range
+    Case("horizon-negative", "`replay --horizon -5`", ExitCode.USAGE,
+         ("--horizon", "got -5", "--horizon 100000"), command="replay", extra=("--horizon", "-5")),
+    Case("horizon-huge", "`replay --horizon 1000000000000`", ExitCode.USAGE,
+         ("--horizon", "100,000,000", "1000000000000"), command="replay",
+         extra=("--horizon", "1000000000000")),
+    Case("seed-negative", "`replay --seed -1`", ExitCode.USAGE, ("--seed", "got -1", "--seed 0"),
+         command="replay", extra=("--seed", "-1")),
+    Case("seed-overflow", "`replay --seed 9223372036854775808` (2^63)", ExitCode.USAGE,
+         ("--seed", "9223372036854775808"), command="replay", extra=("--seed", "9223372036854775808")),
+    Case("seeds-zero", "`replay --seeds 0`", ExitCode.USAGE, ("--seeds", "got 0"), command="replay",
+         extra=("--seeds", "0")),
+    Case("stages-zero", "`replay --stages 0`", ExitCode.USAGE, ("--stages", "got 0"), command="replay",
+         extra=("--stages", "0")),
+    Case("stages-above-horizon", "`replay --stages 501` with `--horizon 500`", ExitCode.USAGE,
+         ("--stages", "--horizon 500", "got 501"), command="replay", extra=("--stages", "501")),
+    Case("epsilon-above-one", "`replay --epsilon 2`", ExitCode.USAGE, ("--epsilon", "[0, 1]", "2.0"),
+         command="replay", extra=("--epsilon", "2")),
+    Case("replay-cost-scale-inf", "`replay --cost-scale inf`", ExitCode.USAGE, ("--cost-scale", "inf"),
+         command="replay", extra=("--cost-scale", "inf")),
+    Case("replay-cost-scale-nan", "`replay --cost-scale nan`", ExitCode.USAGE, ("--cost-scale", "nan"),
+         command="replay", extra=("--cost-scale", "nan")),
+    Case("replay-delta-zero", "`replay --delta 0`", ExitCode.USAGE, ("--delta", "0.0"), command="replay",
+         extra=("--delta", "0")),
+    Case("replay-gamma-nan", "`replay --gamma nan`", ExitCode.USAGE, ("--gamma", "nan"), command="replay",
+         extra=("--gamma", "nan")),
+    Case("replay-max-deployed-zero", "`replay --max-deployed 0`", ExitCode.USAGE, ("--max-deployed", "got 0"),
+         command="replay", extra=("--max-deployed", "0")),
+    Case("replay-cost-clip-text", "`replay --cost-clip a,b`", ExitCode.USAGE, ("--cost-clip 'a,b'",),
+         command="replay", extra=("--cost-clip", "a,b")),
+    Case("relative-budget-negative", "`replay --relative-budget -0.3` (blames --relative-budget)",
+         ExitCode.USAGE, ("--relative-budget", "-0.3", "--relative-budget 0.3"), command="replay",
+         drop=("--budget",), extra=("--relative-budget", "-0.3")),
+    Case("both-budgets", "`replay --budget 0.002 --relative-budget 0.3`", ExitCode.USAGE,
+         ("exactly one of --budget and --relative-budget", "both"), command="replay",
+         extra=("--relative-budget", "0.3")),
+    Case("policy-unknown", "`replay --policy foo`", ExitCode.USAGE, ("--policy 'foo'", "stageroute"),
+         command="replay", extra=("--policy", "foo")),
+    Case("replay-solver-unknown", "`replay --solver foo`", ExitCode.USAGE, ("--solver 'foo'",),
+         command="replay", extra=("--solver", "foo")),
+    Case("start-end-of-calendar", "`replay --start 9999-12-31` (blames --start, not --end)", ExitCode.USAGE,
+         ("--start 9999-12-31", "not before the default end", "earlier --start"), command="replay",
+         extra=("--start", "9999-12-31")),
+    Case("end-year-1", "`replay --end 0001-01-01`", ExitCode.USAGE,
+         ("--end 0001-01-01", "not after the default start", "later --end"), command="replay",
+         extra=("--end", "0001-01-01")),
+    Case("end-before-start", "`replay --start 2026-05-01 --end 2026-04-01`", ExitCode.USAGE,
+         ("--end 2026-04-01", "after --start 2026-05-01"), command="replay",
+         extra=("--start", "2026-05-01", "--end", "2026-04-01")),
+    Case("default-span-beyond-9999", "`replay --stages 500` on a catalog released in 9995", ExitCode.USAGE,
+         ("500 stages", "after the year 9999", "--start and --end"), command="replay",
+         catalog=LATE_CATALOG, extra=("--stages", "500")),
+    # output paths
+    Case("output-is-the-logs", "`--output logs.parquet` (the `--logs` file)", ExitCode.USAGE,
+         ("--output logs.parquet", "input --logs logs.parquet", "same file", "another path"),
+         output="logs.parquet"),
+    Case("output-is-the-catalog-spelled-differently", "`--output out/../catalog.csv` (the catalog)",
+         ExitCode.USAGE, ("--output out/../catalog.csv", "--catalog catalog.csv", "same file"),
+         output="out/../catalog.csv"),
+    Case("output-symlink-to-the-catalog", "`--output out/link.csv`, a symlink to the catalog",
+         ExitCode.USAGE, ("--output out/link.csv", "--catalog catalog.csv"), output="out/link.csv",
+         setup=_symlink("out/link.csv", "../catalog.csv")),
+    Case("output-hard-link-to-the-logs", "`--output out/hard.parquet`, a hard link to the logs",
+         ExitCode.USAGE, ("--output out/hard.parquet", "--logs logs.parquet", "same file"),
+         output="out/hard.parquet", setup=_hardlink("out/hard.parquet", "logs.parquet")),
+    Case("output-is-the-feedback", "`--output fb.parquet --feedback fb.parquet`", ExitCode.USAGE,
+         ("--output fb.parquet", "--feedback fb.parquet"), output="fb.parquet",
+         extra=("--feedback", "fb.parquet")),
+    Case("output-read-back-from-the-logs-directory", "`--output logdir/plan.parquet` with `--logs logdir`",
+         ExitCode.USAGE, ("--output logdir/plan.parquet", "--logs logdir", "next run would read it"),
+         logs="logdir", output="logdir/plan.parquet", setup=_logs_directory),
+    Case("output-matches-the-logs-glob", "`--output logdir/plan.json` with `--logs 'logdir/*'`",
+         ExitCode.USAGE, ("--output logdir/plan.json", "matches the glob"), logs="logdir/*",
+         output="logdir/plan.json", setup=_logs_directory),
+    Case("output-dash", "`--output -` (not stdout: a file named '-')", ExitCode.USAGE,
+         ("--output -", "--json"), output="-"),
+    Case("output-is-a-directory", "`--output out` (a directory)", ExitCode.CANNOT_WRITE,
+         ("cannot write out", "is a directory", "out/plan.json"), output="out"),
+    Case("output-is-a-fifo", "`--output out/fifo` (a FIFO: no hang, not replaced)", ExitCode.CANNOT_WRITE,
+         ("cannot write out/fifo", "not a regular file"), output="out/fifo", setup=_fifo("out/fifo")),
+    Case("output-read-only-file", "`--output out/plan.json`, a read-only file", ExitCode.CANNOT_WRITE,
+         ("cannot write out/plan.json", "read-only", "chmod u+w"), setup=_read_only_output),
+    Case("output-parent-is-a-file", "`--output logs.parquet/plan.json`", ExitCode.CANNOT_WRITE,
+         ("cannot write logs.parquet/plan.json", "Not a directory"), output="logs.parquet/plan.json"),
+    Case("output-in-unwritable-directory", "`--output /proc/plan.json` (no file can be created there)",
+         ExitCode.CANNOT_WRITE, ("cannot write /proc/plan.json", "no file can be created in /proc"),
+         output="/proc/plan.json"),
+    Case("output-symlink-loop", "`--output out/loop`, a symlink to itself", ExitCode.CANNOT_WRITE,
+         ("cannot write out/loop", "symbolic links"), output="out/loop", setup=_symlink("out/loop", "loop")),
+    Case("output-path-with-newline", "`--output` with a newline, in a missing directory",
+         ExitCode.CANNOT_WRITE, ("cannot write no\\nwhere/plan.json", "does not exist"),
+         output="no\nwhere/plan.json"),
+    Case("input-path-too-long", "`--catalog` with a 5,000-character name", ExitCode.INPUT_MISSING,
+         ("--catalog 'xxxx", "5,000 characters", "File name too long"), extra=("--catalog", "x" * 5000)),
+    Case("plot-is-the-output", "`replay --plot out/plan.json --output out/plan.json`", ExitCode.USAGE,
+         ("--plot out/plan.json and --output out/plan.json", "same file"), command="replay",
+         extra=("--plot", "out/plan.json")),
+    Case("plot-is-the-outcomes", "`replay --plot outcomes.parquet`", ExitCode.USAGE,
+         ("--plot outcomes.parquet", "--outcomes outcomes.parquet"), command="replay",
+         extra=("--plot", "outcomes.parquet")),
+    Case("plot-is-a-fifo", "`replay --plot out/fifo`", ExitCode.CANNOT_WRITE,
+         ("cannot write out/fifo", "not a regular file"), command="replay", extra=("--plot", "out/fifo"),
+         setup=_fifo("out/fifo")),
+    Case("import-over-its-source", "`import routerbench wide.csv --output wide.csv`", ExitCode.USAGE,
+         ("--output wide.csv", "SOURCE wide.csv", "same file"), command="import", output="wide.csv"),
+    Case("import-zero-rows", "`import routerbench` of a table with no complete prompt (0 rows)",
+         ExitCode.BAD_DATA, ("wide.csv", "0 rows", "out/outcomes.parquet was not written"),
+         command="import", output="out/outcomes.parquet", setup=_empty_routerbench),
+    Case("import-output-locked", "`import routerbench --output` locked by another run", ExitCode.LOCKED,
+         ("another stageroute run", "out/outcomes.parquet.lock"), command="import",
+         output="out/outcomes.parquet", hold_lock=True),
+]
+ALL_CASES = CASES + HOSTILE_CASES
+
+BASE = {
+    "plan": ("plan", "--logs", "{logs}", "--catalog", "catalog.csv", "--budget", "{budget}",
+             "--max-deployed", "2", "--as-of", "2026-03-01", "--output", "{output}"),
+    "replay": ("replay", "--outcomes", "outcomes.parquet", "--catalog", "catalog.csv", "--budget",
+               "0.002", "--max-deployed", "2", "--horizon", "500", "--seeds", "1", "--output", "{output}"),
+    "import": ("import", "routerbench", "wide.csv", "--output", "{output}"),
+}
+
+
+def command_args(case: Case) -> list[str]:
     """The arguments after ``stageroute`` (paths relative to the case directory)."""
-    return ["plan", "--logs", case.logs, "--catalog", "catalog.csv", "--budget", case.budget,
-            "--max-deployed", "2", "--as-of", "2026-03-01", "--output", case.output, *case.extra]
+    args = [a.format(logs=case.logs, budget=case.budget, output=case.output) for a in BASE[case.command]]
+    for option in case.drop:
+        at = args.index(option)
+        del args[at:at + 2]
+    return [*args, *case.extra]
+
+
+def small_outcomes() -> pl.DataFrame:
+    """A full-information outcome table: 40 prompts x alpha, beta, gamma."""
+    rng = np.random.default_rng(0)
+    rows = [(f"s{i:03d}", m, float(rng.random()), 0.001 * (j + 1) * float(0.5 + rng.random()))
+            for i in range(40) for j, m in enumerate(("alpha", "beta", "gamma"))]
+    return pl.DataFrame(rows, schema=["sample_id", "model", "reward", "cost"], orient="row")
+
+
+def wide_routerbench(long: pl.DataFrame) -> pl.DataFrame:
+    """RouterBench's wide layout of a long outcome table."""
+    scores = long.pivot(on="model", index="sample_id", values="reward")
+    costs = long.pivot(on="model", index="sample_id", values="cost")
+    return scores.join(costs.rename({m: f"{m}|total_cost" for m in costs.columns if m != "sample_id"}),
+                       on="sample_id")
 
 
 def prepare(case: Case, directory: Path) -> None:
-    """Write the case's log and catalog into ``directory`` (and the output directory)."""
+    """Write the case's inputs into ``directory`` (and the output directory ``out``)."""
     (directory / "out").mkdir(exist_ok=True)
     (directory / "catalog.csv").write_text(case.catalog)
     if case.raw_logs is not None:
@@ -122,52 +399,112 @@ def prepare(case: Case, directory: Path) -> None:
     else:
         frame = small_logs()
         (case.mutate(frame) if case.mutate else frame).write_parquet(directory / "logs.parquet")
+    small_outcomes().write_parquet(directory / "outcomes.parquet")
+    wide_routerbench(small_outcomes()).write_csv(directory / "wide.csv")
+    if case.setup is not None:
+        case.setup(directory)
 
 
 @contextmanager
 def _lock_held(path: Path, hold: bool) -> Iterator[None]:
+    """Hold the output's lock the way stageroute takes it (``render.output.locked``)."""
     if not hold:
         yield
         return
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with locked(path):
         yield
-    finally:
-        os.close(fd)
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """A digest of every file under ``directory`` (links and FIFOs are not followed)."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = Path(root) / name
+            info = os.lstat(path)
+            key = str(path.relative_to(directory))
+            if stat.S_ISREG(info.st_mode):
+                files[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(info.st_mode):
+                files[key] = f"-> {os.readlink(path)}"
+            else:
+                files[key] = f"mode {stat.S_IFMT(info.st_mode):o}"
+    return files
 
 
 def run_case(case: Case, directory: Path, program: list[str]) -> subprocess.CompletedProcess[str]:
-    """Prepare ``case`` in ``directory`` and run ``program + plan_args(case)`` there."""
+    """Prepare ``case`` in ``directory`` and run ``program + command_args(case)`` there."""
     prepare(case, directory)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return run_prepared(case, directory, program)
+
+
+def run_prepared(case: Case, directory: Path, program: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **dict(case.env)}
+    env.pop("STAGEROUTE_DEBUG", None)
     if case.no_glpk_on_path:
         empty = directory / "empty-bin"
         empty.mkdir(exist_ok=True)
         env["PATH"] = str(empty)
     with _lock_held(directory / case.output, case.hold_lock):
-        return subprocess.run([*program, *plan_args(case)], cwd=directory, env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run([*program, *command_args(case)], cwd=directory, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gives_one_error_line(case: Case, tmp_path: Path) -> None:
-    result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
-    assert result.returncode == case.code, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one ``Error:`` line, last on stderr; every other line is progress or a warning."""
+    output = result.stderr + result.stdout
+    assert "Traceback" not in output and "internal error" not in output, result.stderr
     lines = result.stderr.splitlines()
     errors = [line for line in lines if line.startswith("Error: ")]
     assert len(errors) == 1, result.stderr
     assert lines[-1] == errors[0]
-    # Everything else on stderr is progress ("stageroute: ...").
     assert all(line.startswith("stageroute: ") for line in lines[:-1]), result.stderr
-    for word in case.words:
-        assert word in errors[0], f"{word!r} not in {errors[0]!r}"
+    return errors[0]
 
-    assert not (tmp_path / case.output).exists()
-    assert not list(tmp_path.rglob("*.tmp"))
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c.id for c in ALL_CASES])
+def test_bad_input_gives_one_error_line(case: Case, tmp_path: Path) -> None:
+    prepare(case, tmp_path)
+    before = snapshot(tmp_path)
+    result = run_prepared(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
+    assert result.returncode == case.code, result.stderr
+    error = error_line(result)
+    for word in case.words:
+        assert word in error, f"{word!r} not in {error!r}"
+    if case.hold_lock:
+        assert f"pid {os.getpid()} on " in error  # the holder is named
+    # Nothing written, nothing left behind but the (documented) lock file, inputs untouched.
+    after = snapshot(tmp_path)
+    assert {name for name in set(after) - set(before) if not name.endswith(".lock")} == set()
+    assert {name: after.get(name) for name in before} == before
     if case.shows_plan:
         assert "Routing table" in result.stdout  # the cheapest plan is shown for the operator
+
+
+def test_every_case_is_in_the_matrix_of_docs_errors_md() -> None:
+    matrix = (REPO_ROOT / "docs" / "errors.md").read_text()
+    for case in ALL_CASES:
+        rows = [line for line in matrix.splitlines() if line.startswith(f"| `{case.id}` |")]
+        assert rows, f"docs/errors.md has no row for {case.id}"
+        assert rows[0].rstrip().endswith(f"| {int(case.code)} |"), rows[0]
+
+
+def test_every_exit_code_is_in_help_and_in_docs_errors_md() -> None:
+    result = subprocess.run([sys.executable, "-m", "stageroute_cli", "--help"], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    matrix = (REPO_ROOT / "docs" / "errors.md").read_text()
+    for code in ExitCode:
+        assert f" {int(code)} " in result.stdout, code
+        assert f"\n| {int(code)} | " in matrix, code
+
+
+def test_no_command_shows_the_help_and_one_error_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "stageroute_cli"], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == ExitCode.USAGE
+    assert "Commands:" in result.stdout
+    assert result.stderr.splitlines() == [
+        "Error: no command given, pick one of: import, plan, replay (see 'python -m stageroute_cli --help')"]
 
 
 def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) -> None:
@@ -177,16 +514,77 @@ def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) 
     assert json.loads((tmp_path / "out" / "plan.json").read_text())["over_budget"] is True
 
 
+@pytest.mark.parametrize("solver", ["highs", "glpk"])
+def test_a_solve_past_its_time_limit_is_an_error_not_infeasible(solver: str, monkeypatch) -> None:
+    """A 300-candidate DeployOPT MIP with a limit far below any solve (GLPK counts whole seconds)."""
+    from stageroute.errors import SolverTimeLimitError
+    from stageroute.optimize.deploy import build_deploy_model
+    from stageroute.optimize.solver import solve
+    from stageroute.options import Solver
+
+    rng = np.random.default_rng(1)
+    model = build_deploy_model(rng.random(300), rng.random(300), np.full(300, 0.05), 0.3, 25)
+    monkeypatch.setenv("STAGEROUTE_SOLVER_TIME_LIMIT", "1e-9")
+    with pytest.raises(SolverTimeLimitError, match=f"solver '{solver}' hit its time limit of 1e-09 s"):
+        solve(model, Solver(solver))
+    monkeypatch.setenv("STAGEROUTE_SOLVER_TIME_LIMIT", "600")
+    assert solve(model, Solver(solver))  # the same model solves within a sane limit
+
+
 def test_glpk_is_installed_here() -> None:
     # The missing-solver case must fail because of PATH, not because GLPK is absent.
-    from stageroute.options import Solver
     from stageroute.optimize.solver import solver_available
+    from stageroute.options import Solver
 
     assert solver_available(Solver.GLPK)
 
 
-def test_valid_run_writes_the_output(tmp_path: Path) -> None:
-    case = Case("valid", "none", ExitCode.OK, ())
+@pytest.mark.parametrize("command", sorted(BASE))
+def test_valid_run_writes_the_output(command: str, tmp_path: Path) -> None:
+    case = Case("valid", "none", ExitCode.OK, (), command=command)
     result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "out" / "plan.json").read_text())["over_budget"] is False
+    assert (tmp_path / "out" / "plan.json").stat().st_size > 0
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_output_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path: Path) -> None:
+    case = Case("link", "none", ExitCode.OK, (), output="out/current.json",
+                setup=_symlink("out/current.json", "plan-2026.json"))
+    result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "current.json").is_symlink()
+    assert json.loads((tmp_path / "out" / "plan-2026.json").read_text())["schema_version"] == 1
+
+
+def display_command(case: Case) -> str:
+    """The command of a case as docs/errors.md shows it ($PLAN etc. stand for BASE)."""
+    import shlex
+
+    defaults = {"--logs": "logs.parquet", "--budget": "0.01", "--output": "out/plan.json"}
+    given = {"--logs": case.logs, "--budget": case.budget, "--output": case.output}
+    changed = [f"{o} {shlex.quote(v)}" for o, v in given.items()
+               if v != defaults[o] and (case.command == "plan" or o == "--output")]
+    words = [*(f"{k}={v}" for k, v in case.env), "stageroute", *BASE[case.command][:2 if case.command ==
+             "import" else 1], f"${case.command.upper()}", *changed, *(f"(without {o})" for o in case.drop),
+             *(shlex.quote(a if len(a) < 60 else f"{a[:4]}...({len(a):,} characters)") for a in case.extra)]
+    return " ".join(words).replace("\n", "\\n")
+
+
+def matrix_rows() -> Iterator[str]:
+    """Rows of the docs/errors.md matrix, from real runs (``python tests/test_cli_errors.py``)."""
+    import tempfile
+
+    for case in ALL_CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_case(case, Path(tmp), [sys.executable, "-m", "stageroute_cli"])
+        error = next(line for line in result.stderr.splitlines() if line.startswith("Error: "))
+        cells = [f"`{case.id}`", case.bad_input, f"`{display_command(case)}`", f"`{error}`",
+                 str(result.returncode)]
+        yield "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    for row in matrix_rows():
+        print(row)

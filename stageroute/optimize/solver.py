@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 from typing import Any
 
-from stageroute.errors import SolverUnavailableError
+from stageroute.errors import SolverTimeLimitError, SolverUnavailableError, UsageError, shown
 from stageroute.options import Solver
 
-__all__ = ["Solver", "require_solver", "solve", "solver_available"]
+__all__ = ["Solver", "require_solver", "solve", "solver_available", "solver_time_limit"]
+
+# Every solve stops after this many seconds (a MIP on absurd numbers can otherwise spin forever).
+TIME_LIMIT_ENV = "STAGEROUTE_SOLVER_TIME_LIMIT"
+DEFAULT_TIME_LIMIT = 60.0
+MAX_TIME_LIMIT = 1e7  # about 4 months; GLPK takes an int of seconds
 
 _INSTALL_HINT = {
     Solver.HIGHS: "install it with: pip install highspy",
@@ -44,27 +51,60 @@ def require_solver(solver: Solver) -> None:
         )
 
 
+def solver_time_limit() -> float:
+    """Seconds each solve may take: ``$STAGEROUTE_SOLVER_TIME_LIMIT``, default 60.
+
+    Raises:
+        UsageError: the variable is set to something other than a number of seconds > 0.
+    """
+    text = os.environ.get(TIME_LIMIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIME_LIMIT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_TIME_LIMIT):
+        raise UsageError(
+            f"{TIME_LIMIT_ENV}={shown(text)} is not a number of seconds in (0, {MAX_TIME_LIMIT:g}]; "
+            f"set it to e.g. 60, or unset it for the default ({DEFAULT_TIME_LIMIT:g} s)"
+        )
+    return value
+
+
 def solve(model: Any, solver: Solver) -> bool:
     """Solve a Pyomo model in place; True if optimal (values loaded), False if infeasible.
 
     The interfaces report infeasibility differently (GLPK: a termination condition, HiGHS:
     a status, some versions an exception), so every path ends in the same boolean.
+
+    Raises:
+        SolverTimeLimitError: the solve took longer than ``solver_time_limit()`` seconds.
     """
-    from pyomo.opt import SolverFactory, check_optimal_termination
+    from pyomo.opt import SolverFactory, TerminationCondition, check_optimal_termination
 
     require_solver(solver)
+    limit = solver_time_limit()
     factory = SolverFactory(solver.value)
     try:
         if solver is Solver.GLPK:
             for key, value in _OPTIONS[solver].items():
                 factory.options[key] = value
+            factory.options["tmlim"] = int(limit)  # whole seconds: glpsol takes an int
             result = factory.solve(model, load_solutions=False)
         else:
-            result = factory.solve(model, load_solutions=False, options=_OPTIONS[solver])
+            options = {**_OPTIONS[solver], "time_limit": limit}
+            result = factory.solve(model, load_solutions=False, options=options)
     except RuntimeError as exc:  # appsi/contrib interfaces raise on infeasible models
         if "infeasib" in str(exc).lower() or "feasible solution" in str(exc).lower():
             return False
         raise
+    if result.solver.termination_condition == TerminationCondition.maxTimeLimit:
+        raise SolverTimeLimitError(
+            f"solver '{solver}' hit its time limit of {limit:g} s on {model.name} before proving "
+            f"an optimum; raise {TIME_LIMIT_ENV} (seconds, default {DEFAULT_TIME_LIMIT:g}) or try "
+            f"--solver {'glpk' if solver is Solver.HIGHS else 'highs'}"
+        )
     if not check_optimal_termination(result):
         return False
     model.solutions.load_from(result)

@@ -1,82 +1,136 @@
-"""Writing results for cron: atomic replace under an exclusive lock."""
+"""Writing results for cron: checked before any work, atomic replace, under an exclusive lock."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
+import fnmatch
+import glob
 import json
 import math
 import os
+import socket
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from stageroute.errors import CannotWriteError, LockedError
+from stageroute.errors import CannotWriteError, LockedError, UsageError, one_line
 
 
-def to_json(doc: dict[str, Any]) -> str:
-    """Stable JSON text: same document, same bytes."""
-    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+def to_json(doc: dict[str, Any], ascii_only: bool = False) -> str:
+    """Stable JSON text: same document, same bytes (``ascii_only``: non-ASCII as \\u escapes)."""
+    return json.dumps(doc, indent=2, ensure_ascii=ascii_only, allow_nan=False) + "\n"
+
+
+def _p(path: str | Path, limit: int = 200) -> str:
+    """A path for a message, on one line (and cut if absurdly long)."""
+    text = str(path)
+    return one_line(text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)")
+
+
+def output_target(path: str | Path) -> Path:
+    """The file that writing ``path`` replaces: a symlink is followed, so the link stays."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def lock_path(path: str | Path) -> Path:
+    """``<output>.lock`` beside the file that is written."""
+    target = output_target(path)
+    return target.with_name(target.name + ".lock")
 
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold ``<path>.lock`` exclusively; a second run on the same output fails at once."""
+    """Hold ``<path>.lock`` exclusively; a second run on the same output fails at once.
+
+    The lock is ``filelock``'s (flock on POSIX, msvcrt on Windows): it goes with the process, and
+    the file stays. The holder writes its pid and host into it, so that the loser can name it.
+
+    Raises:
+        LockedError: another process holds the lock.
+        CannotWriteError: the lock file cannot be created or locked.
+    """
+    from filelock import FileLock, Timeout
+
     check_writable(path)
-    lock_path = path.with_name(path.name + ".lock")
+    lock_file = lock_path(path)
+    lock = FileLock(str(lock_file), timeout=0)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise CannotWriteError(f"cannot create the lock file {lock_path} ({exc.strerror}), "
-                               "check the directory exists and is writable") from None
+        lock.acquire()
+    except Timeout:
+        holder = _holder(lock_file)
+        raise LockedError(
+            f"another stageroute run{f' ({holder})' if holder else ''} is writing {_p(path)} (it "
+            f"holds {_p(lock_file)}), wait for it to finish; the lock goes with that process, the "
+            ".lock file stays"
+        ) from None
+    except OSError as exc:  # e.g. ENOLCK on a file system without locks, or a read-only one
+        raise CannotWriteError(f"cannot lock {_p(lock_file)} ({exc.strerror or exc}), write the "
+                               "output to a local, writable file system") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockedError(
-                f"another stageroute run is writing {path} (it holds {lock_path}), wait for it "
-                "to finish; the lock goes with that process, the empty .lock file may stay"
-            ) from None
-        except OSError as exc:  # e.g. ENOLCK on a file system without flock
-            raise CannotWriteError(f"cannot lock {lock_path} ({exc.strerror}), "
-                                   "write the output to a local file system") from None
+        _set_holder(lock_file, f"pid {os.getpid()} on {socket.gethostname()}")
         yield
     finally:
-        os.close(fd)
+        _set_holder(lock_file, "")
+        lock.release()
 
 
-def write_atomic(path: str | Path, data: str | bytes, lock: bool = True) -> None:
+def _set_holder(lock_file: Path, text: str) -> None:
+    # Best effort: on Windows the locked byte cannot be written through another handle.
+    with contextlib.suppress(OSError), open(lock_file, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n" if text else "")
+
+
+def _holder(lock_file: Path) -> str:
+    try:
+        with open(lock_file, encoding="utf-8", errors="replace") as fh:
+            return one_line(fh.read(200).strip())
+    except OSError:
+        return ""
+
+
+def write_atomic(path: str | Path, data: str | bytes, lock: bool = True,
+                 guard: AbstractContextManager[Any] | None = None) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
+
+    Anything that stops the write (an error, SIGINT, SIGTERM) removes the temporary file and
+    leaves ``path`` as it was.
 
     Args:
         lock: take ``<path>.lock`` for the write; pass False when the caller already holds it
             (``locked`` around a whole run, so that two runs cannot even compute the same plan).
+        guard: a context entered around the final rename only (the CLI defers signals there, so
+            that it knows whether the file was replaced).
 
     Raises:
         CannotWriteError: the directory is missing or not writable.
         LockedError: another run is writing the same file.
     """
     path = Path(path)
+    target = output_target(path)
     check_writable(path)
     with locked(path) if lock else contextlib.nullcontext():
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         except OSError as exc:
-            raise CannotWriteError(f"cannot write {path} ({exc.strerror}), check permissions") from None
+            raise CannotWriteError(f"cannot write {_p(path)} ({exc.strerror}), check permissions") from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            with guard or contextlib.nullcontext():
+                os.replace(tmp, target)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise CannotWriteError(
-                f"cannot write {path} ({exc.strerror}), check permissions and free space"
+                f"cannot write {_p(path)} ({exc.strerror}), check permissions and free space"
             ) from None
         except BaseException:
             with contextlib.suppress(OSError):
@@ -85,14 +139,100 @@ def write_atomic(path: str | Path, data: str | bytes, lock: bool = True) -> None
 
 
 def check_writable(path: Path) -> None:
-    """Fail early (before any work) if ``path`` cannot be an output file."""
-    if not path.parent.is_dir():
-        raise CannotWriteError(
-            f"cannot write {path}: directory {path.parent} does not exist, create it first"
-        )
-    if path.is_dir():
-        raise CannotWriteError(f"cannot write {path}: it is a directory, give a file name such as "
-                               f"{path / 'plan.json'}")
+    """Fail early (before any work) if ``path`` cannot be an output file.
+
+    Refused: a directory, a FIFO, a device or a socket (the atomic rename would replace it with a
+    file), a read-only file, a path in a missing directory, a directory where no file can be
+    created, and a symlink loop.
+
+    Raises:
+        CannotWriteError: with the reason and what to do.
+    """
+    try:
+        info: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:  # a new file, or a dangling symlink (its target is created)
+        info = None
+    except OSError as exc:  # a symlink loop, a path through a file, a name too long
+        raise CannotWriteError(f"cannot write {_p(path)} ({exc.strerror}), give another path") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise CannotWriteError(f"cannot write {_p(path)}: it is a directory, give the path of a file "
+                               f"in it, such as {_p(Path(path) / 'plan.json')}")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise CannotWriteError(f"cannot write {_p(path)}: it is not a regular file (a FIFO, device "
+                               "or socket), give the path of a regular file such as plan.json")
+    if info is not None and not info.st_mode & 0o222:
+        raise CannotWriteError(f"cannot write {_p(path)}: the file is read-only, make it writable "
+                               "(chmod u+w) or give another path")
+    parent = output_target(path).parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise CannotWriteError(f"cannot write {_p(path)}: directory {_p(parent)} {what}, create it first")
+    try:  # the only portable test of "can create files here" (os.access ignores read-only mounts)
+        fd, probe = tempfile.mkstemp(prefix=".stageroute-probe-", suffix=".tmp", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CannotWriteError(f"cannot write {_p(path)}: no file can be created in {_p(parent)} "
+                               f"({exc.strerror}), check its permissions or give another directory") from None
+
+
+# Inputs given as a file, a glob or a directory of Parquet files (``inputs.logs.find_logs``).
+SCANNED = frozenset({"--logs", "--feedback"})
+
+
+def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path | None],
+                    outputs: Mapping[str, Path | None] | None = None) -> None:
+    """Refuse an output that is an input (or that a ``SCANNED`` input's directory or glob would
+    read back), or that is another output of the same run.
+
+    Spellings, symlinks and hard links of the same file count as the same file.
+
+    Raises:
+        UsageError: naming both options and paths.
+    """
+    for name, other in (outputs or {}).items():
+        if other is not None and _same_file(output, other):
+            raise UsageError(f"{option} {_p(output)} and {name} {_p(other)} are the same file, "
+                             "give them different paths")
+    for written in (output, lock_path(output)):
+        for name, spec in inputs.items():
+            why = None if spec is None else _reads(spec, written, name in SCANNED)
+            if spec is None or why is None:
+                continue
+            what = f"its lock file {_p(written)}" if written != output else "it"
+            raise UsageError(
+                f"{option} {_p(output)} would overwrite the input {name} {_p(spec)} ({what} {why}), "
+                f"give {option} another path"
+            )
+
+
+def _reads(spec: str | Path, target: Path, scanned: bool) -> str | None:
+    """Why loading ``spec`` (a file; if ``scanned``, also a directory of Parquet files or a glob)
+    reads ``target``."""
+    text = str(spec)
+    if not scanned:
+        return "is the same file" if _same_file(text, target) else None
+    if any(c in text for c in "*?["):
+        pattern = os.path.abspath(text)
+        if any(fnmatch.fnmatchcase(p, pattern) for p in (os.path.abspath(target),
+                                                         os.path.realpath(target))):
+            return "matches the glob, so the next run would read it"
+        candidates = glob.glob(text, recursive=True)
+    elif Path(text).is_dir():
+        inside = Path(os.path.realpath(target)).is_relative_to(os.path.realpath(text))
+        if inside and target.name.endswith(".parquet"):
+            return "is a .parquet file in that directory, so the next run would read it"
+        return None
+    else:
+        candidates = [text]
+    return "is the same file" if any(_same_file(c, target) for c in candidates) else None
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # hard links too
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def json_number(x: float | None, digits: int = 12) -> float | None:

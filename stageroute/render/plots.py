@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
+import io
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from stageroute.errors import CannotWriteError
+from stageroute.render.output import write_atomic
 from stageroute.simulate.replay import ReplayResult
 
 
-def plot_replay(result: ReplayResult, path: str | Path) -> None:
+def plot_replay(result: ReplayResult, path: str | Path, lock: bool = True,
+                guard: AbstractContextManager[Any] | None = None) -> None:
     """Write a two-panel PNG: regret curves (mean over seeds) and who was deployed when.
+
+    ``lock`` and ``guard`` are ``write_atomic``'s.
 
     Raises:
         CannotWriteError: the file cannot be written.
+        LockedError: another run is writing it.
     """
     import matplotlib
 
@@ -61,16 +66,11 @@ def plot_replay(result: ReplayResult, path: str | Path) -> None:
     tl.set_title(f"Deployment timeline (seed {cfg.first_seed}): grey available, orange oracle only, "
                  f"light blue {who} only, dark blue both")
     fig.tight_layout()
-    # Written beside the target and renamed, so a reader never sees half a PNG.
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise CannotWriteError(
-            f"cannot write the plot {path} ({exc.strerror}), check that the directory exists"
-        ) from None
+        fig.savefig(buffer, format="png", dpi=110)
     finally:
         plt.close(fig)
+    # Atomic and under the same lock as --output: a reader never sees half a PNG, and an
+    # interrupted write leaves no temporary file.
+    write_atomic(path, buffer.getvalue(), lock=lock, guard=guard)

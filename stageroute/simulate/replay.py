@@ -26,7 +26,7 @@ from stageroute.inputs.catalog import Window, load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, available_mask, load_outcomes, to_matrix
 from stageroute.optimize.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
 from stageroute.optimize.route import Routing, solve_route
-from stageroute.options import Policy, Radius
+from stageroute.options import Policy, Radius, iso_date
 from stageroute.render.output import iso_utc, json_number
 from stageroute.simulate import loop as compiled
 
@@ -55,20 +55,25 @@ class ReplayConfig(SharedConfig):
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
         if not 1 <= self.horizon <= MAX_HORIZON:
-            raise UsageError(f"--horizon must be in [1, {MAX_HORIZON:,}], got {self.horizon}")
+            raise UsageError(f"--horizon must be an integer in [1, {MAX_HORIZON:,}], got "
+                             f"{self.horizon}; give e.g. --horizon 100000")
         if self.stages is not None and not 1 <= self.stages <= self.horizon:
-            raise UsageError(f"--stages must be in [1, horizon={self.horizon}], got {self.stages}")
+            raise UsageError(f"--stages must be an integer in [1, --horizon {self.horizon}], got "
+                             f"{self.stages}; give e.g. --stages 10, or leave it out")
         if not 1 <= self.seeds <= MAX_SEEDS:
-            raise UsageError(f"--seeds must be in [1, {MAX_SEEDS:,}], got {self.seeds}")
+            raise UsageError(f"--seeds must be an integer in [1, {MAX_SEEDS:,}], got {self.seeds}; "
+                             "give e.g. --seeds 5")
         if not 0 <= self.first_seed <= MAX_SEED - self.seeds:
-            raise UsageError(f"--seed must be in [0, 2^63 - 1 - seeds], got {self.first_seed}")
+            raise UsageError(f"--seed must be an integer in [0, 2^63 - 1 - --seeds], got "
+                             f"{self.first_seed}; give e.g. --seed 0")
         if not (math.isfinite(self.epsilon) and 0 <= self.epsilon <= 1):
-            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon}")
+            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon!r}; give e.g. "
+                             "--epsilon 0.1")
         if not self.policies:
             raise UsageError("--policy: give at least one policy")
         if self.start is not None and self.end is not None and self.end <= self.start:
-            raise UsageError(f"--end {self.end:%Y-%m-%d %H:%M} must be after --start "
-                             f"{self.start:%Y-%m-%d %H:%M}")
+            raise UsageError(f"--end {iso_date(self.end)} must be after --start "
+                             f"{iso_date(self.start)}; give a later --end or an earlier --start")
 
     @property
     def n_stages(self) -> int:
@@ -115,10 +120,26 @@ def default_span(catalog: pl.DataFrame, models: Sequence[str], horizon: int, sta
 def make_schedule(catalog: pl.DataFrame, outcomes: OutcomeMatrix, config: ReplayConfig) -> Schedule:
     start, end = config.start, config.end
     if start is None or end is None:
-        d_start, d_end = default_span(catalog, outcomes.models, config.horizon, config.n_stages)
+        try:
+            d_start, d_end = default_span(catalog, outcomes.models, config.horizon, config.n_stages)
+        except OverflowError:  # e.g. --stages 10**6 weeks after the only release
+            raise UsageError(
+                f"the default replay span ({config.n_stages:,} stages from the first release in "
+                "the catalog) ends after the year 9999; give --start and --end, or fewer --stages"
+            ) from None
+        if start is not None and start >= d_end:
+            raise UsageError(
+                f"--start {iso_date(start)} is not before the default end of the replay "
+                f"({iso_date(d_end)}, one stage past the last release in the catalog); give an "
+                "earlier --start, or an --end after it"
+            )
+        if end is not None and end <= d_start:
+            raise UsageError(
+                f"--end {iso_date(end)} is not after the default start of the replay "
+                f"({iso_date(d_start)}, the first release in the catalog); give a later --end, or "
+                "a --start before it"
+            )
         start, end = start or d_start, end or d_end
-    if end <= start:
-        raise UsageError(f"--end {end:%Y-%m-%d} must be after --start {start:%Y-%m-%d}")
     k, t = config.n_stages, config.horizon
     bounds = stage_bounds(t, k)
     span = end - start
@@ -136,7 +157,7 @@ def make_schedule(catalog: pl.DataFrame, outcomes: OutcomeMatrix, config: Replay
         w = windows[empty[0]]
         raise UsageError(
             f"no model of the catalog is available in stage {empty[0] + 1} "
-            f"({w.start:%Y-%m-%d} to {w.end:%Y-%m-%d}); move --start/--end into the catalog's dates"
+            f"({iso_date(w.start)} to {iso_date(w.end)}); move --start/--end into the catalog's dates"
         )
     return Schedule(bounds, windows, pools)
 
