@@ -61,6 +61,7 @@ EXIT_CODES = """Exit codes (docs/errors.md):
   10   infeasible: the budget or the max_share caps cannot be met
   11   solver time limit ($STAGEROUTE_SOLVER_TIME_LIMIT seconds, default 60)
   65   bad data      66  input missing      69  no solver
+  67   insufficient data: nothing usable, too many unknown models, or stale logs
   73   cannot write the output (or stdout, when no output file was written)
   75   locked: another run writes the same output
   130  interrupted (SIGINT), nothing written
