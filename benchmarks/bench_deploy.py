@@ -46,8 +46,8 @@ def main() -> None:
             dep = solve_deploy(u, c, a, budget, 32, solver)
             first = time.perf_counter() - start
             # best of 3 where a run is short; one run (the first) where it takes seconds
-            seconds = best_of(lambda s=solver: solve_deploy(u, c, a, budget, 32, s)) if first < 1 \
-                else first
+            seconds = best_of(lambda s=solver, args=(u, c, a, budget): solve_deploy(*args, 32, s)) \
+                if first < 1 else first
             print(f"| {name} | {path} | {solver} | {seconds:.3f} | {int(dep.chosen.sum())} | "
                   f"{dep.value:.6f} |")
 

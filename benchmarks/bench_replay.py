@@ -20,8 +20,9 @@ import polars as pl
 
 from _common import ROOT, ROUTERBENCH, best_of
 from stageroute.inputs.catalog import load_catalog
-from stageroute.options import Policy, Solver
 from stageroute.inputs.outcomes import OutcomeMatrix, load_outcomes, to_matrix
+from stageroute.optimize.route import solve_route, solve_route_pyomo
+from stageroute.options import Policy, Solver
 from stageroute.simulate.replay import (
     ReplayConfig,
     default_stages,
@@ -30,7 +31,6 @@ from stageroute.simulate.replay import (
     reference_kernel,
     run_policy,
 )
-from stageroute.optimize.route import solve_route, solve_route_pyomo
 
 
 def synthetic(n_models: int, prompts: int = 2000, seed: int = 0) -> tuple[OutcomeMatrix, pl.DataFrame]:

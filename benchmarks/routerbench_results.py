@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sample_logs"))
 
 from stageroute.inputs.catalog import load_catalog  # noqa: E402
-from stageroute.options import Policy  # noqa: E402
 from stageroute.inputs.outcomes import OutcomeMatrix, load_outcomes, to_matrix  # noqa: E402
+from stageroute.options import Policy  # noqa: E402
 from stageroute.simulate.replay import ReplayConfig, default_stages, replay  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "routerbench"

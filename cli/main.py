@@ -114,17 +114,13 @@ def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: proc
 
 def _render(what: str, result: object) -> None:
     """Print a Rich report on stdout (``what`` names a ``render.report`` function)."""
-    from rich.console import Console
-
     from stageroute.render import report
 
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:  # Rich's default exits 1, as if the run had failed
-            self.quiet = True
-            raise process.StdoutError("Broken pipe")
+    def broken() -> None:
+        raise process.StdoutError("Broken pipe")
 
     try:
-        getattr(report, what)(result, _Console())
+        getattr(report, what)(result, report.stdout_console(broken))
         sys.stdout.flush()
     except OSError as exc:
         raise process.StdoutError(exc.strerror or str(exc)) from None
@@ -291,16 +287,9 @@ def _progress_bar(quiet: bool, label: str) -> Iterator[Callable[[int, int], None
     if quiet or not sys.stderr.isatty():
         yield lambda done, total: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from stageroute.render.report import progress_bar
 
-    with Progress(f"[bold]{label}[/]", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_bar(label) as advance:
         yield advance
 
 

@@ -97,10 +97,6 @@ class LockedError(StagerouteError):
     exit_code = ExitCode.LOCKED
 
 
-# Characters that would break a message over lines or move the terminal's cursor.
-_CONTROL = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
-
-
 def shown(value: object, limit: int = 80) -> str:
     """A user value (option, path, model id) quoted for a message, on one line.
 
@@ -112,8 +108,3 @@ def shown(value: object, limit: int = 80) -> str:
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text):,} characters)"
     return repr(text)
-
-
-def one_line(text: str) -> str:
-    """``text`` with newlines and other control characters escaped (a message stays one line)."""
-    return text.translate(_CONTROL)

@@ -3,10 +3,10 @@ import itertools
 import numpy as np
 import pytest
 
-from stageroute.optimize.deploy import solve_deploy
 from stageroute.errors import InfeasibleError
-from stageroute.options import Solver
+from stageroute.optimize.deploy import solve_deploy
 from stageroute.optimize.route import solve_route
+from stageroute.options import Solver
 
 
 def brute_force(u, c, a, budget, k):
@@ -164,8 +164,7 @@ TIED_RANK_SUMS = [  # the caps force the MIP phase and two optimal sets have equ
 def test_ties_in_the_mip_phase_go_to_the_lexicographically_first_set(u, c, a, budget, k):
     """SPEC 2: ties broken by model id on every solver. Brute force: among the optimal sets,
     those of the smallest rank sum, then the one whose members' ranks, sorted, come first."""
-    from stageroute.optimize.deploy import (canonical_set, preference_order,
-                                            solve_deploy_exhaustive)
+    from stageroute.optimize.deploy import canonical_set, preference_order, solve_deploy_exhaustive
 
     u, c, a = np.array(u), np.array(c), np.array(a)
     assert canonical_set(u, c, a, budget, k, False) is None  # the MIP phase is needed

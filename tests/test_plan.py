@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from stageroute.inputs.catalog import load_catalog
-from stageroute.options import Solver
 from stageroute.inputs.outcomes import load_outcomes, simulate_log, to_matrix
-from stageroute.plan import PlanConfig, make_plan, plan_document
 from stageroute.optimize.route import solve_route
+from stageroute.options import Solver
+from stageroute.plan import PlanConfig, make_plan, plan_document
 
 AS_OF = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)  # all 11 models released, none retired
 

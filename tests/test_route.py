@@ -4,8 +4,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stageroute.errors import InfeasibleError
-from stageroute.options import Solver
 from stageroute.optimize.route import solve_route, solve_route_pyomo
+from stageroute.options import Solver
 
 FEAS_TOL = 1e-7
 

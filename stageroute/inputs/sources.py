@@ -212,7 +212,7 @@ def _has_rows(file: str) -> bool:
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_metadata(file).num_rows > 0
+        return bool(pq.read_metadata(file).num_rows > 0)
     except (pa.ArrowException, OSError, ValueError, TypeError):
         return False
 

@@ -11,7 +11,8 @@ console cannot show are escaped.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from rich import box
 from rich.console import Console
@@ -328,3 +329,30 @@ def _timeline(result: ReplayResult, console: Console) -> None:
             packed = _pack([n + "," for n in names[:-1]] + names[-1:], console.width - 14, " ")
             for k, line in enumerate(packed):
                 console.print(Text(f"  {who if k == 0 else '':<11} {line}"), overflow="fold")
+
+
+def stdout_console(on_broken_pipe: Callable[[], None]) -> Console:
+    """A console on stdout whose broken pipe calls ``on_broken_pipe`` (Rich's default exits 1,
+    as if the run had failed); width: the terminal's, else $COLUMNS or 80."""
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            on_broken_pipe()
+
+    return _Console()
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar on stderr; yields advance(done, total)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(f"[bold]{label}[/]", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
