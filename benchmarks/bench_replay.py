@@ -79,7 +79,8 @@ def loop_only(matrix: OutcomeMatrix, m_max: int, horizon: int = 1_000_000) -> fl
     def run() -> None:
         compiled.run_queries(deployed, np.ones(n), stream.prompts, stream.draws, stream.explore,
                              matrix.reward, matrix.cost, np.zeros((6, n)), np.full(n, np.nan), 1.0,
-                             False, float(matrix.cost.max()), 0.3 * float(matrix.mean_cost.max()),
+                             False, float(matrix.cost.max()), np.array([0.0, 1.0]),
+                             0.3 * float(matrix.mean_cost.max()),
                              False, np.array([0.0, 0.0, float(horizon)]), compiled.MODE_ROUTE, 0.1,
                              False, *out)
 
@@ -109,7 +110,7 @@ def main() -> None:
               f"| {fast / slow:,.0f}x |", flush=True)
 
     # Compilation is cached on disk: a new process loads it instead of compiling again.
-    code = ("import time, numpy as np; t = time.perf_counter(); from stageroute.simulate.loop import route; "
+    code = ("import time, numpy as np; t = time.perf_counter(); from stageroute.optimize.kernels import route; "
             "route(np.array([.5, .6]), np.array([.1, .2]), np.ones(2), .15, np.zeros(2)); "
             "print(time.perf_counter() - t)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

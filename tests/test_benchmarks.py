@@ -1,0 +1,60 @@
+"""The benchmark scripts run (on small inputs): the figures in the README come from code that works.
+
+They print timings, which no test asserts on; these runs only check that each script completes and
+prints its table.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+BENCH = REPO_ROOT / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_bench_plan_runs_on_a_small_log(tmp_path: Path) -> None:
+    out = run("bench_plan.py", "--rows", "20000", "--dir", str(tmp_path))
+    assert "bare Polars scan" in out and "make_plan" in out
+
+
+def test_bench_deploy_prints_both_paths() -> None:
+    out = run("bench_deploy.py")
+    assert "canonical set" in out and "MIP" in out
+
+
+def test_bench_help_runs() -> None:
+    assert "--help" in run("bench_help.py")
+
+
+def test_bench_replay_kernels_run(routerbench: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_replay
+    finally:
+        sys.path.remove(str(BENCH))
+    from stageroute.inputs.catalog import load_catalog
+    from stageroute.inputs.outcomes import load_outcomes, to_matrix
+
+    matrix = to_matrix(load_outcomes(routerbench / "outcomes.parquet"))
+    catalog = load_catalog(routerbench / "catalog.csv")
+    assert bench_replay.speed(matrix, catalog, 3, 2000) > 0
+    assert bench_replay.loop_only(matrix, 3, horizon=2000) > 0
+
+
+@pytest.mark.parametrize("script", ["bench_replay.py", "routerbench_results.py"])
+def test_benchmark_scripts_import(script: str) -> None:
+    code = f"import runpy; runpy.run_path({str(BENCH / script)!r}, run_name='not_main')"
+    result = subprocess.run([sys.executable, "-c", code], cwd=BENCH, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
