@@ -104,7 +104,9 @@ def shown(value: object, limit: int = 80) -> str:
     (including non-ASCII letters) is kept.
     Values longer than ``limit`` characters are cut (a message stays readable).
     """
-    text = str(value)
-    if len(text) > limit:
-        text = f"{text[:limit]}... ({len(text):,} characters)"
-    return repr(text)
+    return repr(cut(str(value), limit))
+
+
+def cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

@@ -68,6 +68,11 @@ class PlanConfig(SharedConfig):
             raise UsageError(
                 f"--max-unknown-share must be a share in [0, 1], got {self.max_unknown_share}")
 
+    @property
+    def window(self) -> Window:
+        """The stage to plan: [as_of, as_of + stage_length)."""
+        return Window(self.as_of, self.as_of + self.stage_length)
+
 
 MAX_MIN_SAMPLES = 2**62  # compared with int64 counts
 
@@ -271,7 +276,7 @@ def _load(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
           ) -> tuple[pl.DataFrame, tuple[str, ...], LogSummary, pl.DataFrame, pl.DataFrame]:
     """Catalog, log summary (checked for sanity), the stage's pool and the excluded models."""
     catalog, catalog_notes = read_catalog(catalog_path)
-    window = Window(config.as_of, config.as_of + config.stage_length)
+    window = config.window
     say(f"scanning logs {logs}")
     summary = summarise_logs(logs, catalog, config.as_of, feedback, config.strict,
                              recent=config.stage_length, full_check=config.full_check)
@@ -299,7 +304,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     say = progress or (lambda _: None)
     require_solver(config.solver)
     catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
-    window = Window(config.as_of, config.as_of + config.stage_length)
+    window = config.window
     cand = _candidates(pool, summary, config, catalog.height)
     say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
     dep = solve_deploy(cand.u, cand.c, cand.a, config.budget, config.max_deployed, config.solver,

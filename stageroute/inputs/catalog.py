@@ -110,7 +110,7 @@ def _read_frame(path: Path) -> pl.DataFrame:
             {c: [row.get(c) for row in records] for c in columns}, strict=False
         )
     except (pl.exceptions.PolarsError, OSError, TypeError, ValueError, OverflowError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BadDataError(
             f"catalog {path} cannot be read as {_FORMATS[suffix]} ({first}), "
             "fix the file or export it again"

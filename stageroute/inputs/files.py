@@ -15,18 +15,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from stageroute.errors import BadDataError, InputMissingError
+from stageroute.errors import BadDataError, InputMissingError, shown
 
 MAX_DECIMAL_PRECISION = 38  # the widest decimal Polars reads
 
 
 def quote(value: object, limit: int = 80) -> str:
-    """``repr`` of a data value for a message: escaped (one line) and cut to about ``limit``."""
+    """``repr`` of a data value for a message: escaped (one line) and cut to about ``limit``;
+    text goes through ``errors.shown``, the one quoting of user values."""
+    if isinstance(value, str):
+        return shown(value, limit)
     text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = f"{len(value):,} characters" if isinstance(value, str) else "cut"
-    return f"{text[:limit]}... ({size})"
+    return text if len(text) <= limit else f"{text[:limit]}... (cut)"
 
 
 def first_line(exc: BaseException) -> str:
@@ -39,10 +39,10 @@ def names(columns: Iterable[str], most: int = 12) -> str:
     """Column names for a message (at most ``most``); a name with hidden characters is quoted
     so that they show."""
     every = list(columns)
-    shown = [c if c.isprintable() and c == c.strip() and c and len(c) <= 40 else quote(c, 40)
+    listed = [c if c.isprintable() and c == c.strip() and c and len(c) <= 40 else quote(c, 40)
              for c in every[:most]]
     more = f" and {len(every) - most} more" if len(every) > most else ""
-    return ", ".join(shown) + more if shown else "none"
+    return ", ".join(listed) + more if listed else "none"
 
 
 def _kind_of(mode: int) -> str:

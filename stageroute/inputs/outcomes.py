@@ -17,6 +17,7 @@ from stageroute.errors import BadDataError
 from stageroute.inputs.checks import MAX_AMOUNT
 from stageroute.inputs.files import (
     csv_header_problem,
+    first_line,
     names,
     parquet_schema_problem,
     quote,
@@ -62,7 +63,7 @@ def _read(path: Path) -> pl.DataFrame:
     try:
         return pl.read_csv(path, infer_schema_length=None) if csv else pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BadDataError(f"outcomes {path} cannot be read ({first}), check the file") from None
 
 
@@ -234,7 +235,7 @@ def import_routerbench(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
         else:
             wide = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BadDataError(f"RouterBench file {path} cannot be read ({first})") from None
     models = sorted(c for c in wide.columns if f"{c}|total_cost" in wide.columns)
     if "sample_id" not in wide.columns or not models:

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from stageroute.errors import CannotWriteError, LockedError, UsageError, one_line
+from stageroute.errors import CannotWriteError, LockedError, UsageError, cut, one_line
 
 
 def to_json(doc: dict[str, Any], ascii_only: bool = False) -> str:
@@ -27,8 +27,7 @@ def to_json(doc: dict[str, Any], ascii_only: bool = False) -> str:
 
 def _p(path: str | Path, limit: int = 200) -> str:
     """A path for a message, on one line (and cut if absurdly long)."""
-    text = str(path)
-    return one_line(text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)")
+    return one_line(cut(str(path), limit))
 
 
 def output_target(path: str | Path) -> Path:
