@@ -46,7 +46,16 @@ from typing import Annotated, Any
 
 import typer
 
-from stageroute.config import parse_gamma, parse_pair, pick_budget
+from stageroute.config import (
+    DEFAULT_CANARY_SHARE,
+    DEFAULT_COST_GAMMA,
+    DEFAULT_GAMMA,
+    DEFAULT_MIN_SAMPLES,
+    parse_gamma,
+    parse_pair,
+    parse_refresh,
+    pick_budget,
+)
 from stageroute.errors import BadDataError, ExitCode, one_line, shown
 from stageroute.options import Policy, Radius, Solver, choice, parse_datetime, parse_duration
 from stageroute_cli import options as opt
@@ -151,10 +160,12 @@ def plan(
                                               "E.g. --as-of 2026-11-16T02:00:00Z")] = None,
     stage_length: Annotated[str, typer.Option(help="Length of the stage: 7d, 12h, 2w, ...")] = "7d",
     solver: opt.Solver = "highs",
-    gamma: opt.Gamma = "1.0",
+    gamma: opt.Gamma = str(DEFAULT_GAMMA),
     radius: opt.Radius = "variance",
     delta: opt.Delta = 0.05,
     cost_scale: opt.CostScale = None,
+    cost_gamma: opt.CostGamma = DEFAULT_COST_GAMMA,
+    budget_safe: opt.BudgetSafe = False,
     feedback: Annotated[Path | None, typer.Option(help="Separate Parquet of (request_id, reward) "
                                                   "joined on request_id.")] = None,
     deployed: Annotated[str | None, typer.Option(help="Models deployed now, comma-separated (default: "
@@ -165,9 +176,8 @@ def plan(
                                                     "when the budget cannot be met and the cheapest "
                                                     "mixture is planned.")] = False,
     cost_clip: opt.CostClip = "0,1",
-    canary_share: Annotated[float | None, typer.Option(help="Cap the share of models with fewer "
-                                                       "than --min-samples rewards. E.g. 0.1")] = None,
-    min_samples: Annotated[int, typer.Option(help="Rewards a model needs to leave the canary cap.")] = 30,
+    canary_share: opt.CanaryShare = DEFAULT_CANARY_SHARE,
+    min_samples: opt.MinSamples = DEFAULT_MIN_SAMPLES,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on log rows of models that are "
                                          "not in the catalog (default: warn and ignore).")] = False,
     full_check: Annotated[bool, typer.Option("--full-check", help="Also check what the plan "
@@ -197,7 +207,8 @@ def plan(
             gamma=parse_gamma(gamma), radius=choice(Radius, radius, "--radius"), delta=delta,
             cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
             allow_drop=allow_drop, canary_share=canary_share, min_samples=min_samples,
-            strict=strict, full_check=full_check, deployed=parse_list(deployed),
+            cost_gamma=cost_gamma, budget_safe=budget_safe, strict=strict, full_check=full_check,
+            deployed=parse_list(deployed),
             max_staleness=parse_duration(max_staleness, "--max-staleness") if max_staleness else None,
             max_unknown_share=max_unknown_share,
         )
@@ -236,9 +247,17 @@ def replay(
     policy: Annotated[list[str] | None, typer.Option(
         metavar="|".join(Policy), help="Policy to simulate; repeat the option for several. "
         "Default: all.")] = None,
-    gamma: opt.Gamma = "1.0",
+    refresh: Annotated[str, typer.Option(
+        metavar="query|R", help="Routing tables per stage, each held fixed until the next "
+        "(as a gateway executes a plan); 'query' re-solves for every query (the paper). "
+        "E.g. --refresh 7")] = "query",
+    gamma: opt.Gamma = str(DEFAULT_GAMMA),
     delta: opt.Delta = 0.05,
     radius: opt.Radius = "variance",
+    cost_gamma: opt.CostGamma = DEFAULT_COST_GAMMA,
+    budget_safe: opt.BudgetSafe = False,
+    canary_share: opt.CanaryShare = DEFAULT_CANARY_SHARE,
+    min_samples: opt.MinSamples = DEFAULT_MIN_SAMPLES,
     epsilon: Annotated[float, typer.Option(help="Exploration rate of epsilon-greedy.")] = 0.1,
     start: Annotated[str | None, typer.Option(help="Time of the first query (default: the first "
                                               "release in the catalog).")] = None,
@@ -269,6 +288,8 @@ def replay(
             cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
             start=parse_datetime(start, "--start") if start is not None else None,
             end=parse_datetime(end, "--end") if end is not None else None,
+            refresh=parse_refresh(refresh), cost_gamma=cost_gamma, budget_safe=budget_safe,
+            canary_share=canary_share, min_samples=min_samples,
         )
         with _progress_bar(quiet, "replaying") as advance:
             result = replay_from_files(outcomes, catalog, config, progress=advance)

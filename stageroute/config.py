@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from stageroute.errors import UsageError, shown
 from stageroute.options import Radius, Solver
 
-DEFAULT_GAMMA = 1.0
+# Defaults chosen by replay on RouterBench and MMLU-Pro, both refresh settings, relative budgets
+# 0.3 and 0.7 (benchmarks/deployed_results.py; the README shows the table).
+DEFAULT_GAMMA = 0.25
+DEFAULT_COST_GAMMA = 0.05  # costs are far less noisy than rewards
+# Exploration (SPEC 2a): the share of traffic for models with fewer than MIN_SAMPLES rewards.
+DEFAULT_CANARY_SHARE = 0.3
+DEFAULT_MIN_SAMPLES = 20
+MAX_MIN_SAMPLES = 2**62  # compared with int64 counts
 # Costs are normalised by the scale; below this the arithmetic leaves the range of a double
 # (1e-320 made HiGHS spin). Budgets get the same floor: no currency is that fine-grained.
 MIN_COST_SCALE = 1e-12
@@ -37,6 +44,9 @@ class SharedConfig:
     ``budget`` is per request in the data's currency, or with ``relative_budget`` a fraction of
     the largest per-model mean cost (``replay`` resolves it once the outcomes are read).
     ``gamma`` is a number or ``"theory"`` (log(N T / delta), resolved by ``resolve_gamma``).
+    ``cost_gamma`` is the cost radius's gamma (None: the reward's gamma); ``budget_safe`` puts cost
+    upper bounds in the budget row. ``canary_share`` is the share of traffic that models with
+    fewer than ``min_samples`` rewards share (1: no cap, the paper).
     """
 
     budget: float
@@ -49,6 +59,10 @@ class SharedConfig:
     cost_scale: float | None = None
     cost_clip: tuple[float, float] = (0.0, 1.0)  # [c_lo, c_hi] of the normalised cost bound
     allow_drop: bool = False
+    cost_gamma: float | None = DEFAULT_COST_GAMMA
+    budget_safe: bool = False
+    canary_share: float = DEFAULT_CANARY_SHARE
+    min_samples: int = DEFAULT_MIN_SAMPLES
 
     def __post_init__(self) -> None:
         if self.relative_budget:
@@ -72,6 +86,16 @@ class SharedConfig:
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi <= 1e6):
             raise UsageError(f"--cost-clip must be LO,HI with 0 <= LO < HI <= 1e6, got {lo!r},{hi!r}; "
                              "give e.g. --cost-clip 0,1")
+        if self.cost_gamma is not None and not (math.isfinite(self.cost_gamma)
+                                                and self.cost_gamma >= 0):
+            raise UsageError(f"--cost-gamma must be a finite number >= 0, got {self.cost_gamma!r}; "
+                             "give e.g. --cost-gamma 0.1")
+        if not (math.isfinite(self.canary_share) and 0 < self.canary_share <= 1):
+            raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share!r}; give "
+                             "e.g. --canary-share 0.1 (1 turns the cap off)")
+        if not 0 <= self.min_samples <= MAX_MIN_SAMPLES:
+            raise UsageError(f"--min-samples must be an integer in [0, {MAX_MIN_SAMPLES:,}], got "
+                             f"{self.min_samples}; give e.g. --min-samples 30")
 
     def resolve_gamma(self, n_models: int, horizon: int) -> float:
         """gamma as a number: the given one, or log(N T / delta) for ``"theory"``."""
@@ -80,6 +104,10 @@ class SharedConfig:
 
             return theory_gamma(n_models, max(horizon, 1), self.delta)
         return float(self.gamma)
+
+    def resolve_cost_gamma(self, gamma: float) -> float:
+        """The cost radius's gamma given the resolved reward gamma."""
+        return gamma if self.cost_gamma is None else float(self.cost_gamma)
 
 
 def pick_budget(budget: float | None, relative_budget: float | None) -> tuple[float, bool]:
@@ -109,3 +137,14 @@ def parse_pair(text: str, option: str) -> tuple[float, float]:
     except ValueError:
         raise UsageError(f"{option} {shown(text)} is not two numbers LO,HI, give e.g. {option} 0,1") from None
     return lo, hi
+
+
+def parse_refresh(text: str) -> int | None:
+    """--refresh: 'query' (None: a table per query) or a number of tables per stage."""
+    if text.strip().lower() == "query":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--refresh {shown(text)} is neither 'query' nor an integer, give e.g. "
+                         "--refresh 7 (tables per stage) or --refresh query") from None

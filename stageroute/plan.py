@@ -17,12 +17,14 @@ from numpy.typing import NDArray
 from stageroute.config import SharedConfig
 from stageroute.errors import BadDataError, InfeasibleError, UsageError
 from stageroute.estimate.bounds import cost_lcb, reward_ucb
+from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.estimate.stats import variance
 from stageroute.inputs.catalog import Window, read_catalog, split_pool
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, summarise_logs
 from stageroute.inputs.sanity import check_sufficient, listing
-from stageroute.optimize.deploy import Deployment, solve_deploy
+from stageroute.optimize.deploy import Deployment, preference_order, solve_deploy
+from stageroute.optimize.explore import Table, deploy_caps, explorable, solve_table
 from stageroute.optimize.route import Routing, cost_unit, solve_route_pyomo
 from stageroute.optimize.solver import require_solver
 from stageroute.render.output import iso_utc, json_number
@@ -40,8 +42,6 @@ class PlanConfig(SharedConfig):
     as_of: dt.datetime
     stage_length: dt.timedelta = dt.timedelta(days=7)
     deployed: tuple[str, ...] | None = None
-    canary_share: float | None = None
-    min_samples: int = 30
     strict: bool = False
     full_check: bool = False
     max_staleness: dt.timedelta | None = None  # newest log row at most this old; None: stage_length
@@ -56,12 +56,6 @@ class PlanConfig(SharedConfig):
         if self.stage_length <= dt.timedelta(0):
             raise UsageError(f"--stage-length must be positive, got {self.stage_length}; give e.g. 7d")
         _check_calendar(self.as_of, self.stage_length)
-        if self.canary_share is not None and not 0 < self.canary_share <= 1:
-            raise UsageError(f"--canary-share must be in (0, 1], got {self.canary_share!r}; give "
-                             "e.g. --canary-share 0.1")
-        if not 0 <= self.min_samples <= MAX_MIN_SAMPLES:
-            raise UsageError(f"--min-samples must be an integer in [0, {MAX_MIN_SAMPLES:,}], got "
-                             f"{self.min_samples}; give e.g. --min-samples 30")
         if self.max_staleness is not None and self.max_staleness <= dt.timedelta(0):
             raise UsageError(f"--max-staleness must be positive, got {self.max_staleness}")
         if not 0 <= self.max_unknown_share <= 1:
@@ -72,9 +66,6 @@ class PlanConfig(SharedConfig):
     def window(self) -> Window:
         """The stage to plan: [as_of, as_of + stage_length)."""
         return Window(self.as_of, self.as_of + self.stage_length)
-
-
-MAX_MIN_SAMPLES = 2**62  # compared with int64 counts
 
 
 def _check_calendar(as_of: dt.datetime, length: dt.timedelta) -> None:
@@ -110,6 +101,7 @@ class ModelLine:
     cost_lcb: float
     cost_bound: str  # "observed", "price" (untried: list price x typical tokens) or "floor"
     max_share: float
+    cap: float  # the share the table may give it: max_share, or less in the exploration slice
     deployed: bool
     action: str  # "keep", "add", "evict", "idle"
     probability: float
@@ -161,28 +153,34 @@ def _currently_deployed(config: PlanConfig, summary: LogSummary, catalog: pl.Dat
     return sorted(summary.stats.filter(pl.col("last_seen") > since)["model"].to_list())
 
 
-def _price_prior(pool: pl.DataFrame, summary: LogSummary) -> np.ndarray:
-    """Expected cost of a request from list prices and the log's typical token counts.
+def _price_prior(stats: pl.DataFrame, summary: LogSummary) -> tuple[NDArray[np.float64], str]:
+    """Expected cost of a request per pool model from list prices and typical tokens, and where
+    the tokens came from: the logs' token counts, else the tried models' cost / price ratios
+    (``estimate.prior``).
 
     Raises:
         BadDataError: the arithmetic overflows (huge prices times huge token counts).
     """
-    if summary.mean_input_tokens is None or summary.mean_output_tokens is None:
-        return np.full(pool.height, np.nan)
-    p_in = pool["usd_per_mtok_in"].to_numpy().astype(np.float64)
-    p_out = pool["usd_per_mtok_out"].to_numpy().astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        est = (p_in * summary.mean_input_tokens + p_out * summary.mean_output_tokens) / 1e6
+    p_in = stats["usd_per_mtok_in"].to_numpy().astype(np.float64)
+    p_out = stats["usd_per_mtok_out"].to_numpy().astype(np.float64)
+    if summary.mean_input_tokens is not None and summary.mean_output_tokens is not None:
+        tokens: tuple[float, float] | None = (summary.mean_input_tokens, summary.mean_output_tokens)
+        source = "the logs' token counts"
+    else:
+        tokens = typical_tokens(stats["mean_cost"].to_numpy().astype(np.float64),
+                                stats["n_cost"].to_numpy().astype(np.float64), p_in, p_out)
+        source = "tried models' cost / list price"
+    est = price_cost(p_in, p_out, tokens)
     overflow = np.flatnonzero(np.isfinite(p_in) & np.isfinite(p_out) & ~np.isfinite(est))
-    if overflow.size:
+    if overflow.size and tokens is not None:
         i = int(overflow[0])
         raise BadDataError(
-            f"catalog prices of model {quote(pool['model'][i])} (usd_per_mtok_in {p_in[i]:g}, "
-            f"usd_per_mtok_out {p_out[i]:g}) times the log's typical tokens per request "
-            f"({summary.mean_input_tokens:g} in, {summary.mean_output_tokens:g} out) overflow; "
-            "check that model's prices and the token counts of the logs"
+            f"catalog prices of model {quote(stats['model'][i])} (usd_per_mtok_in {p_in[i]:g}, "
+            f"usd_per_mtok_out {p_out[i]:g}) times the typical tokens per request "
+            f"({tokens[0]:g} in, {tokens[1]:g} out, from {source}) overflow; check that model's "
+            "prices and the logs' token counts or costs"
         )
-    return np.asarray(est, dtype=np.float64)
+    return est, source
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +194,9 @@ class _Candidates:
     mean_c: NDArray[np.float64]
     u: NDArray[np.float64]  # reward UCB
     c: NDArray[np.float64]  # cost LCB
-    a: NDArray[np.float64]  # max_share (canary-capped)
+    a: NDArray[np.float64]  # max_share
     prior: NDArray[np.float64]  # price-based cost of an untried model (NaN: unknown)
+    prior_source: str  # where the typical tokens of the price-based cost came from
     gamma: float
     scale: float
 
@@ -208,7 +207,7 @@ def _candidates(pool: pl.DataFrame, summary: LogSummary, config: PlanConfig,
     stats = _pool_stats(pool, summary)
     n_r = stats["n_reward"].to_numpy()
     n_c = stats["n_cost"].to_numpy()
-    prior = _price_prior(stats, summary)
+    prior, prior_source = _price_prior(stats, summary)
     gamma = config.resolve_gamma(n_models, summary.rows_used)
     observed_scale = summary.cost_p999 if (summary.cost_p999 or 0) >= MIN_OBSERVED_SCALE else None
     priced = float(np.nanmax(prior)) if np.isfinite(prior).any() else 0.0
@@ -217,22 +216,23 @@ def _candidates(pool: pl.DataFrame, summary: LogSummary, config: PlanConfig,
     mean_r = stats["mean_reward"].to_numpy()
     mean_c = stats["mean_cost"].to_numpy()
     u = reward_ucb(mean_r, variance(stats, "reward"), n_r, gamma, config.radius)
-    c = cost_lcb(mean_c, variance(stats, "cost"), n_c, gamma, scale, config.radius,
-                 lo=config.cost_clip[0], hi=config.cost_clip[1], untried=prior)
+    c = cost_lcb(mean_c, variance(stats, "cost"), n_c, config.resolve_cost_gamma(gamma), scale,
+                 config.radius, lo=config.cost_clip[0], hi=config.cost_clip[1], untried=prior,
+                 upper=config.budget_safe)
     a = stats["max_share"].to_numpy().astype(np.float64)
-    if config.canary_share is not None:
-        a = np.where(n_r < config.min_samples, np.minimum(a, config.canary_share), a)
     return _Candidates(stats["model"].to_list(), n_r, n_c, mean_r, mean_c, u, c, a, prior,
-                       gamma, scale)
+                       prior_source, gamma, scale)
 
 
-def _cross_check(cand: _Candidates, dep: Deployment, config: PlanConfig) -> str | None:
-    """The exact table must be optimal for the Pyomo LP on the chosen solver too (ties may
-    differ; the exact solver breaks them by model id). Over budget the objective is the cost
-    (the reward tie-break is ill-conditioned for a solver with a 1e-7 feasibility slack)."""
-    chosen, routing = dep.chosen, dep.routing
-    reference = solve_route_pyomo(cand.u[chosen], cand.c[chosen], cand.a[chosen], config.budget,
-                                  config.solver, config.allow_drop)
+def _cross_check(cand: _Candidates, chosen: NDArray[np.bool_], table: Table,
+                 config: PlanConfig) -> str | None:
+    """The exact table must be optimal for the Pyomo LP (same caps and floors) on the chosen
+    solver too (ties may differ; the exact solver breaks them by model id). Over budget the
+    objective is the cost (the reward tie-break is ill-conditioned for a solver with a 1e-7
+    feasibility slack)."""
+    routing = table.routing
+    reference = solve_route_pyomo(cand.u[chosen], cand.c[chosen], table.cap, config.budget,
+                                  config.solver, config.allow_drop, floor=table.floor)
     unit = cost_unit(cand.c, config.budget)
     agree = reference.over_budget == routing.over_budget and (
         abs(reference.cost - routing.cost) <= 1e-6 * unit if routing.over_budget
@@ -244,28 +244,80 @@ def _cross_check(cand: _Candidates, dep: Deployment, config: PlanConfig) -> str 
             f"(over budget: {routing.over_budget}); the exact table is used. Please report this.")
 
 
+def stage_queries(summary: LogSummary, config: PlanConfig) -> float:
+    """Requests expected in the planned stage: the log's average rate over its span."""
+    if summary.first_seen is None or summary.last_seen is None or summary.rows_used == 0:
+        return 0.0
+    span = (summary.last_seen - summary.first_seen).total_seconds()
+    stage = config.stage_length.total_seconds()
+    return float(summary.rows_used) if span <= 0 else summary.rows_used * min(stage / span, 1e12)
+
+
+def _stage_table(cand: _Candidates, dep: Deployment, config: PlanConfig, queries: float,
+                 ) -> tuple[NDArray[np.bool_], list[int], Table]:
+    """The deployed set without under-sampled models that the stage cannot explore, and its
+    exploration-aware table (``optimize.explore``): (set mask, dropped pool indices, table)."""
+    order = [int(i) for i in preference_order(cand.u, cand.c) if dep.chosen[i]]
+    kept, dropped = explorable(np.array(order, dtype=np.int64), cand.n_r.astype(np.float64),
+                               cand.a, config.canary_share, float(config.min_samples), queries)
+    chosen = np.zeros(cand.u.size, dtype=bool)
+    chosen[kept] = True
+    table = solve_table(cand.u[chosen], cand.c[chosen], cand.a[chosen],
+                        cand.n_r[chosen].astype(np.float64), config.budget, config.canary_share,
+                        float(config.min_samples), queries, config.allow_drop)
+    return chosen, [int(i) for i in dropped], table
+
+
+def _reasons(cand: _Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float64],
+             unexplorable: list[int], table: Table, config: PlanConfig, queries: float,
+             ) -> dict[int, str]:
+    """Why each pool model is (not) deployed and gets its share of the table."""
+    reasons = {}
+    floors = np.zeros(cand.u.size)
+    floors[chosen] = table.floor
+    need = config.min_samples
+    for i in range(cand.u.size):
+        under = cand.n_r[i] < need and config.canary_share < 1
+        if i in unexplorable:
+            reasons[i] = (f"not deployed: fewer than {need} rewards, and the exploration share "
+                          f"{config.canary_share:g} cannot give it the {need - cand.n_r[i]} "
+                          f"requests it needs in the stage (~{queries:,.0f} expected)")
+        elif chosen[i] and under and floors[i] == 0 and prob[i] == 0:
+            reasons[i] = (f"exploration slot: {cand.n_r[i]} of {need} rewards, but its minimum "
+                          "traffic would break the budget that the table meets without it")
+        elif chosen[i] and under:
+            reasons[i] = (f"exploration: {cand.n_r[i]} of {need} rewards; at least "
+                          f"{floors[i]:.3g} of traffic (~{floors[i] * queries:,.0f} requests), "
+                          f"the under-sampled models sharing at most {config.canary_share:g}")
+        elif chosen[i] and prob[i] > 0:
+            reasons[i] = "optimal mixture"
+        elif chosen[i]:
+            reasons[i] = ("standby: the optimal table gives it no traffic; a routing refresh "
+                          "(plan --routing-only) can, as the bounds move" if cand.n_r[i] > 0 else
+                          "exploration slot (untried): the table gives it no traffic")
+        else:
+            reasons[i] = "not selected: another set has a higher optimistic value"
+    return reasons
+
+
 def _model_lines(cand: _Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float64],
-                 current: list[str]) -> list[ModelLine]:
+                 caps: NDArray[np.float64], current: list[str], reasons: dict[int, str],
+                 ) -> list[ModelLine]:
     """One line per pool model with the decision and why: deployed first, by probability."""
     lines = []
     for i, name in enumerate(cand.names):
         deployed = bool(chosen[i])
         action = ("keep" if name in current else "add") if deployed else (
             "evict" if name in current else "idle")
-        if deployed and prob[i] > 0:
-            reason = "optimal mixture"
-        elif deployed:
-            reason = "exploration slot (untried)" if cand.n_r[i] == 0 else "free slot (next-best UCB)"
-        else:
-            reason = "not selected: another set has a higher optimistic value"
         bound = "observed" if cand.n_c[i] > 0 else ("price" if np.isfinite(cand.prior[i]) else "floor")
         lines.append(ModelLine(
             model=name, n_reward=int(cand.n_r[i]), n_cost=int(cand.n_c[i]),
             mean_reward=float(cand.mean_r[i]) if cand.n_r[i] else None,
             reward_ucb=float(cand.u[i]),
             mean_cost=float(cand.mean_c[i]) if cand.n_c[i] else None, cost_lcb=float(cand.c[i]),
-            cost_bound=bound, max_share=float(cand.a[i]), deployed=deployed, action=action,
-            probability=float(prob[i]), reason=reason,
+            cost_bound=bound, max_share=float(cand.a[i]), cap=float(caps[i]), deployed=deployed,
+            action=action,
+            probability=float(prob[i]), reason=reasons[i],
         ))
     lines.sort(key=lambda line: (not line.deployed, -line.probability, line.model))
     return lines
@@ -307,12 +359,21 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     window = config.window
     cand = _candidates(pool, summary, config, catalog.height)
     say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
-    dep = solve_deploy(cand.u, cand.c, cand.a, config.budget, config.max_deployed, config.solver,
+    caps = deploy_caps(cand.n_r.astype(np.float64), cand.a, config.canary_share,
+                       float(config.min_samples))
+    dep = solve_deploy(cand.u, cand.c, caps, config.budget, config.max_deployed, config.solver,
                        config.allow_drop)
-    cross_check = _cross_check(cand, dep, config)
-    routing, prob = dep.routing, dep.weights
+    queries = stage_queries(summary, config)
+    chosen, unexplorable, table = _stage_table(cand, dep, config, queries)
+    cross_check = _cross_check(cand, chosen, table, config)
+    routing = table.routing
+    prob = np.zeros(cand.u.size)
+    prob[chosen] = routing.probability
     current = _currently_deployed(config, summary, catalog)
-    lines = _model_lines(cand, dep.chosen, prob, current)
+    caps = cand.a.copy()
+    caps[chosen] = table.cap
+    lines = _model_lines(cand, chosen, prob, caps, current,
+                         _reasons(cand, chosen, prob, unexplorable, table, config, queries))
     excluded_reasons = dict(excluded.iter_rows())
     evicted = [(line.model, line.reason) for line in lines if line.action == "evict"]
     evicted += [(name, excluded_reasons.get(name, "not in the catalog"))
@@ -397,7 +458,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "evicted": [{"model": m, "reason": r} for m, r in plan.evicted],
         "routing": [
             {"model": m.model, "probability": json_number(m.probability),
-             "max_share": json_number(m.max_share)}
+             "max_share": json_number(m.max_share), "cap": json_number(m.cap)}
             for m in plan.deployment
         ],
         "expected": {k: json_number(v) for k, v in plan.expected.items()},

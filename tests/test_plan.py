@@ -116,9 +116,53 @@ def test_throughput_caps_and_canary_share(tmp_path):
         ("new", "2026-01-05", None, 1.0),
     ], rows)
     cfg = {"budget": 0.01, "max_deployed": 3, "as_of": dt.datetime(2026, 3, 1, tzinfo=dt.UTC)}
-    plan = make_plan(logs, cat, PlanConfig(**cfg))
+    plan = make_plan(logs, cat, PlanConfig(**cfg, canary_share=1.0))
     probs = {m.model: m.probability for m in plan.deployment}
-    assert probs["new"] == pytest.approx(1.0)  # optimism: an untried model looks perfect
-    canary = make_plan(logs, cat, PlanConfig(**cfg, canary_share=0.1))
+    assert probs["new"] == pytest.approx(1.0)  # the paper's optimism: an untried model looks perfect
+    # ~168 requests in the stage: 10% of them reach 10 samples (not the default 20)
+    canary = make_plan(logs, cat, PlanConfig(**cfg, canary_share=0.1, min_samples=10))
     probs = {m.model: m.probability for m in canary.deployment}
     assert probs == pytest.approx({"new": 0.1, "a": 0.7, "b": 0.2})
+
+
+def _newcomer_log(tmp_path):
+    rows = [("steady", 0.6, 0.001), ("strong", 0.8, 0.004)] * 300
+    return small_log(tmp_path, [
+        ("steady", "2025-01-01", None, 1.0),
+        ("strong", "2025-01-01", None, 1.0),
+        ("newcomer", "2026-02-27", None, 1.0),  # released four days before as_of, never served
+        ("another", "2026-02-28", None, 1.0),
+    ], rows)
+
+
+def test_never_served_newcomers_get_at_most_the_exploration_share(tmp_path):
+    from stageroute.config import DEFAULT_CANARY_SHARE, DEFAULT_MIN_SAMPLES
+
+    logs, cat = _newcomer_log(tmp_path)
+    plan = make_plan(logs, cat, PlanConfig(budget=0.003, max_deployed=3,
+                                           as_of=dt.datetime(2026, 3, 1, tzinfo=dt.UTC)))
+    under = [m for m in plan.deployment if m.n_reward < DEFAULT_MIN_SAMPLES]
+    assert under, "an untried model should be explored"
+    assert sum(m.probability for m in under) <= DEFAULT_CANARY_SHARE + 1e-12
+    for m in under:  # each explored model gets at least what it needs in the stage
+        assert m.probability > 0 and m.reason.startswith("exploration:")
+    # the paper's optimism (--canary-share 1) gives the untried model the lion's share
+    paper = make_plan(logs, cat, PlanConfig(budget=0.003, max_deployed=3, canary_share=1.0,
+                                            as_of=dt.datetime(2026, 3, 1, tzinfo=dt.UTC)))
+    assert sum(m.probability for m in paper.deployment if m.n_reward == 0) > DEFAULT_CANARY_SHARE
+
+
+@pytest.mark.parametrize("max_deployed", [1, 2, 3, 4])
+@pytest.mark.parametrize("canary_share", [0.05, 0.3, 1.0])
+def test_no_deployed_model_sits_at_zero_without_a_reason(tmp_path, max_deployed, canary_share):
+    logs, cat = _newcomer_log(tmp_path)
+    plan = make_plan(logs, cat, PlanConfig(budget=0.003, max_deployed=max_deployed,
+                                           canary_share=canary_share,
+                                           as_of=dt.datetime(2026, 3, 1, tzinfo=dt.UTC)))
+    for m in plan.deployment:
+        assert m.probability > 0 or m.reason.startswith(("standby", "exploration slot")), m
+    doc = plan_document(plan)
+    assert {r["model"] for r in doc["routing"]} == {m.model for m in plan.deployment}
+    for line in plan.candidates:  # a model the stage cannot explore says so
+        if not line.deployed and line.n_reward < 20 and line.reason.startswith("not deployed"):
+            assert "exploration share" in line.reason

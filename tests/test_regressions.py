@@ -77,7 +77,7 @@ def test_the_compiled_replay_uses_the_cost_clip(clip):
     cfg = ReplayConfig(budget=0.4, max_deployed=3, horizon=2000, stages=5, cost_clip=clip)
     schedule = make_schedule(catalog, outcomes, cfg)
     stream = make_stream(len(outcomes.samples), cfg.horizon, seed=4)
-    args = (Policy.STAGEROUTE, outcomes, schedule, stream, cfg, np.ones(5), 1.5, np.full(5, np.nan))
+    args = (Policy.STAGEROUTE, outcomes, schedule, stream, cfg, np.ones(5), 1.5, np.full((2, 5), np.nan))
     fast: list[np.ndarray] = []
     slow: list[np.ndarray] = []
     run_policy(*args, served=fast)
@@ -94,7 +94,7 @@ def test_a_raised_cost_floor_changes_the_replay():
         stream = make_stream(len(outcomes.samples), cfg.horizon, seed=4)
         out: list[np.ndarray] = []
         run_policy(Policy.STAGEROUTE, outcomes, schedule, stream, cfg, np.ones(5), 1.5,
-                   np.full(5, np.nan), served=out)
+                   np.full((2, 5), np.nan), served=out)
         served[clip] = np.concatenate(out)
     assert served[(0.0, 1.0)].tolist() != served[(0.6, 1.0)].tolist()
 

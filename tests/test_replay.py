@@ -99,13 +99,19 @@ def test_catalog_timeline_gives_each_stage_its_pool():
     assert starts[-1] == dt.datetime(2025, 2, 10, tzinfo=UTC)  # the last release opens the last stage
 
 
+@pytest.mark.parametrize(("refresh", "share", "priced"), [
+    (None, 0.3, False), (None, 1.0, False), (4, 0.3, True), (1, 0.1, True), (7, 1.0, False)])
 @pytest.mark.parametrize("policy", [p for p in Policy if p is not Policy.ORACLE])
-def test_compiled_loop_makes_the_reference_loops_decisions(policy):
+def test_compiled_loop_makes_the_reference_loops_decisions(policy, refresh, share, priced):
     outcomes, catalog = small_world(3)
-    cfg = ReplayConfig(budget=0.4, max_deployed=3, horizon=3000, stages=6, allow_drop=policy is Policy.PACED)
+    cfg = ReplayConfig(budget=0.4, max_deployed=3, horizon=3000, stages=6, refresh=refresh,
+                       canary_share=share, min_samples=40, allow_drop=policy is Policy.PACED)
     schedule = make_schedule(catalog, outcomes, cfg)
     stream = make_stream(len(outcomes.samples), cfg.horizon, seed=11)
-    args = (policy, outcomes, schedule, stream, cfg, np.ones(5), 1.5, np.full(5, np.nan))
+    prices = np.full((2, 5), np.nan)
+    if priced:  # untried models priced from the tried ones' cost / list price
+        prices = np.vstack([outcomes.mean_cost * 1e6 / 1500, outcomes.mean_cost * 1e6 / 1500])
+    args = (policy, outcomes, schedule, stream, cfg, np.ones(5), 1.5, prices)
     fast, slow = [], []
     run_fast = run_policy(*args, served=fast)
     run_slow = run_policy(*args, kernel=reference_kernel(solve_route), served=slow)
@@ -119,7 +125,7 @@ def test_compiled_replay_equals_the_pyomo_replay_on_a_short_stream():
     cfg = ReplayConfig(budget=0.35, max_deployed=3, horizon=160, stages=4)
     schedule = make_schedule(catalog, outcomes, cfg)
     stream = make_stream(len(outcomes.samples), cfg.horizon, seed=2)
-    args = (Policy.STAGEROUTE, outcomes, schedule, stream, cfg, np.ones(5), 1.5, np.full(5, np.nan))
+    args = (Policy.STAGEROUTE, outcomes, schedule, stream, cfg, np.ones(5), 1.5, np.full((2, 5), np.nan))
     fast, slow = [], []
     run_policy(*args, served=fast)
     pyomo_route = partial(solve_route_pyomo, solver=Solver.HIGHS, canonical=True)
@@ -323,7 +329,7 @@ def test_stage_totals_are_the_served_models_outcomes(policy, allow_drop):
     schedule = make_schedule(catalog, outcomes, cfg)
     stream = make_stream(len(outcomes.samples), cfg.horizon, seed=4)
     served: list[np.ndarray] = []
-    run = run_policy(policy, outcomes, schedule, stream, cfg, np.ones(5), 1.5, np.full(5, np.nan),
+    run = run_policy(policy, outcomes, schedule, stream, cfg, np.ones(5), 1.5, np.full((2, 5), np.nan),
                      served=served)
     for k, models in enumerate(served):
         lo, hi = schedule.bounds[k], schedule.bounds[k + 1]
@@ -369,3 +375,18 @@ def test_same_seed_same_runs_and_another_seed_other_runs():
         for pa, ps in zip(a.policies, single.policies, strict=True):
             if pa.runs:
                 assert pa.runs[first].reward.tolist() == ps.runs[0].reward.tolist()
+
+
+def test_a_table_per_query_is_the_paper_and_fixed_tables_differ():
+    outcomes, catalog = small_world(4)
+    served = {}
+    for refresh in (None, 3000, 2):
+        cfg = ReplayConfig(budget=0.4, max_deployed=3, horizon=3000, stages=6, refresh=refresh)
+        schedule = make_schedule(catalog, outcomes, cfg)
+        stream = make_stream(len(outcomes.samples), cfg.horizon, seed=1)
+        out: list[np.ndarray] = []
+        run_policy(Policy.STAGEROUTE, outcomes, schedule, stream, cfg, np.ones(5), 1.5,
+                   np.full((2, 5), np.nan), served=out)
+        served[refresh] = np.concatenate(out).tolist()
+    assert served[3000] == served[None]  # at least one table per query: per query
+    assert served[2] != served[None]

@@ -3,10 +3,14 @@
     f_rad(v, n) = sqrt(gamma v / n) + gamma / n
     mu_U = clip(mean_r + 2 f_rad(v_r, n_r), 0, 1)                   (1 when n_r = 0)
     c_L  = clip(mean_c / s - 2 f_rad(v_c, n_c), c_lo, max(c_hi, mean_c / s)) * s
+    c_U  = clip(mean_c / s + 2 f_rad(v_c, n_c), c_lo, max(c_hi, mean_c / s)) * s   (budget-safe)
 
-with s the cost scale. The upper clip never goes below the observed mean: a model whose mean cost
-is above the scale (a rarely used expensive model in a log of cheap requests) keeps a bound near
-what the data say it costs, instead of looking as cheap as the scale.
+with s the cost scale. The cost radius has its own gamma (costs are far less noisy than rewards;
+gamma_c = 0 puts the plain mean in the budget row).
+
+The upper clip never goes below the observed mean: a model whose mean cost is above the scale (a
+rarely used expensive model in a log of cheap requests) keeps a bound near what the data say it
+costs, instead of looking as cheap as the scale.
 
 The scalar kernels (``reward_bound``, ``cost_bound``) are the one implementation: compiled, they
 serve replay's per-query loop; the array functions below apply them to a whole pool.
@@ -62,13 +66,17 @@ def reward_bound(mean: float, var: float, n: float, gamma: float, radius_mean: b
 
 @njit(cache=True)
 def cost_bound(mean: float, var: float, n: float, gamma: float, radius_mean: bool, scale: float,
-               lo: float, hi: float, prior: float) -> float:
-    """c_L of one model in currency; ``prior`` (or ``lo * scale`` if NaN) when untried."""
+               lo: float, hi: float, prior: float, upper: bool = False) -> float:
+    """c_L (``upper``: c_U) of one model in currency; ``prior`` when untried (if NaN: ``lo * scale``,
+    or ``hi * scale`` for the upper bound)."""
     if n <= 0:
-        return lo * scale if math.isnan(prior) else prior
+        if math.isnan(prior):
+            return (hi if upper else lo) * scale
+        return prior
     m = mean / scale
     v = _spread(m, var / (scale * scale), n, radius_mean)
-    return min(max(m - 2.0 * f_rad(v, n, gamma), lo), max(hi, m)) * scale
+    width = 2.0 * f_rad(v, n, gamma)
+    return min(max(m + width if upper else m - width, lo), max(hi, m)) * scale
 
 
 @njit(cache=True)
@@ -78,9 +86,10 @@ def _reward_bounds(mean, var, n, gamma, radius_mean, out):  # type: ignore[no-un
 
 
 @njit(cache=True)
-def _cost_bounds(mean, var, n, gamma, radius_mean, scale, lo, hi, prior, out):  # type: ignore[no-untyped-def]
+def _cost_bounds(mean, var, n, gamma, radius_mean, scale, lo, hi, prior, upper, out):  # type: ignore[no-untyped-def]
     for i in range(n.size):
-        out[i] = cost_bound(mean[i], var[i], n[i], gamma, radius_mean, scale, lo, hi, prior[i])
+        out[i] = cost_bound(mean[i], var[i], n[i], gamma, radius_mean, scale, lo, hi, prior[i],
+                            upper)
 
 
 def _floats(x: ArrayLike, size: int | None = None, fill: float = np.nan) -> NDArray[np.float64]:
@@ -103,15 +112,15 @@ def reward_ucb(mean: ArrayLike, var: ArrayLike, n: ArrayLike, gamma: float,
 
 def cost_lcb(mean: ArrayLike, var: ArrayLike, n: ArrayLike, gamma: float, scale: float,
              radius: Radius = Radius.VARIANCE, lo: float = 0.0, hi: float = 1.0,
-             untried: ArrayLike | None = None) -> NDArray[np.float64]:
-    """c_L per model (``cost_bound`` over arrays), in currency.
+             untried: ArrayLike | None = None, upper: bool = False) -> NDArray[np.float64]:
+    """c_L per model (``cost_bound`` over arrays), in currency; c_U with ``upper``.
 
     Args:
         mean, var: per-request cost mean and variance in currency.
         scale: robust upper bound of a request's cost (currency); costs are divided by it.
         lo, hi: the clip range of the normalised cost (the upper end never below the mean).
         untried: the cost bound to use where n = 0 (e.g. a price-based estimate, currency);
-            NaN entries fall back to ``lo * scale``.
+            NaN entries fall back to ``lo * scale`` (``hi * scale`` for the upper bound).
     """
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"cost scale must be finite and > 0, got {scale}")
@@ -121,5 +130,5 @@ def cost_lcb(mean: ArrayLike, var: ArrayLike, n: ArrayLike, gamma: float, scale:
     prior = _floats(untried, n_.size) if untried is not None else np.full(n_.size, np.nan)
     out = np.empty(n_.size)
     _cost_bounds(mean_, var_, n_, float(gamma), radius is Radius.MEAN, float(scale), float(lo),
-                 float(hi), prior, out)
+                 float(hi), prior, bool(upper), out)
     return out

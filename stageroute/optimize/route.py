@@ -80,14 +80,15 @@ def solve_route(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
 
 
 def build_route_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
-                      budget: float | None, allow_drop: bool = False, minimise_cost: bool = False
-                      ) -> Any:
-    """The RouteOPT LP in Pyomo (``budget=None`` drops the budget row)."""
+                      budget: float | None, allow_drop: bool = False, minimise_cost: bool = False,
+                      floor: NDArray[np.float64] | None = None) -> Any:
+    """The RouteOPT LP in Pyomo (``budget=None`` drops the budget row; ``floor``: lower bounds)."""
     import pyomo.environ as pe
 
+    low = np.zeros(u.size) if floor is None else floor
     m = pe.ConcreteModel(name="RouteOPT")
     m.I = pe.RangeSet(0, u.size - 1)
-    m.p = pe.Var(m.I, bounds=lambda _, i: (0.0, float(a[i])))
+    m.p = pe.Var(m.I, bounds=lambda _, i: (float(low[i]), float(a[i])))
     total = pe.quicksum(m.p[i] for i in m.I)
     m.simplex = pe.Constraint(expr=total <= 1.0) if allow_drop else pe.Constraint(expr=total == 1.0)
     cost = pe.quicksum(float(c[i]) * m.p[i] for i in m.I)
@@ -106,8 +107,9 @@ def read_routing(m: Any) -> NDArray[np.float64]:
 
 def solve_route_pyomo(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
                       solver: Solver = Solver.HIGHS, allow_drop: bool = False,
-                      canonical: bool = False) -> Routing:
-    """RouteOPT with Pyomo; same contract as ``solve_route``.
+                      canonical: bool = False, floor: ArrayLike | None = None) -> Routing:
+    """RouteOPT with Pyomo; same contract as ``solve_route`` (``floor``: lower bounds on p, as
+    the exploration table of ``optimize.explore`` has).
 
     Ties are broken by the solver unless ``canonical``: then two more LPs pick, among optimal
     tables, the cheapest and then the one that favours lower indices (``solve_route``'s rule
@@ -118,14 +120,15 @@ def solve_route_pyomo(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
         throughput_check(a)
     unit = cost_unit(c_money, budget)  # solver tolerances are absolute: work in O(1) units
     c, b = c_money / unit, budget / unit
+    low = None if floor is None else np.asarray(floor, dtype=np.float64)
     over = False
-    m = build_route_model(u, c, a, b, allow_drop)
+    m = build_route_model(u, c, a, b, allow_drop, floor=low)
     if not solve(m, solver):
-        cheapest = build_route_model(u, c, a, None, allow_drop, minimise_cost=True)
+        cheapest = build_route_model(u, c, a, None, allow_drop, minimise_cost=True, floor=low)
         if not solve(cheapest, solver):
             raise InfeasibleError("RouteOPT has no feasible mixture even without the budget")
-        floor = float(sum(c[i] * (cheapest.p[i].value or 0.0) for i in cheapest.I))
-        m = build_route_model(u, c, a, floor * (1 + 1e-9) + 1e-12, allow_drop)
+        least = float(sum(c[i] * (cheapest.p[i].value or 0.0) for i in cheapest.I))
+        m = build_route_model(u, c, a, least * (1 + 1e-9) + 1e-12, allow_drop, floor=low)
         if not solve(m, solver):
             raise InfeasibleError("RouteOPT fallback at the cheapest cost failed")
         over = True

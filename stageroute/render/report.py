@@ -209,7 +209,7 @@ def _evicted(plan: Plan, console: Console, notes: _Footnotes) -> None:
 
 
 def _routing(plan: Plan, console: Console) -> None:
-    rows = [(Text(_safe(console, m.model)), f"{m.probability:.4f}", f"{m.max_share:.2f}")
+    rows = [(Text(_safe(console, m.model)), f"{m.probability:.4f}", f"{m.cap:.3g}")
             for m in plan.deployment]
     if plan.config.allow_drop:
         rows.append((Text("(refused / queued)", style="dim"), f"{plan.dropped:.4f}", ""))

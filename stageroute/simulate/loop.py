@@ -1,9 +1,9 @@
 """Replay's per-query loop, compiled: serve a stream with a frozen deployed set and learn.
 
-It calls the same kernels as ``plan`` (``estimate.bounds`` for the bounds, ``optimize.kernels``
-for RouteOPT, ``estimate.stats.welford`` for the update); ``simulate.replay.reference_kernel`` is
-the same loop in plain Python around any RouteOPT solver, and tests check that both make the same
-decisions.
+It calls the same kernels as ``plan`` (``estimate.bounds`` for the bounds, ``optimize.explore``
+for the routing table, ``estimate.stats.welford`` for the update);
+``simulate.replay.reference_kernel`` is the same loop in plain Python around any RouteOPT solver,
+and tests check that both make the same decisions.
 """
 
 from __future__ import annotations
@@ -15,12 +15,22 @@ from numba import njit
 
 from stageroute.estimate.bounds import cost_bound, reward_bound
 from stageroute.estimate.stats import welford
-from stageroute.optimize.kernels import route_into, workspace
+from stageroute.optimize.explore import explore_limits, table_into
+from stageroute.optimize.kernels import workspace
 
 # Rows of the statistics array: one column per model.
 N_R, MEAN_R, M2_R, N_C, MEAN_C, M2_C = range(6)
 # Routing modes of the per-query loop.
 MODE_ROUTE, MODE_EPSILON, MODE_UNIFORM = 0, 1, 2
+# The bounds' knobs, one float array (numba takes no dataclasses): see ``knobs``.
+GAMMA, COST_GAMMA, RADIUS_MEAN, SCALE, C_LO, C_HI, COST_UPPER = range(7)
+
+
+def knobs(gamma: float, cost_gamma: float, radius_mean: bool, scale: float,
+          clip: tuple[float, float], cost_upper: bool) -> np.ndarray:
+    """The bounds' parameters in the order of the index constants above."""
+    return np.array([gamma, cost_gamma, float(radius_mean), scale, clip[0], clip[1],
+                     float(cost_upper)])
 
 
 @njit(cache=True)
@@ -30,58 +40,72 @@ def _variance(stats, row_n, j):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def model_bounds(stats, j, gamma, radius_mean, scale, lo, hi, prior):  # type: ignore[no-untyped-def]
-    """(mu_U, c_L) of model ``j`` from the statistics array."""
-    u = reward_bound(stats[MEAN_R, j], _variance(stats, N_R, j), stats[N_R, j], gamma, radius_mean)
-    c = cost_bound(stats[MEAN_C, j], _variance(stats, N_C, j), stats[N_C, j], gamma, radius_mean,
-                   scale, lo, hi, prior[j])
+def model_bounds(stats, j, kn, prior):  # type: ignore[no-untyped-def]
+    """(mu_U, cost bound) of model ``j`` from the statistics array and the knobs ``kn``."""
+    radius_mean = kn[RADIUS_MEAN] > 0
+    u = reward_bound(stats[MEAN_R, j], _variance(stats, N_R, j), stats[N_R, j], kn[GAMMA],
+                     radius_mean)
+    c = cost_bound(stats[MEAN_C, j], _variance(stats, N_C, j), stats[N_C, j], kn[COST_GAMMA],
+                   radius_mean, kn[SCALE], kn[C_LO], kn[C_HI], prior[j], kn[COST_UPPER] > 0)
     return u, c
 
 
 @njit(cache=True)
-def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, gamma, radius_mean,  # type: ignore[no-untyped-def]
-                scale, clip, budget, pace, pace_state, mode, epsilon, allow_drop, out_model,
-                out_reward, out_cost):
-    """Serve ``prompts`` with a fixed deployed set, learning from bandit feedback.
+def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, kn, budget,  # type: ignore[no-untyped-def]
+                pace, pace_state, mode, epsilon, allow_drop, share, min_samples, refresh,
+                out_model, out_reward, out_cost):
+    """Serve one stage's ``prompts`` with a fixed deployed set, learning from bandit feedback.
 
-    clip = (c_lo, c_hi) of the normalised cost bound.
+    ``refresh`` tables per stage (0: a new table for every query, the paper), each solved from the
+    statistics so far and held until the next; ``share`` and ``min_samples`` bound exploration
+    (``optimize.explore``), the floors counted over the queries left in the stage.
     pace_state = [spent so far, queries so far, horizon]: with ``pace`` the per-query budget is
     what is left of budget x horizon spread over the remaining queries.
     Writes the served model (-1 = refused), its reward and cost per query.
     """
     d = deployed.size
-    lo, hi = clip[0], clip[1]
+    n = prompts.size
     size = d + 1 if allow_drop else d
     u = np.zeros(size)
     c = np.zeros(size)
-    a = np.ones(size)
+    cap = np.ones(size)
+    floor = np.zeros(size)
     p = np.zeros(size)
+    even = np.zeros(size)
+    a2 = np.zeros(size)
+    n_r = np.zeros(d)
+    alpha_d = np.zeros(d)
     order, lam, mids, score, q, neg_u, cheap = workspace(size)
     for i in range(d):
-        a[i] = alpha[deployed[i]]
+        alpha_d[i] = alpha[deployed[i]]
         # Bounds move only for the model that served: computed once here, then per update.
-        u[i], c[i] = model_bounds(stats, deployed[i], gamma, radius_mean, scale, lo, hi, prior)
-    for t in range(prompts.size):
-        if mode == MODE_UNIFORM or (mode == MODE_EPSILON and explore[t] < epsilon):
-            for i in range(size):
-                p[i] = 1.0 / d if i < d else 0.0
-        else:
+        u[i], c[i] = model_bounds(stats, deployed[i], kn, prior)
+        even[i] = 1.0 / d
+    table = -1
+    for t in range(n):
+        uniform = mode == MODE_UNIFORM or (mode == MODE_EPSILON and explore[t] < epsilon)
+        if not uniform and (refresh <= 0 or (t * refresh) // n != table):
+            table = (t * refresh) // n if refresh > 0 else t
             b = budget
             if pace:
                 left = pace_state[2] - pace_state[1]
                 b = max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0)
-            route_into(u, c, a, b, p, order, lam, mids, score, q, neg_u, cheap)
+            for i in range(d):
+                n_r[i] = stats[N_R, deployed[i]]
+            explore_limits(n_r, alpha_d, share, min_samples, float(n - t), cap[:d], floor[:d])
+            table_into(u, c, cap, floor, b, p, a2, order, lam, mids, score, q, neg_u, cheap)
+        w = even if uniform else p
         x = draws[t]
         pick = -1
         acc = 0.0
         for i in range(d):
-            acc += p[i]
+            acc += w[i]
             if x < acc:
                 pick = i
                 break
         if pick < 0 and not allow_drop:
             pick = d - 1
-            while pick > 0 and p[pick] <= 0.0:
+            while pick > 0 and w[pick] <= 0.0:
                 pick -= 1
         if pick < 0:
             out_model[t] = -1
@@ -94,7 +118,7 @@ def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, ga
             cost = C[s, j]
             welford(stats, N_R, j, r)
             welford(stats, N_C, j, cost)
-            u[pick], c[pick] = model_bounds(stats, j, gamma, radius_mean, scale, lo, hi, prior)
+            u[pick], c[pick] = model_bounds(stats, j, kn, prior)
             out_model[t] = j
             out_reward[t] = r
             out_cost[t] = cost

@@ -21,10 +21,17 @@ from numpy.typing import NDArray
 from stageroute.config import SharedConfig
 from stageroute.errors import BadDataError, UsageError
 from stageroute.estimate.bounds import cost_lcb, reward_ucb
+from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.estimate.stats import welford
 from stageroute.inputs.catalog import Window, load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, available_mask, load_outcomes, to_matrix
-from stageroute.optimize.deploy import Deployment, solve_deploy, solve_deploy_exhaustive
+from stageroute.optimize.deploy import (
+    Deployment,
+    preference_order,
+    solve_deploy,
+    solve_deploy_exhaustive,
+)
+from stageroute.optimize.explore import deploy_caps, explorable, explore_limits
 from stageroute.optimize.route import Routing, solve_route
 from stageroute.options import Policy, Radius, iso_date
 from stageroute.render.output import iso_utc, json_number
@@ -41,7 +48,11 @@ MAX_SEED = 2**63 - 1
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplayConfig(SharedConfig):
-    """What to simulate; validated on construction (``stages`` None: round(T^(1/3)))."""
+    """What to simulate; validated on construction (``stages`` None: round(T^(1/3))).
+
+    ``refresh``: routing tables per stage, each held fixed until the next (None: a new table for
+    every query, the paper's setting).
+    """
 
     horizon: int = 100_000
     stages: int | None = None
@@ -51,9 +62,13 @@ class ReplayConfig(SharedConfig):
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     first_seed: int = 0
+    refresh: int | None = None
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
+        if self.refresh is not None and not 1 <= self.refresh <= self.horizon:
+            raise UsageError(f"--refresh must be 'query' or an integer in [1, --horizon "
+                             f"{self.horizon}], got {self.refresh}; give e.g. --refresh 7")
         if not 1 <= self.horizon <= MAX_HORIZON:
             raise UsageError(f"--horizon must be an integer in [1, {MAX_HORIZON:,}], got "
                              f"{self.horizon}; give e.g. --horizon 100000")
@@ -215,18 +230,19 @@ class Run:
 
 def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stream: Stream,
                config: ReplayConfig, alpha: NDArray[np.float64], scale: float,
-               prior: NDArray[np.float64], kernel: Callable[..., None] | None = None,
+               prices: NDArray[np.float64], kernel: Callable[..., None] | None = None,
                served: list[NDArray[np.int64]] | None = None) -> Run:
     """Simulate one learning policy on one stream with bandit feedback.
 
-    ``kernel`` replaces the compiled per-query loop (the reference loops in tests); ``served``,
-    if given, receives the served model of every query, stage by stage.
+    ``prices`` [2, N]: list prices in and out per model (NaN: unknown), which price untried
+    models (``estimate.prior``). ``kernel`` replaces the compiled per-query loop (the reference
+    loops in tests); ``served``, if given, receives the served model of every query, stage by stage.
     """
     kernel = kernel or compiled.run_queries
     n_models = len(outcomes.models)
     k_stages = schedule.pools.shape[0]
     stats = np.zeros((6, n_models))
-    gamma = 0.0 if policy in (Policy.GREEDY, Policy.EPSILON) else float(config.gamma)
+    kn = policy_knobs(policy, config, scale)
     mode = {Policy.EPSILON: compiled.MODE_EPSILON, Policy.UNIFORM: compiled.MODE_UNIFORM}.get(
         policy, compiled.MODE_ROUTE)
     pace_state = np.array([0.0, 0.0, float(config.horizon)])
@@ -237,25 +253,19 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
     over: list[bool] = []
     current: tuple[int, ...] = ()
     for k in range(k_stages):
-        pool = schedule.pools[k]
-        frozen = policy is Policy.STATIC and k >= 2
-        kept = tuple(j for j in current if pool[j])
-        if frozen and kept and alpha[list(kept)].sum() >= 1.0 - 1e-12:
-            current = kept  # static: never re-plan, only drop models that left the pool
-        else:
-            idx = np.flatnonzero(pool)
-            u, c = bounds_of(stats, idx, gamma, config.radius, scale, prior, config.cost_clip)
-            dep = _deploy(u, c, alpha[idx], config)
-            current = tuple(int(j) for j in idx[dep.chosen])
         lo, hi = schedule.bounds[k], schedule.bounds[k + 1]
+        prior = price_cost(prices[0], prices[1], typical_tokens(
+            stats[compiled.MEAN_C], stats[compiled.N_C], prices[0], prices[1]))
+        current = _stage_set(policy, k, current, schedule.pools[k], stats, kn, prior, alpha,
+                             config, float(hi - lo))
         out_model = np.empty(hi - lo, dtype=np.int64)
         out_reward = np.empty(hi - lo)
         out_cost = np.empty(hi - lo)
         kernel(
             np.array(current, dtype=np.int64), alpha, stream.prompts[lo:hi], stream.draws[lo:hi],
-            stream.explore[lo:hi], outcomes.reward, outcomes.cost, stats, prior, gamma,
-            config.radius is Radius.MEAN, scale, np.array(config.cost_clip), config.budget,
-            policy is Policy.PACED, pace_state, mode, config.epsilon, config.allow_drop, out_model,
+            stream.explore[lo:hi], outcomes.reward, outcomes.cost, stats, prior, kn, config.budget,
+            policy is Policy.PACED, pace_state, mode, config.epsilon, config.allow_drop,
+            config.canary_share, float(config.min_samples), config.refresh or 0, out_model,
             out_reward, out_cost,
         )
         if served is not None:
@@ -264,17 +274,42 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
         cost[k] = out_cost.sum()
         dropped[k] = int((out_model < 0).sum())
         deployed.append(current)
-        u_d, c_d = bounds_of(stats, np.array(current), gamma, config.radius, scale, prior,
-                             config.cost_clip)
+        u_d, c_d = bounds_of(stats, np.array(current), kn, prior)
         over.append(False if mode == compiled.MODE_UNIFORM else bool(
             solve_route(u_d, c_d, alpha[list(current)], config.budget, config.allow_drop).over_budget))
     return Run(reward, cost, dropped, tuple(deployed), tuple(over))
 
 
-def bounds_of(stats: NDArray[np.float64], idx: NDArray[np.int64], gamma: float, radius: Radius,
-              scale: float, prior: NDArray[np.float64], clip: tuple[float, float] = (0.0, 1.0),
-              ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Reward UCB and cost LCB of models ``idx`` from the replay's statistics array.
+def policy_knobs(policy: Policy, config: ReplayConfig, scale: float) -> NDArray[np.float64]:
+    """The bounds' knobs of a policy: greedy ones use the plain means (gamma 0)."""
+    gamma = 0.0 if policy in (Policy.GREEDY, Policy.EPSILON) else float(config.gamma)
+    cost_gamma = 0.0 if gamma == 0.0 else config.resolve_cost_gamma(gamma)
+    return compiled.knobs(gamma, cost_gamma, config.radius is Radius.MEAN, scale,
+                          config.cost_clip, config.budget_safe)
+
+
+def _stage_set(policy: Policy, k: int, current: tuple[int, ...], pool: NDArray[np.bool_],
+               stats: NDArray[np.float64], kn: NDArray[np.float64], prior: NDArray[np.float64],
+               alpha: NDArray[np.float64], config: ReplayConfig, queries: float) -> tuple[int, ...]:
+    """The deployed set of stage ``k``: DeployOPT on the current bounds, then the under-sampled
+    models that cannot be explored in the stage left out (``static`` freezes it after stage 2)."""
+    kept = tuple(j for j in current if pool[j])
+    if policy is Policy.STATIC and k >= 2 and kept and alpha[list(kept)].sum() >= 1.0 - 1e-12:
+        return kept  # static: never re-plan, only drop models that left the pool
+    idx = np.flatnonzero(pool)
+    u, c = bounds_of(stats, idx, kn, prior)
+    n_r = stats[compiled.N_R, idx]
+    caps = deploy_caps(n_r, alpha[idx], config.canary_share, float(config.min_samples))
+    dep = _deploy(u, c, caps, config)
+    chosen = np.array([i for i in preference_order(u, c) if dep.chosen[i]], dtype=np.int64)
+    final, _ = explorable(idx[chosen], stats[compiled.N_R], alpha, config.canary_share,
+                          float(config.min_samples), queries)
+    return tuple(sorted(int(j) for j in final))
+
+
+def bounds_of(stats: NDArray[np.float64], idx: NDArray[np.int64], kn: NDArray[np.float64],
+              prior: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Reward and cost bounds of models ``idx`` from the replay's statistics array.
 
     gamma = 0 gives the plain means (greedy), untried models staying optimistic.
     """
@@ -282,9 +317,11 @@ def bounds_of(stats: NDArray[np.float64], idx: NDArray[np.int64], gamma: float, 
     with np.errstate(divide="ignore", invalid="ignore"):
         var_r = np.where(s[compiled.N_R] > 0, s[compiled.M2_R] / s[compiled.N_R], np.nan)
         var_c = np.where(s[compiled.N_C] > 0, s[compiled.M2_C] / s[compiled.N_C], np.nan)
-    u = reward_ucb(s[compiled.MEAN_R], var_r, s[compiled.N_R], gamma, radius)
-    c = cost_lcb(s[compiled.MEAN_C], var_c, s[compiled.N_C], gamma, scale, radius, clip[0], clip[1],
-                 untried=prior[idx])
+    radius = Radius.MEAN if kn[compiled.RADIUS_MEAN] > 0 else Radius.VARIANCE
+    u = reward_ucb(s[compiled.MEAN_R], var_r, s[compiled.N_R], kn[compiled.GAMMA], radius)
+    c = cost_lcb(s[compiled.MEAN_C], var_c, s[compiled.N_C], kn[compiled.COST_GAMMA],
+                 kn[compiled.SCALE], radius, kn[compiled.C_LO], kn[compiled.C_HI],
+                 untried=prior[idx], upper=bool(kn[compiled.COST_UPPER] > 0))
     return u, c
 
 
@@ -292,32 +329,33 @@ def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
     """The per-query loop in plain Python around ``route_fn`` (``solve_route`` or Pyomo).
 
     Same signature and semantics as ``compiled.run_queries``: tests check that the compiled loop
-    makes exactly the decisions of this one.
+    makes exactly the decisions of this one. The exploration floors enter as in
+    ``optimize.explore``: RouteOPT on the traffic above the floors.
     """
-    def run(deployed, alpha, prompts, draws, explore, R, C, stats, prior, gamma, radius_mean,  # type: ignore[no-untyped-def]
-            scale, clip, budget, pace, pace_state, mode, epsilon, allow_drop, out_model, out_reward,
-            out_cost) -> None:
-        radius = Radius.MEAN if radius_mean else Radius.VARIANCE
-        d = deployed.size
-        for t in range(prompts.size):
-            if mode == compiled.MODE_UNIFORM or (mode == compiled.MODE_EPSILON
-                                                and explore[t] < epsilon):
-                p = np.full(d, 1.0 / d)
-            else:
-                u, c = bounds_of(stats, deployed, gamma, radius, scale, prior, (clip[0], clip[1]))
+    def run(deployed, alpha, prompts, draws, explore, R, C, stats, prior, kn, budget,  # type: ignore[no-untyped-def]
+            pace, pace_state, mode, epsilon, allow_drop, share, min_samples, refresh, out_model,
+            out_reward, out_cost) -> None:
+        d, n = deployed.size, prompts.size
+        p, table = np.full(d, 1.0 / d), -1
+        for t in range(n):
+            uniform = mode == compiled.MODE_UNIFORM or (mode == compiled.MODE_EPSILON
+                                                        and explore[t] < epsilon)
+            if not uniform and (refresh <= 0 or (t * refresh) // n != table):
+                table = (t * refresh) // n if refresh > 0 else t
                 b = budget
                 if pace:
                     left = pace_state[2] - pace_state[1]
                     b = max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0)
-                p = route_fn(u, c, alpha[deployed], b, allow_drop).probability
-            acc = np.cumsum(p)
-            hits = np.flatnonzero(draws[t] < acc)
+                p = _reference_table(route_fn, stats, deployed, alpha, kn, prior, b, share,
+                                     min_samples, float(n - t), allow_drop)
+            w = np.full(d, 1.0 / d) if uniform else p
+            hits = np.flatnonzero(draws[t] < np.cumsum(w))
             if hits.size:
                 pick = int(hits[0])
             elif allow_drop:
                 pick = -1
             else:
-                pick = int(np.flatnonzero(p > 0)[-1]) if (p > 0).any() else d - 1
+                pick = int(np.flatnonzero(w > 0)[-1]) if (w > 0).any() else d - 1
             if pick < 0:
                 out_model[t], out_reward[t], out_cost[t] = -1, 0.0, 0.0
             else:
@@ -329,6 +367,30 @@ def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
                 pace_state[0] += cost
             pace_state[1] += 1.0
     return run
+
+
+def _reference_table(route_fn: Callable[..., Routing], stats: NDArray[np.float64],
+                     deployed: NDArray[np.int64], alpha: NDArray[np.float64],
+                     kn: NDArray[np.float64], prior: NDArray[np.float64], budget: float,
+                     share: float, min_samples: float, queries: float, allow_drop: bool,
+                     ) -> NDArray[np.float64]:
+    u, c = bounds_of(stats, deployed, kn, prior)
+    cap, floor = np.empty(deployed.size), np.empty(deployed.size)
+    explore_limits(stats[compiled.N_R, deployed].astype(np.float64), alpha[deployed], share,
+                   min_samples, queries, cap, floor)
+    held = float(floor.sum())
+    if held <= 0:
+        p: NDArray[np.float64] = route_fn(u, c, cap, budget, allow_drop).probability
+        return p
+    rest = 1.0 - held
+    if rest <= 1e-12:
+        return np.asarray(floor / held, dtype=np.float64)
+    q = route_fn(u, c, (cap - floor) / rest, (budget - float(floor @ c)) / rest, allow_drop)
+    if q.over_budget:  # exploration yields to the budget
+        free = route_fn(u, c, cap, budget, allow_drop)
+        if not free.over_budget:
+            return np.asarray(free.probability, dtype=np.float64)
+    return np.asarray(floor + rest * q.probability, dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +488,19 @@ def _alpha(outcomes: OutcomeMatrix, catalog: pl.DataFrame) -> NDArray[np.float64
     return info["max_share"].to_numpy()[[order[m] for m in outcomes.models]].astype(np.float64)
 
 
+def _prices(outcomes: OutcomeMatrix, catalog: pl.DataFrame) -> NDArray[np.float64]:
+    """[2, N] list prices (in, out; USD per million tokens) of the outcome models, NaN if unknown."""
+    prices = np.full((2, len(outcomes.models)), np.nan)
+    if not {"usd_per_mtok_in", "usd_per_mtok_out"} <= set(catalog.columns):
+        return prices
+    rows = dict(zip(catalog["model"], zip(catalog["usd_per_mtok_in"], catalog["usd_per_mtok_out"],
+                                           strict=True), strict=True))
+    for j, m in enumerate(outcomes.models):
+        p_in, p_out = rows[m]
+        prices[:, j] = [np.nan if p_in is None else p_in, np.nan if p_out is None else p_out]
+    return prices
+
+
 def _oracle(outcomes: OutcomeMatrix, schedule: Schedule, config: ReplayConfig,
             alpha: NDArray[np.float64]) -> list[StageValue]:
     """The oracle's set and value per stage (stages with the same pool are solved once)."""
@@ -471,7 +546,7 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
     alpha = _alpha(outcomes, catalog)
     schedule = make_schedule(catalog, outcomes, config)
     scale = config.cost_scale or float(np.quantile(outcomes.cost, 0.999)) or 1.0
-    prior = np.full(len(outcomes.models), np.nan)  # outcome tables carry no token counts
+    prices = _prices(outcomes, catalog)
     oracle = _oracle(outcomes, schedule, config, alpha)
     sizes = np.diff(schedule.bounds).astype(np.float64)
     oracle_total = float(sum(v.value * n for v, n in zip(oracle, sizes, strict=True)))
@@ -483,7 +558,7 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
         stream = make_stream(len(outcomes.samples), config.horizon, seed)
         for learner in learning:
             runs[learner].append(run_policy(learner, outcomes, schedule, stream, config, alpha,
-                                            scale, prior))
+                                            scale, prices))
             done += 1
             if progress:
                 progress(done, config.seeds * len(learning))

@@ -1,0 +1,170 @@
+"""The routing table a gateway executes: RouteOPT with exploration in a bounded slice (SPEC 2a).
+
+A table is held fixed for hours or a week, so optimism (mu_U = 1 for an untried model) must not
+hand an unknown model most of the traffic. The models of the deployed set with fewer than
+``min_samples`` rewards (under-sampled) share an exploration slice:
+
+- caps: each under-sampled model gets at most min(max_share, share / #under-sampled), when the set
+  also has well-sampled models to carry the rest (``share`` >= 1 is the paper: no cap; a set of
+  only under-sampled models, the cold start, has nothing else to route to). Caps that would leave
+  the set unable to carry all traffic are lifted;
+- floors: each under-sampled model gets at least the traffic it needs to reach ``min_samples`` in
+  the ``queries`` the table will serve, (min_samples - n) / queries, within its cap, so that a
+  model deployed to be explored is explored (and a deployed model does not sit at 0), unless the
+  floors alone break a budget that the table could meet without them.
+
+The table is then the exact RouteOPT with those bounds, l <= p <= a: with q = (p - l) / (1 - sum l)
+it is RouteOPT on caps (a - l) / (1 - sum l) and budget (b - c.l) / (1 - sum l), solved by the one
+kernel (``kernels.route_into``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from stageroute.optimize.kernels import Floats, Ints, dot, route_into, workspace
+from stageroute.optimize.route import Routing, throughput_check
+
+
+@njit(cache=True)
+def explore_limits(n_r: Floats, alpha: Floats, share: float, min_samples: float, queries: float,
+                   cap: Floats, floor: Floats) -> int:
+    """Caps and floors of the deployed models (see the module); returns #under-sampled."""
+    d = n_r.size
+    under = 0
+    for i in range(d):
+        cap[i] = alpha[i]
+        floor[i] = 0.0
+        if n_r[i] < min_samples:
+            under += 1
+    if share >= 1.0 or under == 0:
+        return under
+    if under < d:
+        total = 0.0
+        for i in range(d):
+            if n_r[i] < min_samples:
+                cap[i] = min(alpha[i], share / under)
+            total += cap[i]
+        if total < 1.0:
+            for i in range(d):
+                cap[i] = alpha[i]
+    need = 0.0
+    for i in range(d):
+        if n_r[i] < min_samples:
+            floor[i] = min(cap[i], (min_samples - n_r[i]) / max(queries, 1.0))
+            need += floor[i]
+    if need > 1.0:
+        for i in range(d):
+            floor[i] /= need
+    return under
+
+
+@njit(cache=True)
+def table_into(u: Floats, c: Floats, cap: Floats, floor: Floats, budget: float, p: Floats,
+               a2: Floats, order: Ints, lam: Floats, mids: Floats, score: Floats, q: Floats,
+               neg_u: Floats, cheap: Floats) -> bool:
+    """Exact RouteOPT with floor <= p <= cap into ``p``; True if over budget (see the module).
+
+    Exploration yields to the budget: when the floors make the budget unreachable but the table
+    without them meets it, the floors are set to 0 (in ``floor`` too) and that table is used.
+    ``a2`` is scratch of the options' size; the others are ``kernels.workspace``'s.
+    """
+    n = u.size
+    held = 0.0
+    for i in range(n):
+        held += floor[i]
+    if held <= 0.0:
+        return route_into(u, c, cap, budget, p, order, lam, mids, score, q, neg_u, cheap)
+    rest = 1.0 - held
+    if rest <= 1e-12:
+        for i in range(n):
+            p[i] = floor[i] / held
+        return dot(p, c) > budget * (1.0 + 1e-12)
+    for i in range(n):
+        a2[i] = (cap[i] - floor[i]) / rest
+    over = route_into(u, c, a2, (budget - dot(floor, c)) / rest, p, order, lam, mids, score, q,
+                      neg_u, cheap)
+    if over:  # exploration yields to the budget: without the floors, can the table meet it?
+        if not route_into(u, c, cap, budget, p, order, lam, mids, score, q, neg_u, cheap):
+            for i in range(n):
+                floor[i] = 0.0
+            return False
+        over = route_into(u, c, a2, (budget - dot(floor, c)) / rest, p, order, lam, mids, score,
+                          q, neg_u, cheap)
+    for i in range(n):
+        p[i] = floor[i] + rest * p[i]
+    return over
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A routing table over a deployed set with the exploration bounds it was solved under."""
+
+    routing: Routing
+    cap: Floats  # per deployed model
+    floor: Floats
+    under: int  # under-sampled models in the set
+
+
+def solve_table(u: Floats, c: Floats, alpha: Floats, n_r: Floats, budget: float, share: float,
+                min_samples: float, queries: float, allow_drop: bool = False) -> Table:
+    """The exploration-aware table over a deployed set (``n_r``: the models' reward counts;
+    ``queries``: the requests the table will serve).
+
+    Raises:
+        InfeasibleError: the caps sum to less than 1 (without ``allow_drop``).
+    """
+    d = u.size
+    cap, floor = np.empty(d), np.empty(d)
+    under = explore_limits(np.asarray(n_r, dtype=np.float64), alpha, float(share),
+                           float(min_samples), float(queries), cap, floor)
+    uu, cc, aa, ff = u, c, cap, floor
+    if allow_drop:  # the null option: reward 0, cost 0, any share, never a floor
+        uu, cc, aa, ff = np.append(u, 0.0), np.append(c, 0.0), np.append(cap, 1.0), np.append(floor, 0.0)
+    throughput_check(aa)
+    size = uu.size
+    p = np.zeros(size)
+    over = bool(table_into(uu, cc, aa, ff, float(budget), p, np.empty(size), *workspace(size)))
+    q = p[:d]
+    routing = Routing(q, dot(q, u), dot(q, c), over, float(p[d]) if allow_drop else 0.0)
+    return Table(routing, cap, ff[:d].copy(), under)  # floors yielded to the budget are 0
+
+
+def deploy_caps(n_r: Floats, alpha: Floats, share: float, min_samples: float) -> Floats:
+    """The caps DeployOPT sees over a pool: an under-sampled model carries at most ``share``
+    (when the pool has a well-sampled model to carry the rest)."""
+    under = n_r < min_samples
+    if share >= 1.0 or under.all() or not under.any():
+        return alpha
+    return np.where(under, np.minimum(alpha, share), alpha)
+
+
+def explorable(chosen: Ints, n_r: Floats, alpha: Floats, share: float, min_samples: float,
+               queries: float) -> tuple[Ints, Ints]:
+    """(kept, dropped): the deployed set without the under-sampled models that cannot reach
+    ``min_samples`` within ``queries`` requests under their exploration cap.
+
+    ``chosen`` lists pool indices in preference order (most preferred first); the least
+    preferred under-sampled model goes first, until every one left can be explored. A model is
+    never dropped when the rest could not carry all traffic (their max_share sum below 1).
+    """
+    kept = [int(j) for j in chosen]
+    dropped: list[int] = []
+    while share < 1.0:
+        idx = np.array(kept, dtype=np.int64)
+        cap, floor = np.empty(idx.size), np.empty(idx.size)
+        explore_limits(n_r[idx].astype(np.float64), alpha[idx], share, min_samples, 1e300, cap,
+                       floor)
+        short = [k for k, j in enumerate(kept)
+                 if n_r[j] < min_samples and (min_samples - n_r[j]) > cap[k] * queries]
+        if not short:
+            break
+        k = short[-1]
+        rest = np.delete(idx, k)
+        if rest.size == 0 or alpha[rest].sum() < 1.0 - 1e-12:
+            break
+        dropped.append(kept.pop(k))
+    return np.array(kept, dtype=np.int64), np.array(dropped, dtype=np.int64)

@@ -1,0 +1,109 @@
+"""The exploration-aware routing table (optimize.explore) and the price prior (estimate.prior)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stageroute.estimate.prior import price_cost, typical_tokens
+from stageroute.optimize.explore import deploy_caps, explorable, explore_limits, solve_table
+from stageroute.optimize.route import solve_route_pyomo
+from stageroute.options import Solver
+
+
+def limits(n_r, alpha, share, min_samples, queries):
+    cap, floor = np.empty(len(n_r)), np.empty(len(n_r))
+    under = explore_limits(np.array(n_r, float), np.array(alpha, float), share, min_samples,
+                           queries, cap, floor)
+    return cap, floor, under
+
+
+def test_under_sampled_models_share_the_slice_and_get_their_floors():
+    cap, floor, under = limits([500, 0, 3], [1, 1, 1], 0.3, 20, 1000)
+    assert under == 2
+    assert cap.tolist() == [1.0, 0.15, 0.15]
+    assert floor.tolist() == pytest.approx([0.0, 20 / 1000, 17 / 1000])
+
+
+def test_share_one_is_the_paper_and_cold_start_has_no_cap():
+    cap, floor, _ = limits([500, 0], [1, 1], 1.0, 20, 1000)
+    assert cap.tolist() == [1, 1] and floor.tolist() == [0, 0]
+    cap, floor, under = limits([0, 0], [1, 1], 0.3, 20, 1000)
+    assert under == 2 and cap.tolist() == [1, 1] and floor.tolist() == [0.02, 0.02]
+
+
+def test_caps_are_lifted_when_the_rest_cannot_carry_the_traffic():
+    cap, _, _ = limits([500, 0], [0.6, 1.0], 0.3, 20, 1000)
+    assert cap.tolist() == [0.6, 1.0]
+
+
+def test_floors_never_exceed_caps_nor_sum_above_one():
+    cap, floor, _ = limits([500, 0, 0], [1, 1, 1], 0.3, 20, 10)
+    assert (floor <= cap + 1e-15).all() and floor.sum() <= 1 + 1e-12
+    _, floor, _ = limits([0, 0, 0], [1, 1, 1], 0.3, 20, 5)
+    assert floor.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_table_equals_the_pyomo_lp_with_the_same_caps_and_floors(seed):
+    rng = np.random.default_rng(seed)
+    d = int(rng.integers(2, 7))
+    u = rng.uniform(0.2, 1.0, d)
+    c = rng.uniform(0.0, 1.0, d)
+    n_r = rng.choice([0, 5, 50, 500], d).astype(float)
+    alpha = np.where(rng.random(d) < 0.3, rng.uniform(0.3, 1.0, d), 1.0)
+    if alpha.sum() < 1:
+        alpha[0] = 1.0
+    budget = float(rng.uniform(0.05, 0.9))
+    drop = bool(rng.random() < 0.2)
+    table = solve_table(u, c, alpha, n_r, budget, 0.3, 20, float(rng.integers(30, 3000)), drop)
+    p = table.routing.probability
+    assert (p >= table.floor - 1e-12).all() and (p <= table.cap + 1e-12).all()
+    ref = solve_route_pyomo(u, c, table.cap, budget, Solver.HIGHS, drop, floor=table.floor)
+    assert ref.over_budget == table.routing.over_budget
+    if table.routing.over_budget:
+        assert table.routing.cost == pytest.approx(ref.cost, rel=1e-6, abs=1e-9)
+    else:
+        assert table.routing.objective == pytest.approx(ref.objective, abs=1e-7)
+        assert table.routing.cost <= budget * (1 + 1e-9)
+
+
+def test_deploy_caps_only_bind_when_a_well_sampled_model_exists():
+    alpha = np.array([1.0, 1.0, 0.2])
+    assert deploy_caps(np.array([50.0, 0, 0]), alpha, 0.3, 20).tolist() == [1.0, 0.3, 0.2]
+    assert deploy_caps(np.array([0.0, 0, 0]), alpha, 0.3, 20).tolist() == alpha.tolist()
+    assert deploy_caps(np.array([50.0, 0, 0]), alpha, 1.0, 20).tolist() == alpha.tolist()
+
+
+def test_a_model_the_stage_cannot_explore_is_not_deployed():
+    n_r = np.array([500.0, 0.0, 0.0, 10.0])
+    alpha = np.ones(4)
+    # 100 requests: a share of 0.3 over three under-sampled models is 10 each; the untried ones
+    # need 20, so the least preferred goes (2); then 15 each is still short of 20 for model 1
+    kept, dropped = explorable(np.array([0, 1, 2, 3]), n_r, alpha, 0.3, 20, 100)
+    assert dropped.tolist() == [2, 1] and kept.tolist() == [0, 3]
+    # enough traffic: everybody stays
+    kept, dropped = explorable(np.array([0, 1, 2, 3]), n_r, alpha, 0.3, 20, 1000)
+    assert dropped.size == 0
+    # the paper's setting never drops
+    _, dropped = explorable(np.array([0, 1, 2]), n_r, alpha, 1.0, 20, 10)
+    assert dropped.size == 0
+
+
+def test_typical_tokens_recover_the_tokens_behind_the_costs():
+    rng = np.random.default_rng(3)
+    p_in, p_out = rng.uniform(0.1, 10, 6), rng.uniform(0.1, 30, 6)
+    cost = (p_in * 800 + p_out * 300) / 1e6
+    t_in, t_out = typical_tokens(cost, np.full(6, 40.0), p_in, p_out)
+    assert (t_in, t_out) == pytest.approx((800, 300), rel=1e-9)
+    prior = price_cost(np.array([2.0, np.nan]), np.array([4.0, 1.0]), (t_in, t_out))
+    assert prior[0] == pytest.approx((2 * 800 + 4 * 300) / 1e6) and np.isnan(prior[1])
+
+
+def test_typical_tokens_need_a_tried_priced_model():
+    nan = np.array([np.nan])
+    assert typical_tokens(np.array([0.001]), np.array([0.0]), np.ones(1), np.ones(1)) is None
+    assert typical_tokens(np.array([0.001]), np.array([9.0]), nan, nan) is None
+    # one model: the split is not identified, tokens split evenly
+    assert typical_tokens(np.array([0.002]), np.array([9.0]), np.ones(1), np.ones(1)) == \
+        pytest.approx((1000, 1000))
