@@ -52,9 +52,29 @@ def test_bench_replay_kernels_run(routerbench: Path) -> None:
     assert bench_replay.loop_only(matrix, 3, horizon=2000) > 0
 
 
-@pytest.mark.parametrize("script", ["bench_replay.py", "routerbench_results.py"])
+@pytest.mark.parametrize("script", ["bench_replay.py", "deployed_results.py", "scenarios.py"])
 def test_benchmark_scripts_import(script: str) -> None:
     code = f"import runpy; runpy.run_path({str(BENCH / script)!r}, run_name='not_main')"
     result = subprocess.run([sys.executable, "-c", code], cwd=BENCH, capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_synthetic_scenario_replays() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import scenarios
+    finally:
+        sys.path.remove(str(BENCH))
+    from stageroute.options import Policy
+    from stageroute.simulate.replay import ReplayConfig, replay
+
+    for name, make in scenarios.SCENARIOS.items():
+        matrix, catalog = make(0)
+        cfg = ReplayConfig(budget=0.3, relative_budget=True, max_deployed=3, horizon=3000,
+                           stages=6, refresh=3, policies=(Policy.ORACLE, Policy.STAGEROUTE))
+        result = replay(matrix, catalog, cfg)
+        ours = next(p for p in result.policies if p.policy is Policy.STAGEROUTE)
+        assert 0 < ours.mean_reward <= 1 and ours.cost_over_budget < 1.5, name
+        # arrivals happen during the run: the last stage's pool is larger than the first's
+        assert result.schedule.pools[-1].sum() > result.schedule.pools[0].sum(), name

@@ -1,0 +1,115 @@
+"""The README's "Results as deployed": the default policy judged at equal cost (SPEC 8), per query
+(the paper) and with fixed tables (as a gateway runs a plan), on both shared tables and on
+synthetic worlds; then the levers the defaults were chosen from.
+
+    python benchmarks/deployed_results.py             # T=30,000, 30 stages, 5 seeds
+    python benchmarks/deployed_results.py --quick     # 3 seeds, shared tables only
+
+Reads ../shared/data/routerbench and ../shared/data/mmlupro (outside the repository).
+Cells: suboptimality at cost [95% interval] (realised cost / budget). Targets of issue 8: cost /
+budget <= 1.02; suboptimality at cost below 2% (0.3) and 1% (0.7) on RouterBench, below 3% and 2%
+on MMLU-Pro.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scenarios import SCENARIOS  # noqa: E402
+
+from stageroute.inputs.catalog import load_catalog  # noqa: E402
+from stageroute.inputs.outcomes import load_outcomes, to_matrix  # noqa: E402
+from stageroute.options import Policy  # noqa: E402
+from stageroute.simulate.replay import PolicySummary, ReplayConfig, replay  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+TARGETS = {("routerbench", 0.3): 0.02, ("routerbench", 0.7): 0.01,
+           ("mmlupro", 0.3): 0.03, ("mmlupro", 0.7): 0.02}
+BASELINES = (Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON, Policy.UNIFORM)
+
+
+def shared(name: str):  # type: ignore[no-untyped-def]
+    return (to_matrix(load_outcomes(SHARED / name / "outcomes.parquet")),
+            load_catalog(SHARED / name / "catalog.csv"))
+
+
+def cell(p: PolicySummary) -> str:
+    ci = p.ci95.get("suboptimality_at_cost")
+    interval = f" [{ci[0]:.2%}, {ci[1]:.2%}]" if ci is not None else " (no interval)"
+    return f"{p.suboptimality_at_cost:.2%}{interval} ({p.cost_over_budget:.3f})"
+
+
+def run(world, rel: float, refresh: int | None, seeds: int, **options):  # type: ignore[no-untyped-def]
+    matrix, catalog = world
+    cfg = ReplayConfig(budget=rel, relative_budget=True, max_deployed=3, horizon=30_000,
+                       stages=30, seeds=seeds, refresh=refresh, **options)
+    return {p.policy: p for p in replay(matrix, catalog, cfg).policies}
+
+
+def grid(worlds: dict, seeds: int) -> None:  # type: ignore[type-arg]
+    print("| data | rel. budget | refresh | oracle reward/query | stageroute (default) "
+          "| best baseline at equal cost | target met |")
+    print("|---|---|---|---|---|---|---|")
+    for name, world in worlds.items():
+        for rel in (0.3, 0.7):
+            for refresh in (None, 7):
+                res = run(world, rel, refresh, seeds, policies=tuple(Policy))
+                ours = res[Policy.STAGEROUTE]
+                best = min((res[b] for b in BASELINES), key=lambda p: p.suboptimality_at_cost)
+                target = TARGETS.get((name, rel))
+                met = "" if target is None else (
+                    "yes" if ours.suboptimality_at_cost < target and ours.cost_over_budget <= 1.02
+                    and all(ours.suboptimality_at_cost <= res[b].suboptimality_at_cost
+                            for b in BASELINES) else "no")
+                print(f"| {name} | {rel} | {refresh or 'query'} | "
+                      f"{res[Policy.ORACLE].mean_reward:.4f} | {cell(ours)} | {best.policy}: "
+                      f"{cell(best)} | {met} |", flush=True)
+
+
+LEVERS = {
+    "default": {},
+    "paper exploration (--canary-share 1)": {"canary_share": 1.0},
+    "cost radius = reward radius": {"cost_gamma": None},
+    "budget-safe (cost upper bounds)": {"budget_safe": True},
+    "gamma 1 (the previous default)": {"gamma": 1.0},
+    "min-samples 10": {"min_samples": 10},
+}
+
+
+def levers(worlds: dict, seeds: int) -> None:  # type: ignore[type-arg]
+    names = list(worlds)
+    print("| variant | " + " | ".join(f"{n} 0.3 / 7 tables" for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label, options in LEVERS.items():
+        row = [cell(run(worlds[n], 0.3, 7, seeds, policies=(Policy.ORACLE, Policy.STAGEROUTE),
+                        **options)[Policy.STAGEROUTE]) for n in names]
+        print(f"| {label} | " + " | ".join(row) + " |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seeds", type=int, default=None)
+    args = parser.parse_args()
+    seeds = args.seeds or (3 if args.quick else 5)
+    t0 = time.perf_counter()
+    worlds = {"routerbench": shared("routerbench"), "mmlupro": shared("mmlupro")}
+    print(f"## Shared tables (T=30,000, 30 stages, M_max 3, {seeds} seeds)\n")
+    grid(worlds, seeds)
+    if not args.quick:
+        print(f"\n## Synthetic worlds (benchmarks/scenarios.py, {seeds} seeds)\n")
+        grid({name: make(0) for name, make in SCENARIOS.items()}, seeds)
+        print(f"\n## Levers (relative budget 0.3, 7 tables per stage, {seeds} seeds)\n")
+        levers({**worlds, "pricey-new": SCENARIOS["pricey-new"](0)}, seeds)
+    print(f"\n(took {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
+
