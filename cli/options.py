@@ -41,3 +41,14 @@ Output = Annotated[Path | None, typer.Option(
     help="Also write the JSON document to this file, atomically and under a lock.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr (warnings and "
                                      "errors still go there).")]
+
+# plan only: the deployment stage and the routing refresh inside it
+MaxChanges = Annotated[int | None, typer.Option(
+    help="At most N models not deployed now are added (and so at most N evicted); replacing a "
+    "retired model is no change. Default: no limit. E.g. --max-changes 1")]
+RoutingOnly = Annotated[bool, typer.Option(
+    "--routing-only", help="Keep the deployment (--deployed or --previous) and re-solve only the "
+    "routing table from the latest statistics: the hourly or daily refresh inside a stage.")]
+Previous = Annotated[Path | None, typer.Option(
+    help="With --routing-only: a plan JSON (from plan --output or --json) whose deployment is "
+    "kept; may be the --output file itself. E.g. --previous plans/current.json")]

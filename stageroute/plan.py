@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import numbers
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from stageroute.estimate.stats import variance
 from stageroute.inputs.catalog import Window, read_catalog, split_pool
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, summarise_logs
+from stageroute.inputs.previous import read_previous, still_available
 from stageroute.inputs.sanity import check_sufficient, listing
-from stageroute.optimize.deploy import Deployment, solve_deploy
+from stageroute.optimize.deploy import Deployment, change_allowance, deployment_on, solve_deploy
 from stageroute.optimize.route import Routing, cost_unit, solve_route_pyomo
 from stageroute.optimize.solver import require_solver
 from stageroute.render.output import iso_utc, json_number
@@ -46,6 +48,9 @@ class PlanConfig(SharedConfig):
     full_check: bool = False
     max_staleness: dt.timedelta | None = None  # newest log row at most this old; None: stage_length
     max_unknown_share: float = 0.5  # of rows before as_of that may name models not in the catalog
+    max_changes: int | None = None  # DeployOPT adds at most this many models not deployed now
+    routing_only: bool = False  # keep the deployment (deployed or previous), re-solve the table
+    previous: str | Path | None = None  # a plan JSON whose deployment routing_only keeps
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
@@ -67,6 +72,7 @@ class PlanConfig(SharedConfig):
         if not 0 <= self.max_unknown_share <= 1:
             raise UsageError(
                 f"--max-unknown-share must be a share in [0, 1], got {self.max_unknown_share}")
+        _check_changes(self)
 
     @property
     def window(self) -> Window:
@@ -75,6 +81,28 @@ class PlanConfig(SharedConfig):
 
 
 MAX_MIN_SAMPLES = 2**62  # compared with int64 counts
+
+
+def _check_changes(config: PlanConfig) -> None:
+    """--max-changes, --routing-only and --previous: valid values, and combinations that mean
+    something (a routing refresh changes no model, and needs the deployment it keeps)."""
+    n = config.max_changes
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
+        raise UsageError(f"--max-changes must be an integer >= 0, got {n!r}; give e.g. "
+                         "--max-changes 1")
+    if not config.routing_only:
+        if config.previous is not None:
+            raise UsageError("--previous gives the deployment that --routing-only keeps; add "
+                             "--routing-only (a full plan reads what is deployed from the logs "
+                             "or --deployed)")
+        return
+    if n is not None:
+        raise UsageError("--max-changes limits what DeployOPT changes, and --routing-only solves "
+                         "no DeployOPT (it changes no model); drop one of them")
+    if (config.deployed is None) == (config.previous is None):
+        given = "neither was given" if config.deployed is None else "both were given"
+        raise UsageError("--routing-only keeps a deployment: give exactly one of --deployed a,b,c "
+                         f"and --previous PLAN.json ({given})")
 
 
 def _check_calendar(as_of: dt.datetime, length: dt.timedelta) -> None:
@@ -298,21 +326,43 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
               progress: Callable[[str], None] | None = None) -> Plan:
     """Plan the stage that starts at ``config.as_of``.
 
+    With ``config.routing_only`` this is ``make_routing_plan``.
+
     Raises:
         StagerouteError: subclasses for bad or missing input, a missing solver, infeasibility.
     """
+    if config.routing_only:
+        return make_routing_plan(logs, catalog_path, config, feedback, progress)
     say = progress or (lambda _: None)
     require_solver(config.solver)
     catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
-    window = config.window
     cand = _candidates(pool, summary, config, catalog.height)
+    current = _currently_deployed(config, summary, catalog)
     say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
-    dep = solve_deploy(cand.u, cand.c, cand.a, config.budget, config.max_deployed, config.solver,
-                       config.allow_drop)
+    decision = _solve_deployment(cand, config, current)
+    return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """A stage's deployment, and what the plan says about how it was reached."""
+
+    dep: Deployment
+    current: list[str]  # deployed now: keep / add / evict are relative to it
+    unlimited: Deployment | None = None  # DeployOPT's set without --max-changes, where it differs
+    allowed: int = 0  # the additions --max-changes allowed (refills of retired models included)
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()  # --routing-only: the deployment kept (it enters the run id)
+
+
+def _assemble(config: PlanConfig, cand: _Candidates, decision: _Decision, catalog: pl.DataFrame,
+              catalog_notes: tuple[str, ...], summary: LogSummary, excluded: pl.DataFrame) -> Plan:
+    """The Plan of a deployment and its routing table: lines, reasons, expectations, notes."""
+    dep, current, window = decision.dep, decision.current, config.window
     cross_check = _cross_check(cand, dep, config)
     routing, prob = dep.routing, dep.weights
-    current = _currently_deployed(config, summary, catalog)
-    lines = _model_lines(cand, dep.chosen, prob, current)
+    lines = _change_reasons(_model_lines(cand, dep.chosen, prob, current), cand, decision, config)
     excluded_reasons = dict(excluded.iter_rows())
     evicted = [(line.model, line.reason) for line in lines if line.action == "evict"]
     evicted += [(name, excluded_reasons.get(name, "not in the catalog"))
@@ -321,10 +371,11 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     reward_mean = float(prob @ np.nan_to_num(cand.mean_r)) if np.all(cand.n_r[served] > 0) else None
     cost_mean = float(prob @ np.nan_to_num(cand.mean_c)) if np.all(cand.n_c[served] > 0) else None
     untried = [cand.names[i] for i in np.flatnonzero(served & ((cand.n_r == 0) | (cand.n_c == 0)))]
-    warnings = [*catalog_notes, *summary.notes, *([cross_check] if cross_check else [])]
+    warnings = [*catalog_notes, *summary.notes, *decision.warnings,
+                *([cross_check] if cross_check else [])]
     if summary.unknown.height:
         warnings.append(f"ignored log rows of models not in the catalog: {listing(summary.unknown, 5)}")
-    digest = _input_digest(config, window, catalog, summary)
+    digest = _input_digest(config, window, catalog, summary, decision.kept)
     return Plan(
         window=window, config=config, gamma=cand.gamma, cost_scale=cand.scale,
         candidates=tuple(lines), evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),
@@ -332,9 +383,98 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
         expected={"reward_ucb": routing.objective, "cost_lcb": routing.cost,
                   "reward_mean": reward_mean, "cost_mean": cost_mean},
         over_budget=routing.over_budget, dropped=routing.dropped, logs=summary,
-        notes=tuple(_notes(config, routing, cost_mean, untried)), warnings=tuple(warnings),
-        run_id=f"{window.start:%Y%m%dT%H%M}-{digest}",
+        notes=(*decision.notes, *_notes(config, routing, cost_mean, untried)),
+        warnings=tuple(warnings), run_id=f"{window.start:%Y%m%dT%H%M}-{digest}",
     )
+
+
+def _solve_deployment(cand: _Candidates, config: PlanConfig, current: list[str]) -> _Decision:
+    """DeployOPT within --max-changes; where the limit changes the set, also the set it would
+    choose without the limit (for the reasons and the note)."""
+    args = (cand.u, cand.c, cand.a, config.budget, config.max_deployed, config.solver,
+            config.allow_drop)
+    if config.max_changes is None:
+        return _Decision(solve_deploy(*args), current)
+    now = np.isin(cand.names, current)
+    kept = int(now.sum())
+    allowed = change_allowance(config.max_changes, kept, len(current) - kept,
+                               min(config.max_deployed, len(cand.names)))
+    dep = solve_deploy(*args, current=now, max_changes=allowed)
+    unlimited = solve_deploy(*args)
+    if unlimited.chosen.tolist() == dep.chosen.tolist():
+        return _Decision(dep, current)
+    added = int((dep.chosen & ~now).sum())
+    refills = allowed - config.max_changes
+    wanted = ", ".join(quote(cand.names[i], 40) for i in np.flatnonzero(unlimited.chosen))
+    value = (f"optimistic value {unlimited.value:.4g} instead of {dep.value:.4g}"
+             if unlimited.value - dep.value > 1e-9 else "the same optimistic value")
+    note = (f"--max-changes {config.max_changes} binds: the plan adds {added} model(s) (at most "
+            f"{allowed}" + (f", {refills} of them to replace deployed models that left the pool"
+                            if refills else "") +
+            f"); without the limit DeployOPT would deploy {wanted} ({value})")
+    return _Decision(dep, current, unlimited, allowed, notes=(note,))
+
+
+def _change_reasons(lines: list[ModelLine], cand: _Candidates, decision: _Decision,
+                    config: PlanConfig) -> list[ModelLine]:
+    """Where --max-changes changed the set, each decision it touched says so."""
+    if decision.unlimited is None:
+        return lines
+    limit = f"--max-changes {config.max_changes}"
+    wanted = {cand.names[i] for i in np.flatnonzero(decision.unlimited.chosen)}
+    added = sum(line.action == "add" for line in lines)
+    reasons = {
+        "keep": f"; kept by {limit} (without the limit it would be evicted)",
+        "add": f"; added within {limit} ({added} of at most {decision.allowed} additions used)",
+        "evict": f"; evicted within {limit} ({added} of at most {decision.allowed} additions used)",
+    }
+    out = []
+    for line in lines:
+        reason = line.reason
+        if line.action == "idle" and line.model in wanted:
+            reason = (f"not added: {limit} allows {decision.allowed} addition(s) (without the "
+                      "limit it would be deployed)")
+        elif line.action in ("add", "evict") or (line.action == "keep" and line.model not in wanted):
+            reason += reasons[line.action]
+        out.append(replace(line, reason=reason))
+    return out
+
+
+def make_routing_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
+                      feedback: str | Path | None = None,
+                      progress: Callable[[str], None] | None = None) -> Plan:
+    """Re-solve only the routing table of the deployment in place (``plan --routing-only``).
+
+    The deployment is ``config.deployed`` or the ``deployment`` of the plan JSON
+    ``config.previous``. No DeployOPT is solved: each of its models that is still available is
+    kept (the others are dropped with a warning), nothing is added or evicted; the table comes
+    from the latest statistics, by the function that makes a full plan's table.
+
+    Raises:
+        StagerouteError: as ``make_plan``; also an unreadable or invalid previous plan, and
+            InfeasibleError when none of the deployment's models is available any more.
+    """
+    if not config.routing_only:
+        raise ValueError("make_routing_plan needs a config with routing_only=True")
+    say = progress or (lambda _: None)
+    require_solver(config.solver)
+    given = read_previous(config.previous) if config.previous is not None else None
+    catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
+    cand = _candidates(pool, summary, config, catalog.height)
+    if given is None:  # --deployed: checked against the catalog as for a full plan
+        given = tuple(_currently_deployed(config, summary, catalog))
+    kept, dropped = still_available(given, cand.names, excluded, _origin(config), config.max_deployed)
+    say(f"re-solving the routing table of the {len(kept)} deployed models (no DeployOPT)")
+    dep = deployment_on(cand.u, cand.c, cand.a, config.budget, np.isin(cand.names, kept),
+                        config.allow_drop)
+    note = (f"routing refresh (--routing-only): the {len(kept)} models of {_origin(config)} are "
+            "kept and only the routing table is re-solved; no model is added or evicted")
+    decision = _Decision(dep, kept, notes=(note,), warnings=dropped, kept=tuple(kept))
+    return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
+
+
+def _origin(config: PlanConfig) -> str:
+    return "--deployed" if config.previous is None else f"the previous plan {config.previous}"
 
 
 def _notes(config: PlanConfig, routing: Routing, cost_mean: float | None,
@@ -360,7 +500,7 @@ def _notes(config: PlanConfig, routing: Routing, cost_mean: float | None,
 
 
 def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
-                  summary: LogSummary) -> str:
+                  summary: LogSummary, kept: tuple[str, ...] = ()) -> str:
     """A digest of what the plan was computed from: options, window, catalog, log statistics.
 
     The statistics are a fingerprint of every log row used; hashing the files themselves would
@@ -375,6 +515,8 @@ def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
         h.update(frame.with_columns(pl.col(pl.Float64).round_sig_figs(9)).write_csv().encode())
     figures = (summary.cost_p999, summary.mean_input_tokens, summary.mean_output_tokens)
     h.update(repr((summary.rows, *(None if x is None else f"{x:.9g}" for x in figures))).encode())
+    if kept:  # a routing refresh: the deployment it keeps (read from a file: not in the options)
+        h.update(json.dumps(kept).encode())
     return h.hexdigest()[:12]
 
 
@@ -402,6 +544,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         ],
         "expected": {k: json_number(v) for k, v in plan.expected.items()},
         "over_budget": plan.over_budget,
+        "routing_only": cfg.routing_only,
+        "max_changes": cfg.max_changes,
         "run_id": plan.run_id or None,
         "dropped": json_number(plan.dropped),
         "excluded": [{"model": m, "reason": r} for m, r in plan.excluded],
