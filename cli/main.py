@@ -144,6 +144,8 @@ PLAN_EXAMPLES = """Examples:
     --max-deployed 5 --solver glpk --gamma theory --canary-share 0.1 --output plan.json -q
   stageroute plan --logs logs/ --feedback feedback.parquet --catalog models.csv \\
     --budget 0.001 --max-deployed 2 --stage-length 1d --allow-drop --deployed a,b --json
+  stageroute plan --logs logs/ --catalog models.csv --budget 0.002 --max-deployed 5 \\
+    --routing-only --previous plan.json --stage-length 1d --output plan.json -q
 """
 
 
@@ -170,7 +172,11 @@ def plan(
                                                   "joined on request_id.")] = None,
     deployed: Annotated[str | None, typer.Option(help="Models deployed now, comma-separated (default: "
                                                  "those that served traffic in the log's last stage "
-                                                 "length). E.g. --deployed a,b,c")] = None,
+                                                 "length; with --routing-only, the set kept). "
+                                                 "E.g. --deployed a,b,c")] = None,
+    max_changes: opt.MaxChanges = None,
+    routing_only: opt.RoutingOnly = False,
+    previous: opt.Previous = None,
     allow_drop: opt.AllowDrop = False,
     allow_over_budget: Annotated[bool, typer.Option("--allow-over-budget", help="Exit 0 (not 10) "
                                                     "when the budget cannot be met and the cheapest "
@@ -210,7 +216,8 @@ def plan(
             cost_gamma=cost_gamma, budget_safe=budget_safe, strict=strict, full_check=full_check,
             deployed=parse_list(deployed),
             max_staleness=parse_duration(max_staleness, "--max-staleness") if max_staleness else None,
-            max_unknown_share=max_unknown_share,
+            max_unknown_share=max_unknown_share, max_changes=max_changes,
+            routing_only=routing_only, previous=previous,
         )
         result = make_plan(logs, catalog, config, feedback=feedback, progress=process.progress(quiet))
         process.warn(result.warnings)

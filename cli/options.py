@@ -53,3 +53,14 @@ CanaryShare = Annotated[float, typer.Option(
     "(the paper). E.g. --canary-share 0.1")]
 MinSamples = Annotated[int, typer.Option(
     help="Rewards a model needs to leave the exploration slice. E.g. --min-samples 20")]
+
+# plan only: the deployment stage and the routing refresh inside it
+MaxChanges = Annotated[int | None, typer.Option(
+    help="At most N models not deployed now are added (and so at most N evicted); replacing a "
+    "retired model is no change. Default: no limit. E.g. --max-changes 1")]
+RoutingOnly = Annotated[bool, typer.Option(
+    "--routing-only", help="Keep the deployment (--deployed or --previous) and re-solve only the "
+    "routing table from the latest statistics: the hourly or daily refresh inside a stage.")]
+Previous = Annotated[Path | None, typer.Option(
+    help="With --routing-only: a plan JSON (from plan --output or --json) whose deployment is "
+    "kept; may be the --output file itself. E.g. --previous plans/current.json")]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import numbers
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +15,33 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from stageroute.candidates import (
+    Candidates,
+    candidates,
+    cross_check,
+    reasons,
+    stage_queries,
+    stage_table,
+)
 from stageroute.config import SharedConfig
 from stageroute.errors import BadDataError, InfeasibleError, UsageError
-from stageroute.estimate.bounds import cost_lcb, reward_ucb
-from stageroute.estimate.prior import price_cost, typical_tokens
-from stageroute.estimate.stats import variance
 from stageroute.inputs.catalog import Window, read_catalog, split_pool
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, summarise_logs
+from stageroute.inputs.previous import read_previous, still_available
 from stageroute.inputs.sanity import check_sufficient, listing
-from stageroute.optimize.deploy import Deployment, preference_order, solve_deploy
-from stageroute.optimize.explore import Table, deploy_caps, explorable, solve_table
-from stageroute.optimize.route import Routing, cost_unit, solve_route_pyomo
+from stageroute.optimize.deploy import (
+    Deployment,
+    change_allowance,
+    deployment_on,
+    solve_deploy,
+)
+from stageroute.optimize.explore import deploy_caps
+from stageroute.optimize.route import Routing
 from stageroute.optimize.solver import require_solver
 from stageroute.render.output import iso_utc, json_number
 
 SCHEMA_VERSION = 1
-# An observed cost scale below this cannot normalise costs (its square underflows to 0): the
-# costs are then all but zero, and the scale falls back as if none had been observed.
-MIN_OBSERVED_SCALE = 1e-100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +55,9 @@ class PlanConfig(SharedConfig):
     full_check: bool = False
     max_staleness: dt.timedelta | None = None  # newest log row at most this old; None: stage_length
     max_unknown_share: float = 0.5  # of rows before as_of that may name models not in the catalog
+    max_changes: int | None = None  # DeployOPT adds at most this many models not deployed now
+    routing_only: bool = False  # keep the deployment (deployed or previous), re-solve the table
+    previous: str | Path | None = None  # a plan JSON whose deployment routing_only keeps
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
@@ -61,11 +73,34 @@ class PlanConfig(SharedConfig):
         if not 0 <= self.max_unknown_share <= 1:
             raise UsageError(
                 f"--max-unknown-share must be a share in [0, 1], got {self.max_unknown_share}")
+        _check_changes(self)
 
     @property
     def window(self) -> Window:
         """The stage to plan: [as_of, as_of + stage_length)."""
         return Window(self.as_of, self.as_of + self.stage_length)
+
+
+def _check_changes(config: PlanConfig) -> None:
+    """--max-changes, --routing-only and --previous: valid values, and combinations that mean
+    something (a routing refresh changes no model, and needs the deployment it keeps)."""
+    n = config.max_changes
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
+        raise UsageError(f"--max-changes must be an integer >= 0, got {n!r}; give e.g. "
+                         "--max-changes 1")
+    if not config.routing_only:
+        if config.previous is not None:
+            raise UsageError("--previous gives the deployment that --routing-only keeps; add "
+                             "--routing-only (a full plan reads what is deployed from the logs "
+                             "or --deployed)")
+        return
+    if n is not None:
+        raise UsageError("--max-changes limits what DeployOPT changes, and --routing-only solves "
+                         "no DeployOPT (it changes no model); drop one of them")
+    if (config.deployed is None) == (config.previous is None):
+        given = "neither was given" if config.deployed is None else "both were given"
+        raise UsageError("--routing-only keeps a deployment: give exactly one of --deployed a,b,c "
+                         f"and --previous PLAN.json ({given})")
 
 
 def _check_calendar(as_of: dt.datetime, length: dt.timedelta) -> None:
@@ -133,11 +168,6 @@ class Plan:
         return tuple(line for line in self.candidates if line.deployed)
 
 
-def _pool_stats(pool: pl.DataFrame, summary: LogSummary) -> pl.DataFrame:
-    joined = pool.join(summary.stats, on="model", how="left")
-    return joined.with_columns(pl.col("n_reward", "n_cost").fill_null(0)).sort("model")
-
-
 def _currently_deployed(config: PlanConfig, summary: LogSummary, catalog: pl.DataFrame) -> list[str]:
     if config.deployed is not None:
         unknown = sorted(set(config.deployed) - set(catalog["model"]))
@@ -153,154 +183,7 @@ def _currently_deployed(config: PlanConfig, summary: LogSummary, catalog: pl.Dat
     return sorted(summary.stats.filter(pl.col("last_seen") > since)["model"].to_list())
 
 
-def _price_prior(stats: pl.DataFrame, summary: LogSummary) -> tuple[NDArray[np.float64], str]:
-    """Expected cost of a request per pool model from list prices and typical tokens, and where
-    the tokens came from: the logs' token counts, else the tried models' cost / price ratios
-    (``estimate.prior``).
-
-    Raises:
-        BadDataError: the arithmetic overflows (huge prices times huge token counts).
-    """
-    p_in = stats["usd_per_mtok_in"].to_numpy().astype(np.float64)
-    p_out = stats["usd_per_mtok_out"].to_numpy().astype(np.float64)
-    if summary.mean_input_tokens is not None and summary.mean_output_tokens is not None:
-        tokens: tuple[float, float] | None = (summary.mean_input_tokens, summary.mean_output_tokens)
-        source = "the logs' token counts"
-    else:
-        tokens = typical_tokens(stats["mean_cost"].to_numpy().astype(np.float64),
-                                stats["n_cost"].to_numpy().astype(np.float64), p_in, p_out)
-        source = "tried models' cost / list price"
-    est = price_cost(p_in, p_out, tokens)
-    overflow = np.flatnonzero(np.isfinite(p_in) & np.isfinite(p_out) & ~np.isfinite(est))
-    if overflow.size and tokens is not None:
-        i = int(overflow[0])
-        raise BadDataError(
-            f"catalog prices of model {quote(stats['model'][i])} (usd_per_mtok_in {p_in[i]:g}, "
-            f"usd_per_mtok_out {p_out[i]:g}) times the typical tokens per request "
-            f"({tokens[0]:g} in, {tokens[1]:g} out, from {source}) overflow; check that model's "
-            "prices and the logs' token counts or costs"
-        )
-    return est, source
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidates:
-    """The stage's pool with its statistics and bounds, one entry per model (sorted by id)."""
-
-    names: list[str]
-    n_r: NDArray[np.int64]
-    n_c: NDArray[np.int64]
-    mean_r: NDArray[np.float64]
-    mean_c: NDArray[np.float64]
-    u: NDArray[np.float64]  # reward UCB
-    c: NDArray[np.float64]  # cost LCB
-    a: NDArray[np.float64]  # max_share
-    prior: NDArray[np.float64]  # price-based cost of an untried model (NaN: unknown)
-    prior_source: str  # where the typical tokens of the price-based cost came from
-    gamma: float
-    scale: float
-
-
-def _candidates(pool: pl.DataFrame, summary: LogSummary, config: PlanConfig,
-                n_models: int) -> _Candidates:
-    """Bounds of every pool model from the log statistics (SPEC 2)."""
-    stats = _pool_stats(pool, summary)
-    n_r = stats["n_reward"].to_numpy()
-    n_c = stats["n_cost"].to_numpy()
-    prior, prior_source = _price_prior(stats, summary)
-    gamma = config.resolve_gamma(n_models, summary.rows_used)
-    observed_scale = summary.cost_p999 if (summary.cost_p999 or 0) >= MIN_OBSERVED_SCALE else None
-    priced = float(np.nanmax(prior)) if np.isfinite(prior).any() else 0.0
-    scale = config.cost_scale or observed_scale or (priced if priced >= MIN_OBSERVED_SCALE else None)
-    scale = float(scale) if scale and scale > 0 else 1.0
-    mean_r = stats["mean_reward"].to_numpy()
-    mean_c = stats["mean_cost"].to_numpy()
-    u = reward_ucb(mean_r, variance(stats, "reward"), n_r, gamma, config.radius)
-    c = cost_lcb(mean_c, variance(stats, "cost"), n_c, config.resolve_cost_gamma(gamma), scale,
-                 config.radius, lo=config.cost_clip[0], hi=config.cost_clip[1], untried=prior,
-                 upper=config.budget_safe)
-    a = stats["max_share"].to_numpy().astype(np.float64)
-    return _Candidates(stats["model"].to_list(), n_r, n_c, mean_r, mean_c, u, c, a, prior,
-                       prior_source, gamma, scale)
-
-
-def _cross_check(cand: _Candidates, chosen: NDArray[np.bool_], table: Table,
-                 config: PlanConfig) -> str | None:
-    """The exact table must be optimal for the Pyomo LP (same caps and floors) on the chosen
-    solver too (ties may differ; the exact solver breaks them by model id). Over budget the
-    objective is the cost (the reward tie-break is ill-conditioned for a solver with a 1e-7
-    feasibility slack)."""
-    routing = table.routing
-    reference = solve_route_pyomo(cand.u[chosen], cand.c[chosen], table.cap, config.budget,
-                                  config.solver, config.allow_drop, floor=table.floor)
-    unit = cost_unit(cand.c, config.budget)
-    agree = reference.over_budget == routing.over_budget and (
-        abs(reference.cost - routing.cost) <= 1e-6 * unit if routing.over_budget
-        else abs(reference.objective - routing.objective) <= 1e-6)
-    if agree:
-        return None
-    return (f"cross-check: {config.solver}'s RouteOPT optimum is {reference.objective:.9g} "
-            f"(over budget: {reference.over_budget}), the exact solver's {routing.objective:.9g} "
-            f"(over budget: {routing.over_budget}); the exact table is used. Please report this.")
-
-
-def stage_queries(summary: LogSummary, config: PlanConfig) -> float:
-    """Requests expected in the planned stage: the log's average rate over its span."""
-    if summary.first_seen is None or summary.last_seen is None or summary.rows_used == 0:
-        return 0.0
-    span = (summary.last_seen - summary.first_seen).total_seconds()
-    stage = config.stage_length.total_seconds()
-    return float(summary.rows_used) if span <= 0 else summary.rows_used * min(stage / span, 1e12)
-
-
-def _stage_table(cand: _Candidates, dep: Deployment, config: PlanConfig, queries: float,
-                 ) -> tuple[NDArray[np.bool_], list[int], Table]:
-    """The deployed set without under-sampled models that the stage cannot explore, and its
-    exploration-aware table (``optimize.explore``): (set mask, dropped pool indices, table)."""
-    order = [int(i) for i in preference_order(cand.u, cand.c) if dep.chosen[i]]
-    kept, dropped = explorable(np.array(order, dtype=np.int64), cand.n_r.astype(np.float64),
-                               cand.a, config.canary_share, float(config.min_samples), queries)
-    chosen = np.zeros(cand.u.size, dtype=bool)
-    chosen[kept] = True
-    table = solve_table(cand.u[chosen], cand.c[chosen], cand.a[chosen],
-                        cand.n_r[chosen].astype(np.float64), config.budget, config.canary_share,
-                        float(config.min_samples), queries, config.allow_drop)
-    return chosen, [int(i) for i in dropped], table
-
-
-def _reasons(cand: _Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float64],
-             unexplorable: list[int], table: Table, config: PlanConfig, queries: float,
-             ) -> dict[int, str]:
-    """Why each pool model is (not) deployed and gets its share of the table."""
-    reasons = {}
-    floors = np.zeros(cand.u.size)
-    floors[chosen] = table.floor
-    need = config.min_samples
-    for i in range(cand.u.size):
-        under = cand.n_r[i] < need and config.canary_share < 1
-        if i in unexplorable:
-            reasons[i] = (f"not deployed: fewer than {need} rewards, and the exploration share "
-                          f"{config.canary_share:g} cannot give it the {need - cand.n_r[i]} "
-                          f"requests it needs in the stage (~{queries:,.0f} expected)")
-        elif chosen[i] and under and floors[i] == 0 and prob[i] == 0:
-            reasons[i] = (f"exploration slot: {cand.n_r[i]} of {need} rewards, but its minimum "
-                          "traffic would break the budget that the table meets without it")
-        elif chosen[i] and under:
-            reasons[i] = (f"exploration: {cand.n_r[i]} of {need} rewards; at least "
-                          f"{floors[i]:.3g} of traffic (~{floors[i] * queries:,.0f} requests), "
-                          f"the under-sampled models sharing at most {config.canary_share:g}")
-        elif chosen[i] and prob[i] > 0:
-            reasons[i] = "optimal mixture"
-        elif chosen[i]:
-            reasons[i] = ("standby: the optimal table gives it no traffic; a routing refresh "
-                          "(plan --routing-only) can, as the bounds move" if cand.n_r[i] > 0 else
-                          "exploration slot (untried): the table gives it no traffic")
-        else:
-            reasons[i] = "not selected: another set has a higher optimistic value"
-    return reasons
-
-
-def _model_lines(cand: _Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float64],
+def _model_lines(cand: Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float64],
                  caps: NDArray[np.float64], current: list[str], reasons: dict[int, str],
                  ) -> list[ModelLine]:
     """One line per pool model with the decision and why: deployed first, by probability."""
@@ -350,30 +233,52 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
               progress: Callable[[str], None] | None = None) -> Plan:
     """Plan the stage that starts at ``config.as_of``.
 
+    With ``config.routing_only`` this is ``make_routing_plan``.
+
     Raises:
         StagerouteError: subclasses for bad or missing input, a missing solver, infeasibility.
     """
+    if config.routing_only:
+        return make_routing_plan(logs, catalog_path, config, feedback, progress)
     say = progress or (lambda _: None)
     require_solver(config.solver)
     catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
-    window = config.window
-    cand = _candidates(pool, summary, config, catalog.height)
+    cand = candidates(pool, summary, config, catalog.height)
+    current = _currently_deployed(config, summary, catalog)
     say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
-    caps = deploy_caps(cand.n_r.astype(np.float64), cand.a, config.canary_share,
-                       float(config.min_samples))
-    dep = solve_deploy(cand.u, cand.c, caps, config.budget, config.max_deployed, config.solver,
-                       config.allow_drop)
+    decision = _solve_deployment(cand, config, current)
+    return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """A stage's deployment, and what the plan says about how it was reached."""
+
+    dep: Deployment
+    current: list[str]  # deployed now: keep / add / evict are relative to it
+    unlimited: Deployment | None = None  # DeployOPT's set without --max-changes, where it differs
+    allowed: int = 0  # the additions --max-changes allowed (refills of retired models included)
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()  # --routing-only: the deployment kept (it enters the run id)
+
+
+def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog: pl.DataFrame,
+              catalog_notes: tuple[str, ...], summary: LogSummary, excluded: pl.DataFrame) -> Plan:
+    """The Plan of a deployment and its routing table: lines, reasons, expectations, notes."""
+    dep, current, window = decision.dep, decision.current, config.window
     queries = stage_queries(summary, config)
-    chosen, unexplorable, table = _stage_table(cand, dep, config, queries)
-    cross_check = _cross_check(cand, chosen, table, config)
+    chosen, unexplorable, table = stage_table(cand, dep.chosen, config, queries,
+                                               drop=not config.routing_only)
+    disagreement = cross_check(cand, chosen, table, config)
     routing = table.routing
     prob = np.zeros(cand.u.size)
     prob[chosen] = routing.probability
-    current = _currently_deployed(config, summary, catalog)
     caps = cand.a.copy()
     caps[chosen] = table.cap
-    lines = _model_lines(cand, chosen, prob, caps, current,
-                         _reasons(cand, chosen, prob, unexplorable, table, config, queries))
+    why = reasons(cand, chosen, prob, unexplorable, table, config, queries)
+    lines = _change_reasons(_model_lines(cand, chosen, prob, caps, current, why), cand,
+                            decision, config)
     excluded_reasons = dict(excluded.iter_rows())
     evicted = [(line.model, line.reason) for line in lines if line.action == "evict"]
     evicted += [(name, excluded_reasons.get(name, "not in the catalog"))
@@ -382,10 +287,11 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     reward_mean = float(prob @ np.nan_to_num(cand.mean_r)) if np.all(cand.n_r[served] > 0) else None
     cost_mean = float(prob @ np.nan_to_num(cand.mean_c)) if np.all(cand.n_c[served] > 0) else None
     untried = [cand.names[i] for i in np.flatnonzero(served & ((cand.n_r == 0) | (cand.n_c == 0)))]
-    warnings = [*catalog_notes, *summary.notes, *([cross_check] if cross_check else [])]
+    warnings = [*catalog_notes, *summary.notes, *decision.warnings,
+                *([disagreement] if disagreement else [])]
     if summary.unknown.height:
         warnings.append(f"ignored log rows of models not in the catalog: {listing(summary.unknown, 5)}")
-    digest = _input_digest(config, window, catalog, summary)
+    digest = _input_digest(config, window, catalog, summary, decision.kept)
     return Plan(
         window=window, config=config, gamma=cand.gamma, cost_scale=cand.scale,
         candidates=tuple(lines), evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),
@@ -393,9 +299,100 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
         expected={"reward_ucb": routing.objective, "cost_lcb": routing.cost,
                   "reward_mean": reward_mean, "cost_mean": cost_mean},
         over_budget=routing.over_budget, dropped=routing.dropped, logs=summary,
-        notes=tuple(_notes(config, routing, cost_mean, untried)), warnings=tuple(warnings),
-        run_id=f"{window.start:%Y%m%dT%H%M}-{digest}",
+        notes=(*decision.notes, *_notes(config, routing, cost_mean, untried)),
+        warnings=tuple(warnings), run_id=f"{window.start:%Y%m%dT%H%M}-{digest}",
     )
+
+
+def _solve_deployment(cand: Candidates, config: PlanConfig, current: list[str]) -> _Decision:
+    """DeployOPT within --max-changes; where the limit changes the set, also the set it would
+    choose without the limit (for the reasons and the note)."""
+    caps = deploy_caps(cand.n_r.astype(np.float64), cand.a, config.canary_share,
+                       float(config.min_samples))
+    args = (cand.u, cand.c, caps, config.budget, config.max_deployed, config.solver,
+            config.allow_drop)
+    if config.max_changes is None:
+        return _Decision(solve_deploy(*args), current)
+    now = np.isin(cand.names, current)
+    kept = int(now.sum())
+    allowed = change_allowance(config.max_changes, kept, len(current) - kept,
+                               min(config.max_deployed, len(cand.names)))
+    dep = solve_deploy(*args, current=now, max_changes=allowed)
+    unlimited = solve_deploy(*args)
+    if unlimited.chosen.tolist() == dep.chosen.tolist():
+        return _Decision(dep, current)
+    added = int((dep.chosen & ~now).sum())
+    refills = allowed - config.max_changes
+    wanted = ", ".join(quote(cand.names[i], 40) for i in np.flatnonzero(unlimited.chosen))
+    value = (f"optimistic value {unlimited.value:.4g} instead of {dep.value:.4g}"
+             if unlimited.value - dep.value > 1e-9 else "the same optimistic value")
+    note = (f"--max-changes {config.max_changes} binds: the plan adds {added} model(s) (at most "
+            f"{allowed}" + (f", {refills} of them to replace deployed models that left the pool"
+                            if refills else "") +
+            f"); without the limit DeployOPT would deploy {wanted} ({value})")
+    return _Decision(dep, current, unlimited, allowed, notes=(note,))
+
+
+def _change_reasons(lines: list[ModelLine], cand: Candidates, decision: _Decision,
+                    config: PlanConfig) -> list[ModelLine]:
+    """Where --max-changes changed the set, each decision it touched says so."""
+    if decision.unlimited is None:
+        return lines
+    limit = f"--max-changes {config.max_changes}"
+    wanted = {cand.names[i] for i in np.flatnonzero(decision.unlimited.chosen)}
+    added = sum(line.action == "add" for line in lines)
+    reasons = {
+        "keep": f"; kept by {limit} (without the limit it would be evicted)",
+        "add": f"; added within {limit} ({added} of at most {decision.allowed} additions used)",
+        "evict": f"; evicted within {limit} ({added} of at most {decision.allowed} additions used)",
+    }
+    out = []
+    for line in lines:
+        reason = line.reason
+        if line.action == "idle" and line.model in wanted:
+            reason = (f"not added: {limit} allows {decision.allowed} addition(s) (without the "
+                      "limit it would be deployed)")
+        elif line.action in ("add", "evict") or (line.action == "keep" and line.model not in wanted):
+            reason += reasons[line.action]
+        out.append(replace(line, reason=reason))
+    return out
+
+
+def make_routing_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
+                      feedback: str | Path | None = None,
+                      progress: Callable[[str], None] | None = None) -> Plan:
+    """Re-solve only the routing table of the deployment in place (``plan --routing-only``).
+
+    The deployment is ``config.deployed`` or the ``deployment`` of the plan JSON
+    ``config.previous``. No DeployOPT is solved: each of its models that is still available is
+    kept (the others are dropped with a warning), nothing is added or evicted; the table comes
+    from the latest statistics, by the function that makes a full plan's table.
+
+    Raises:
+        StagerouteError: as ``make_plan``; also an unreadable or invalid previous plan, and
+            InfeasibleError when none of the deployment's models is available any more.
+    """
+    if not config.routing_only:
+        raise ValueError("make_routing_plan needs a config with routing_only=True")
+    say = progress or (lambda _: None)
+    require_solver(config.solver)
+    given = read_previous(config.previous) if config.previous is not None else None
+    catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
+    cand = candidates(pool, summary, config, catalog.height)
+    if given is None:  # --deployed: checked against the catalog as for a full plan
+        given = tuple(_currently_deployed(config, summary, catalog))
+    kept, dropped = still_available(given, cand.names, excluded, _origin(config), config.max_deployed)
+    say(f"re-solving the routing table of the {len(kept)} deployed models (no DeployOPT)")
+    dep = deployment_on(cand.u, cand.c, cand.a, config.budget, np.isin(cand.names, kept),
+                        config.allow_drop)
+    note = (f"routing refresh (--routing-only): the {len(kept)} models of {_origin(config)} are "
+            "kept and only the routing table is re-solved; no model is added or evicted")
+    decision = _Decision(dep, kept, notes=(note,), warnings=dropped, kept=tuple(kept))
+    return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
+
+
+def _origin(config: PlanConfig) -> str:
+    return "--deployed" if config.previous is None else f"the previous plan {config.previous}"
 
 
 def _notes(config: PlanConfig, routing: Routing, cost_mean: float | None,
@@ -421,7 +418,7 @@ def _notes(config: PlanConfig, routing: Routing, cost_mean: float | None,
 
 
 def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
-                  summary: LogSummary) -> str:
+                  summary: LogSummary, kept: tuple[str, ...] = ()) -> str:
     """A digest of what the plan was computed from: options, window, catalog, log statistics.
 
     The statistics are a fingerprint of every log row used; hashing the files themselves would
@@ -436,6 +433,8 @@ def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
         h.update(frame.with_columns(pl.col(pl.Float64).round_sig_figs(9)).write_csv().encode())
     figures = (summary.cost_p999, summary.mean_input_tokens, summary.mean_output_tokens)
     h.update(repr((summary.rows, *(None if x is None else f"{x:.9g}" for x in figures))).encode())
+    if kept:  # a routing refresh: the deployment it keeps (read from a file: not in the options)
+        h.update(json.dumps(kept).encode())
     return h.hexdigest()[:12]
 
 
@@ -463,6 +462,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         ],
         "expected": {k: json_number(v) for k, v in plan.expected.items()},
         "over_budget": plan.over_budget,
+        "routing_only": cfg.routing_only,
+        "max_changes": cfg.max_changes,
         "run_id": plan.run_id or None,
         "dropped": json_number(plan.dropped),
         "excluded": [{"model": m, "reason": r} for m, r in plan.excluded],

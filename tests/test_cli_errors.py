@@ -142,6 +142,12 @@ def _fifo(name: str) -> Callable[[Path], None]:
     return make
 
 
+def _file(name: str, text: str) -> Callable[[Path], None]:
+    def make(directory: Path) -> None:
+        (directory / name).write_text(text)
+    return make
+
+
 def _read_only_output(directory: Path) -> None:
     (directory / "out" / "plan.json").write_text('{"previous": "plan"}\n')
     (directory / "out" / "plan.json").chmod(0o444)
@@ -233,6 +239,48 @@ HOSTILE_CASES = [
          ("--solver 'foo\\nbar'", "highs, glpk"), extra=("--solver", "foo\nbar")),
     Case("deployed-with-newline", "`--deployed` naming a model with a newline", ExitCode.USAGE,
          ("--deployed names 'a\\nb'", "not in the catalog"), extra=("--deployed", "a\nb")),
+    # plan: the change limit and the routing refresh
+    Case("max-changes-negative", "`--max-changes -1`", ExitCode.USAGE,
+         ("--max-changes", "-1", "--max-changes 1"), extra=("--max-changes", "-1")),
+    Case("max-changes-not-an-integer", "`--max-changes 1.5`", ExitCode.USAGE,
+         ("'--max-changes'", "valid integer", "got '1.5'"), extra=("--max-changes", "1.5")),
+    Case("max-changes-cannot-carry-the-traffic",
+         "`--deployed beta --max-changes 0` (beta's max_share is 0.5)", ExitCode.INFEASIBLE,
+         ("--max-changes", "0.5 < 1", "raise --max-changes"),
+         extra=("--deployed", "beta", "--max-changes", "0")),
+    Case("max-changes-with-routing-only", "`--routing-only --deployed alpha --max-changes 1`",
+         ExitCode.USAGE, ("--max-changes", "--routing-only", "drop one"),
+         extra=("--routing-only", "--deployed", "alpha", "--max-changes", "1")),
+    Case("routing-only-without-deployment", "`--routing-only` without `--deployed` or `--previous`",
+         ExitCode.USAGE, ("--routing-only", "--deployed a,b,c", "--previous PLAN.json", "neither"),
+         extra=("--routing-only",)),
+    Case("routing-only-deployed-and-previous", "`--routing-only --deployed alpha --previous prev.json`",
+         ExitCode.USAGE, ("exactly one of --deployed", "both"),
+         extra=("--routing-only", "--deployed", "alpha", "--previous", "prev.json")),
+    Case("routing-only-above-max-deployed", "`--routing-only --deployed alpha,beta,gamma` (3 > 2)",
+         ExitCode.USAGE, ("3 models of --deployed", "--max-deployed 2", "--max-deployed 3"),
+         extra=("--routing-only", "--deployed", "alpha,beta,gamma")),
+    Case("previous-without-routing-only", "`--previous prev.json` without `--routing-only`",
+         ExitCode.USAGE, ("--previous", "add --routing-only"), extra=("--previous", "prev.json")),
+    Case("previous-missing", "`--routing-only --previous missing.json`", ExitCode.INPUT_MISSING,
+         ("previous plan missing.json", "does not exist", "--previous"),
+         extra=("--routing-only", "--previous", "missing.json")),
+    Case("previous-is-a-directory", "`--routing-only --previous out` (a directory)",
+         ExitCode.INPUT_MISSING, ("previous plan out", "is a directory", "--previous"),
+         extra=("--routing-only", "--previous", "out")),
+    Case("previous-not-json", "`--routing-only --previous prev.json`, not JSON", ExitCode.BAD_DATA,
+         ("previous plan prev.json", "not valid JSON", "plan --output"),
+         extra=("--routing-only", "--previous", "prev.json"), setup=_file("prev.json", "plan: none\n")),
+    Case("previous-not-a-plan", "`--routing-only --previous prev.json`, JSON without a deployment",
+         ExitCode.BAD_DATA, ("previous plan prev.json", "no 'deployment' list"),
+         extra=("--routing-only", "--previous", "prev.json"),
+         setup=_file("prev.json", '{"schema_version": 1, "policies": []}')),
+    Case("previous-models-all-gone", "`--routing-only --previous prev.json` deploying only a model "
+         "not in the catalog", ExitCode.INFEASIBLE,
+         ("none of the models of the previous plan prev.json", "'omega' is no longer in the catalog",
+          "without --routing-only"),
+         extra=("--routing-only", "--previous", "prev.json"),
+         setup=_file("prev.json", '{"schema_version": 1, "deployment": [{"model": "omega"}]}')),
     # the solver's time limit
     Case("solver-time-limit-highs", "HiGHS hits `STAGEROUTE_SOLVER_TIME_LIMIT=1e-9`",
          ExitCode.SOLVER_TIME_LIMIT, ("'highs'", "time limit of 1e-09 s", "STAGEROUTE_SOLVER_TIME_LIMIT"),

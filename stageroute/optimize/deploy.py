@@ -19,6 +19,15 @@ The set is chosen deterministically, the same on every solver, by one rule:
 
 Costs enter the Pyomo models in units of the largest cost or budget, so that solver tolerances
 (about 1e-7 on feasibility) mean the same thing for USD-per-request costs of 1e-4 as for 1.
+
+The change limit (``plan --max-changes N``): given ``current`` (the pool models deployed now) and
+``max_changes``, at most that many models outside ``current`` join the set: a MIP row
+sum_{m not current} z_m <= N, a filter in the enumeration, and a canonical set that fills its
+free slots within the limit (when its core alone breaks the limit, the MIP decides). The set then
+holds min(M_max, |P|, |current| + N) models, so N = 0 keeps the current set whenever it can carry
+the traffic. Current models that left the pool (retired, or gone from the catalog) are no change:
+``change_allowance`` gives one extra addition per such model, as far as its slot is needed to
+reach M_max. The tie rule above is unchanged; it ranks the sets within the limit.
 """
 
 from __future__ import annotations
@@ -58,16 +67,62 @@ class Deployment:
         return weights
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeLimit:
+    """At most ``additions`` of the models marked ``outside`` (not deployed now) join the set."""
+
+    outside: NDArray[np.bool_]
+    additions: int
+
+    @staticmethod
+    def of(n: int, current: ArrayLike | None, max_changes: int | None) -> ChangeLimit | None:
+        """The limit over a pool of ``n`` models (``current`` None: none is deployed now); None
+        when there is no limit or it cannot bind."""
+        if max_changes is None:
+            return None
+        if max_changes < 0:
+            raise ValueError(f"max_changes must be >= 0, got {max_changes}")
+        inside = np.zeros(n, dtype=bool) if current is None else np.asarray(current, dtype=bool)
+        if inside.shape != (n,):
+            raise ValueError(f"current must be a mask over the {n} models, got shape {inside.shape}")
+        limit = ChangeLimit(~inside, int(max_changes))
+        return None if limit.additions >= int(limit.outside.sum()) else limit
+
+    def size(self, k: int) -> int:
+        """The set size: k, or fewer when the current models and the additions cannot fill it."""
+        return min(k, int((~self.outside).sum()) + self.additions)
+
+    def allows(self, members: NDArray[np.bool_] | list[int]) -> bool:
+        return int(self.outside[members].sum()) <= self.additions
+
+    def best_caps(self, a: NDArray[np.float64], k: int) -> float:
+        """The largest sum of max_share over the sets of ``k`` models within the limit."""
+        inside = np.concatenate([[0.0], np.cumsum(np.sort(a[~self.outside])[::-1])])
+        outside = np.concatenate([[0.0], np.cumsum(np.sort(a[self.outside])[::-1])])
+        lo = max(0, k - (inside.size - 1))
+        hi = min(self.additions, k, outside.size - 1)
+        return max((float(inside[k - j] + outside[j]) for j in range(lo, hi + 1)), default=0.0)
+
+
+def change_allowance(max_changes: int, kept: int, left: int, k: int) -> int:
+    """Additions DeployOPT may make under ``--max-changes``: ``max_changes``, plus one per current
+    model that left the pool (``left``) whose slot is needed to fill a set of ``k`` models
+    (``kept``: the current models still in the pool). Replacing a retired model is no change."""
+    return max_changes + max(0, min(left, k - kept))
+
+
 def preference_order(u: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.intp]:
     """Indices by u desc, then c asc, then index asc."""
     return np.lexsort((np.arange(u.size), c, -u))
 
 
 def build_deploy_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
-                       budget: float, k: int, allow_drop: bool = False) -> Any:
+                       budget: float, k: int, allow_drop: bool = False,
+                       limit: ChangeLimit | None = None) -> Any:
     """The DeployOPT MIP with three objectives (reward, cost, preference); ``_use`` picks one.
 
-    ``c`` and ``budget`` should already be in solver units (see ``cost_unit``).
+    ``c`` and ``budget`` should already be in solver units (see ``cost_unit``); ``k`` is the set
+    size (``limit.size`` under a change limit).
     """
     import pyomo.environ as pe
 
@@ -87,6 +142,9 @@ def build_deploy_model(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArra
     reward = pe.quicksum(float(u[i]) * m.d[i] for i in m.I)
     m.budget = pe.Constraint(expr=cost <= m.budget_value)
     m.card = pe.Constraint(expr=pe.quicksum(m.z[i] for i in m.I) == k)
+    if limit is not None:
+        added = pe.quicksum(m.z[int(i)] for i in np.flatnonzero(limit.outside))
+        m.changes = pe.Constraint(expr=added <= limit.additions)
     if not allow_drop:
         m.through = pe.Constraint(expr=pe.quicksum(float(a[i]) * m.z[i] for i in m.I) >= 1.0)
     m.floor = pe.Constraint(expr=reward >= m.floor_value)
@@ -112,9 +170,11 @@ def read_deployment(m: Any) -> NDArray[np.bool_]:
     return np.array([round(m.z[i].value or 0.0) == 1 for i in m.I])
 
 
-def _checked(u: ArrayLike, c: ArrayLike, a: ArrayLike, max_deployed: int, allow_drop: bool
+def _checked(u: ArrayLike, c: ArrayLike, a: ArrayLike, max_deployed: int, allow_drop: bool,
+             limit: ChangeLimit | None = None
              ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int]:
-    """Arrays and the set size k = min(M_max, |P|); fails if no k models can carry the traffic."""
+    """Arrays and the set size k = min(M_max, |P|) (fewer under ``limit``); fails if no such set
+    can carry the traffic."""
     u = np.asarray(u, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
@@ -129,25 +189,52 @@ def _checked(u: ArrayLike, c: ArrayLike, a: ArrayLike, max_deployed: int, allow_
             f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
             f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
         )
-    return u, c, a, k
+    return u, c, a, k if limit is None else _limited_size(a, k, allow_drop, limit)
+
+
+def _limited_size(a: NDArray[np.float64], k: int, allow_drop: bool, limit: ChangeLimit) -> int:
+    """The set size under the change limit; fails if no set within it can carry the traffic."""
+    size = limit.size(k)
+    now = int((~limit.outside).sum())
+    if size == 0:
+        raise InfeasibleError(
+            "no model of the pool is deployed now and --max-changes 0 allows no addition, so "
+            "nothing can be deployed; raise --max-changes"
+        )
+    top = limit.best_caps(a, size)
+    if not allow_drop and top < 1.0 - 1e-12:
+        raise InfeasibleError(
+            f"no set within --max-changes can carry all traffic: with {now} model(s) of the pool "
+            f"deployed now and at most {limit.additions} added, the max_share values of a "
+            f"{size}-model set sum to at most {top:.4g} < 1; raise --max-changes or the catalog's "
+            "max_share"
+        )
+    return size
 
 
 def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_deployed: int,
-                 solver: Solver = Solver.HIGHS, allow_drop: bool = False) -> Deployment:
+                 solver: Solver = Solver.HIGHS, allow_drop: bool = False, *,
+                 current: ArrayLike | None = None, max_changes: int | None = None) -> Deployment:
     """Choose the stage's deployment set (the rule of the module docstring).
 
+    ``current`` (a mask over the pool, None: nothing) and ``max_changes`` (None: no limit): at
+    most ``max_changes`` models outside ``current`` are added.
+
     Raises:
-        InfeasibleError: no set of at most ``max_deployed`` models can carry all traffic under
-            the max_share caps (the budget alone never makes it fail: see ``over_budget``).
+        InfeasibleError: no set of at most ``max_deployed`` models (within the change limit) can
+            carry all traffic under the max_share caps (the budget alone never makes it fail:
+            see ``over_budget``).
     """
-    u, c, a, k = _checked(u, c, a, max_deployed, allow_drop)
-    canonical = canonical_set(u, c, a, budget, k, allow_drop)
+    limit = ChangeLimit.of(np.size(u), current, max_changes)
+    u, c, a, k = _checked(u, c, a, max_deployed, allow_drop, limit)
+    canonical = canonical_set(u, c, a, budget, k, allow_drop, limit)
     if canonical is not None:
-        return _deployment(u, c, a, budget, canonical, allow_drop, False)
+        return deployment_on(u, c, a, budget, canonical, allow_drop, False)
     unit = cost_unit(c, budget)
-    m = build_deploy_model(u, c / unit, a, budget / unit, k, allow_drop)
+    m = build_deploy_model(u, c / unit, a, budget / unit, k, allow_drop, limit)
     over = False
-    # |P| >= k and adding a model never breaks feasibility, so "= k" fails only on the budget.
+    # |P| >= k and adding a model never breaks feasibility, so "= k" fails only on the budget
+    # (under a change limit too: _checked made sure that a set within it carries the traffic).
     if not solve(m, solver):
         # No set meets the budget even with the cost lower bounds: find the cheapest mixture,
         # then the most rewarding set at that cost.
@@ -173,7 +260,7 @@ def solve_deploy(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float, max_de
         m.score_floor.activate()
         if _another_set_ties(m, chosen, solver):  # rare: only then walk the preference order
             chosen = _first_in_preference(m, chosen, preference_order(u, c), k, solver)
-    return _deployment(u, c, a, budget, chosen, allow_drop, over)
+    return deployment_on(u, c, a, budget, chosen, allow_drop, over)
 
 
 def _another_set_ties(m: Any, chosen: NDArray[np.bool_], solver: Solver) -> bool:
@@ -212,36 +299,48 @@ def _first_in_preference(m: Any, incumbent: NDArray[np.bool_], order: NDArray[np
 
 
 def canonical_set(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
-                  budget: float, k: int, allow_drop: bool) -> NDArray[np.bool_] | None:
+                  budget: float, k: int, allow_drop: bool,
+                  limit: ChangeLimit | None = None) -> NDArray[np.bool_] | None:
     """The support of the exact LP over the whole pool plus the best-ranked others, if it fits.
 
-    That LP relaxes DeployOPT (no cardinality limit), so when its support has at most k models it
-    is an optimal core (also for the over-budget fallback: the cheapest mixture, then the most
-    reward at that cost); None when it needs more than k models.
+    That LP relaxes DeployOPT (no cardinality or change limit), so when its support has at most
+    k models (and at most ``limit.additions`` outside the current set) it is an optimal core (also
+    for the over-budget fallback: the cheapest mixture, then the most reward at that cost); None
+    when it does not fit. The free slots go by preference to the models the limit still admits.
     """
     relaxed = solve_route(u, c, a, budget, allow_drop)
     core = relaxed.probability > 0
     free = k - int(core.sum())
-    if free < 0:
+    if free < 0 or (limit is not None and not limit.allows(core)):
         return None
     chosen = core.copy()
     others = [i for i in preference_order(u, c) if not core[i]]
+    if limit is not None:  # the others outside the current set, only while additions are left
+        room = limit.additions - int(limit.outside[core].sum())
+        outside = np.cumsum(limit.outside[others]) if others else np.zeros(0, dtype=np.int64)
+        others = [i for i, n in zip(others, outside, strict=True) if not limit.outside[i] or n <= room]
     chosen[others[:free]] = True
     return chosen
 
 
-def _deployment(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
-                budget: float, chosen: NDArray[np.bool_], allow_drop: bool,
-                over: bool) -> Deployment:
-    """The set's mixture and value from the exact LP on it: no solver tolerance, same everywhere."""
+def deployment_on(u: NDArray[np.float64], c: NDArray[np.float64], a: NDArray[np.float64],
+                  budget: float, chosen: NDArray[np.bool_], allow_drop: bool = False,
+                  over: bool = False) -> Deployment:
+    """The set's mixture and value from the exact LP on it: no solver tolerance, same everywhere.
+
+    The one routing table of a deployment: DeployOPT's answer, and ``plan --routing-only``'s
+    table on the set it keeps.
+    """
     routing = solve_route(u[chosen], c[chosen], a[chosen], budget, allow_drop)
     return Deployment(chosen, routing, over or routing.over_budget)
 
 
 def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: float,
                             max_deployed: int, allow_drop: bool = False,
-                            limit: int = 20_000) -> Deployment | None:
-    """DeployOPT by enumerating every set (same objective and tie-breaking rule as the MIP).
+                            limit: int = 20_000, *, current: ArrayLike | None = None,
+                            max_changes: int | None = None) -> Deployment | None:
+    """DeployOPT by enumerating every set (same objective, change limit and tie-breaking rule as
+    the MIP).
 
     Exact like the MIP and much faster on small pools; returns None when there are more than
     ``limit`` sets (use ``solve_deploy`` then).
@@ -251,11 +350,12 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
 
     from stageroute.optimize.kernels import route
 
-    u, c, a, k = _checked(u, c, a, max_deployed, allow_drop)
+    changes = ChangeLimit.of(np.size(u), current, max_changes)
+    u, c, a, k = _checked(u, c, a, max_deployed, allow_drop, changes)
     n = u.size
-    canonical = canonical_set(u, c, a, budget, k, allow_drop)
+    canonical = canonical_set(u, c, a, budget, k, allow_drop, changes)
     if canonical is not None:
-        return _deployment(u, c, a, budget, canonical, allow_drop, False)
+        return deployment_on(u, c, a, budget, canonical, allow_drop, False)
     if math.comb(n, k) > limit:
         return None
     rank = np.empty(n, dtype=np.int64)
@@ -266,7 +366,7 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
     best: tuple[_Key, tuple[int, ...]] | None = None
     for subset in itertools.combinations(range(n), k):
         s = list(subset)
-        if not allow_drop and a[s].sum() < 1.0 - 1e-12:
+        if (not allow_drop and a[s].sum() < 1.0 - 1e-12) or (changes is not None and not changes.allows(s)):
             continue
         uu[:k], cc[:k], aa[:k] = u[s], c[s], a[s]
         over = route(uu, cc, aa, budget, p)
@@ -282,7 +382,7 @@ def solve_deploy_exhaustive(u: ArrayLike, c: ArrayLike, a: ArrayLike, budget: fl
         raise InfeasibleError(f"no {k} models can carry all traffic under the max_share caps")
     chosen = np.zeros(n, dtype=bool)
     chosen[list(best[1])] = True
-    return _deployment(u, c, a, budget, chosen, allow_drop, False)
+    return deployment_on(u, c, a, budget, chosen, allow_drop, False)
 
 
 _Key = tuple[int, float, float, int, tuple[int, ...]]
