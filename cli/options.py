@@ -43,7 +43,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stder
                                      "errors still go there).")]
 CostGamma = Annotated[float | None, typer.Option(
     help="gamma of the cost radius (costs are far less noisy than rewards; 0 puts the plain mean "
-    "in the budget row). Default: 0.05. E.g. --cost-gamma 0.1")]
+    "in the budget row). E.g. --cost-gamma 0.1")]
 BudgetSafe = Annotated[bool, typer.Option(
     "--budget-safe", help="Put cost upper bounds (not lower bounds) in the budget row: spends "
     "less than the budget while costs are uncertain.")]
@@ -52,7 +52,7 @@ CanaryShare = Annotated[float, typer.Option(
     "gets at least what it needs to reach --min-samples in the stage); 1 turns the cap off "
     "(the paper). E.g. --canary-share 0.1")]
 MinSamples = Annotated[int, typer.Option(
-    help="Rewards a model needs to leave the exploration slice. E.g. --min-samples 20")]
+    help="Rewards a model needs to leave the exploration slice. E.g. --min-samples 100")]
 
 # plan only: the deployment stage and the routing refresh inside it
 MaxChanges = Annotated[int | None, typer.Option(

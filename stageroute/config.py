@@ -17,7 +17,7 @@ DEFAULT_GAMMA = 0.25
 DEFAULT_COST_GAMMA = 0.05  # costs are far less noisy than rewards
 # Exploration (SPEC 2a): the share of traffic for models with fewer than MIN_SAMPLES rewards.
 DEFAULT_CANARY_SHARE = 0.3
-DEFAULT_MIN_SAMPLES = 20
+DEFAULT_MIN_SAMPLES = 40
 MAX_MIN_SAMPLES = 2**62  # compared with int64 counts
 # Costs are normalised by the scale; below this the arithmetic leaves the range of a double
 # (1e-320 made HiGHS spin). Budgets get the same floor: no currency is that fine-grained.
