@@ -354,6 +354,7 @@ class Scores:
     regret: float
     suboptimality: float  # the paper's: 1 - reward / oracle reward (fraction)
     suboptimality_at_cost: float  # 1 - reward / oracle reward at the policy's own cost per stage
+    oracle_value_at_cost: float  # that oracle reward per query: sum_k n_k V_k(b'_k) / T
     ci95: dict[str, Interval]
 
 
@@ -380,6 +381,7 @@ def score(reward: NDArray[np.float64], cost: NDArray[np.float64], sizes: NDArray
         "regret": oracle_total - rewards,
         "suboptimality": _shortfall(rewards, np.full(rewards.size, oracle_total)),
         "suboptimality_at_cost": _shortfall(rewards, at_cost),
+        "oracle_value_at_cost": at_cost / t,
     }
     means = {key: float(values.mean()) for key, values in per_seed.items()}
     intervals = {key: ci95(values) for key, values in per_seed.items()}

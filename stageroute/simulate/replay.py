@@ -504,6 +504,7 @@ def replay_document(result: ReplayResult) -> dict[str, Any]:
              "regret": json_number(p.regret), "suboptimality": json_number(p.suboptimality),
              "ci95": {k: interval(ci) for k, ci in p.ci95.items()},
              "suboptimality_at_cost": json_number(p.suboptimality_at_cost),
+             "oracle_value_at_cost": json_number(p.oracle_value_at_cost),
              "budget_violation": json_number(p.budget_violation),
              "worst_stage_cost_over_budget": json_number(p.worst_stage_cost_over_budget),
              "rank": p.rank}
