@@ -18,7 +18,7 @@ from stageroute.options import Policy
 from stageroute.render.plots import plot_replay
 from stageroute.render.report import render_replay
 from stageroute.simulate import evaluate
-from stageroute.simulate.evaluate import Frontier, ci95, ranks, score
+from stageroute.simulate.evaluate import Frontier, ci95, frontier_curve, ranks, score
 from stageroute.simulate.replay import ReplayConfig, ReplayResult, replay, replay_document
 
 UTC = dt.UTC
@@ -339,5 +339,10 @@ def test_the_plot_is_a_png(tmp_path, seeds):
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1210, 1540)
     # the frontier drawn in it: from the cheapest level to beyond every policy's cost
-    assert result.frontier.budget[0] <= min(p.mean_cost for p in result.policies) + 1e-12
-    assert result.frontier.budget[-1] >= max(p.mean_cost for p in result.policies) - 1e-12
+    sizes = np.diff(result.schedule.bounds).astype(float)
+    costs = [p.mean_cost for p in result.policies]
+    curve = frontier_curve(result.frontier, sizes, costs)
+    assert curve.budget[0] <= min(costs) and curve.budget[-1] >= max(costs)
+    per_stage = [result.frontier.values(np.full((1, sizes.size), b))[0] for b in curve.budget[::40]]
+    np.testing.assert_allclose(curve.value[::40], [v @ sizes / sizes.sum() for v in per_stage],
+                               rtol=0, atol=1e-12)

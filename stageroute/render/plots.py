@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 
 from stageroute.render.output import write_atomic
+from stageroute.simulate.evaluate import frontier_curve
 from stageroute.simulate.replay import PolicySummary, ReplayResult
 
 _FONT = 8  # points, for the labels placed beside the data
+_RISE = 5  # points from a point up to its label's baseline: clear of the error bar's caps
 
 
 def plot_replay(result: ReplayResult, path: str | Path, lock: bool = True,
@@ -53,7 +55,9 @@ def plot_replay(result: ReplayResult, path: str | Path, lock: bool = True,
 def _frontier(ax: Any, result: ReplayResult, colours: dict[Any, Any]) -> None:
     """The oracle's value per query against the budget, and each policy at (cost, reward)."""
     cfg = result.config
-    curve = result.frontier
+    sizes = np.diff(result.schedule.bounds).astype(float)
+    curve = frontier_curve(result.frontier, sizes, [cfg.budget, *(p.mean_cost for p in
+                                                                   result.policies)])
     ax.plot(curve.budget, curve.value, color="black", lw=1.4, zorder=1)
     xs = [p.mean_cost for p in result.policies]
     ys = [p.mean_reward for p in result.policies]
@@ -152,29 +156,38 @@ def _timeline(ax: Any, result: ReplayResult) -> None:
 
 def _label(ax: Any, text: str, xy: tuple[float, float], colour: Any) -> None:
     """A label beside a data point; ``_place_labels`` moves it off the others once laid out."""
-    ax.annotate(text, xy, xytext=(6, 3), textcoords="offset points", fontsize=_FONT,
+    ax.annotate(text, xy, xytext=(6, _RISE), textcoords="offset points", fontsize=_FONT,
                 color=colour, va="bottom", gid="label",
                 arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6, "alpha": 0})
 
 
 def _place_labels(fig: Any) -> None:
-    """Move overlapping labels up or down (in steps of a line) until none overlaps another, and
-    draw a thin leader to the point of each label that moved."""
+    """Move labels up or down (in steps of a line) until none overlaps another label or another
+    labelled point and each stays inside its panel; draw a thin leader to the point of each
+    label that moved."""
+    from matplotlib.transforms import Bbox
+
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
-        labels = [t for t in ax.texts if t.get_gid() == "label"]
-        labels.sort(key=lambda t: -ax.transData.transform(t.xy)[1])
+        frame = ax.get_window_extent(renderer)
+        labels = sorted((t for t in ax.texts if t.get_gid() == "label"),
+                        key=lambda t: -ax.transData.transform(t.xy)[1])
+        points = [Bbox.from_bounds(x - 4, y - 4, 8, 8)
+                  for x, y in (ax.transData.transform(t.xy) for t in labels)]
         placed: list[Any] = []
-        for text in labels:
+        for i, text in enumerate(labels):
             box = text.get_window_extent(renderer)
             step = box.height * 1.05
+            obstacles = placed + points[:i] + points[i + 1:]
+            moved, shift = box, 0
             for shift in _shifts():
                 moved = box.translated(0, shift * step)
-                if not any(moved.overlaps(other) for other in placed):
+                if (frame.y0 <= moved.y0 and moved.y1 <= frame.y1
+                        and not any(moved.overlaps(other) for other in obstacles)):
                     break
             placed.append(moved)
             if shift:
-                text.set_position((6, 3 + shift * step * 72 / fig.dpi))
+                text.set_position((6, _RISE + shift * step * 72 / fig.dpi))
                 text.arrow_patch.set_alpha(1)
 
 

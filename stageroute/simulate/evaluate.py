@@ -324,10 +324,12 @@ class Curve:
     value: NDArray[np.float64]  # sum_k n_k V_k(b) / T
 
 
-def frontier_curve(frontier: Frontier, sizes: NDArray[np.float64], lo: float, hi: float,
+def frontier_curve(frontier: Frontier, sizes: NDArray[np.float64], costs: Sequence[float] = (),
                    points: int = 241) -> Curve:
-    """sum_k n_k V_k(b) / T on an even grid of budgets from ``lo`` to ``hi``."""
-    grid = np.linspace(lo, hi, points)
+    """sum_k n_k V_k(b) / T on an even grid of budgets from the cheapest level to the most
+    rewarding one (``Frontier.levels``), widened to take in ``costs`` (the policies', say)."""
+    lo, hi = frontier.levels()
+    grid = np.linspace(min(lo, *costs), max(hi, *costs), points)
     per_stage = frontier.values(np.repeat(grid[:, None], sizes.size, axis=1))
     return Curve(grid, per_stage @ sizes / sizes.sum())
 

@@ -29,7 +29,7 @@ from stageroute.optimize.route import Routing, solve_route
 from stageroute.options import Policy, Radius, iso_date
 from stageroute.render.output import iso_utc, json_number
 from stageroute.simulate import loop as compiled
-from stageroute.simulate.evaluate import Curve, Frontier, Scores, frontier_curve, ranks, score
+from stageroute.simulate.evaluate import Frontier, Scores, ranks, score
 
 LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON,
             Policy.UNIFORM)
@@ -351,7 +351,7 @@ class ReplayResult:
     scale: float
     max_mean_cost: float  # for the relative budget: budget / the largest per-model mean cost
     policies: tuple[PolicySummary, ...]
-    frontier: Curve  # the oracle's value per query against the budget (for the plot)
+    frontier: Frontier  # the oracle's value per query in each stage at any budget
 
 
 def resolve(config: ReplayConfig, outcomes: OutcomeMatrix) -> ReplayConfig:
@@ -468,12 +468,9 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
     frontier = Frontier(outcomes.mean_reward, outcomes.mean_cost, alpha, schedule.pools,
                         config.max_deployed, config.allow_drop, config.solver)
     summaries = _summaries(config, runs, oracle, sizes, frontier)
-    lo, hi = frontier.levels()
-    spent = [p.mean_cost for p in summaries]
-    curve = frontier_curve(frontier, sizes, min(lo, *spent), max(hi, config.budget, *spent))
     t = float(config.horizon)
     return ReplayResult(config, outcomes.models, schedule, tuple(oracle), oracle_total / t, scale,
-                        float(outcomes.mean_cost.max()), summaries, curve)
+                        float(outcomes.mean_cost.max()), summaries, frontier)
 
 
 def replay_document(result: ReplayResult) -> dict[str, Any]:
