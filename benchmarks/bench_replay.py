@@ -24,12 +24,12 @@ from stageroute.inputs.catalog import load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, load_outcomes, to_matrix
 from stageroute.optimize.route import solve_route, solve_route_pyomo
 from stageroute.options import Policy, Solver
+from stageroute.simulate.reference import reference_kernel
 from stageroute.simulate.replay import (
     ReplayConfig,
     default_stages,
     make_schedule,
     make_stream,
-    reference_kernel,
     run_policy,
 )
 

@@ -276,8 +276,9 @@ def replay(
     solver: opt.Solver = "highs",
     json_out: opt.Json = False,
     output: opt.Output = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG: cumulative regret per policy and "
-                                              "the deployment timeline.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG: the oracle's reward-cost "
+                                              "frontier with each policy, the cumulative regret "
+                                              "curves and the deployment timeline.")] = None,
     quiet: opt.Quiet = False,
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""

@@ -148,7 +148,7 @@ def test_feedback_file_and_token_pricing(runner, tmp_path):
 
 REPLAY_OPTIONS = ["--relative-budget", "0.3", "--max-deployed", "3", "--horizon", "5000",
                   "--policy", "stageroute", "--policy", "oracle", "--policy", "uniform", "--json", "-q"]
-T975_1 = math.tan(0.475 * math.pi)  # Student t quantile, 1 degree of freedom (12.7062...)
+T975_2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # Student t quantile, 2 degrees of freedom (4.3027)
 
 
 def run_replay(runner, routerbench, *options):
@@ -160,7 +160,7 @@ def run_replay(runner, routerbench, *options):
 
 
 def test_replay_json_plot_and_policies(runner, tmp_path, routerbench):
-    doc = run_replay(runner, routerbench, "--seeds", "2", "--plot", str(tmp_path / "r.png"))
+    doc = run_replay(runner, routerbench, "--seeds", "3", "--plot", str(tmp_path / "r.png"))
     assert {"schema_version", "horizon", "stages", "seeds", "budget", "max_deployed", "oracle_value",
             "policies"} <= doc.keys()
     assert doc["stages"] == 17 and doc["horizon"] == 5000  # round(5000 ** (1/3))
@@ -171,11 +171,16 @@ def test_replay_json_plot_and_policies(runner, tmp_path, routerbench):
     oracle = doc["policies"][1]
     assert oracle["mean_reward"] == pytest.approx(doc["oracle_value"], rel=1e-9)
     assert oracle["mean_cost"] <= doc["budget"] * (1 + 1e-9)
-    # each seed alone, through the same command: the two-seed figures are their mean and
-    # Student-t interval (t = 12.706 with one degree of freedom)
-    singles = [run_replay(runner, routerbench, "--seeds", "1", "--seed", str(s)) for s in (0, 1)]
+    # each seed alone, through the same command: the three-seed figures are their mean and
+    # Student-t interval (t = 4.303 with two degrees of freedom); one seed has no interval
+    singles = [run_replay(runner, routerbench, "--seeds", "1", "--seed", str(s)) for s in (0, 1, 2)]
     for i, p in enumerate(doc["policies"]):
-        assert {"mean_reward", "mean_cost", "cost_over_budget", "regret", "suboptimality", "ci95"} <= p.keys()
+        assert {"mean_reward", "mean_cost", "cost_over_budget", "regret", "suboptimality", "ci95",
+                "suboptimality_at_cost", "budget_violation", "worst_stage_cost_over_budget",
+                "rank"} <= p.keys()
+        assert p["budget_violation"] == pytest.approx(max(0.0, p["cost_over_budget"] - 1), abs=1e-9)
+        assert p["ci95"].keys() == singles[0]["policies"][i]["ci95"].keys()
+        assert all(ci is None for ci in singles[0]["policies"][i]["ci95"].values())
         assert p["regret"] == pytest.approx(
             (doc["oracle_value"] - p["mean_reward"]) * doc["horizon"], rel=1e-6, abs=1e-6)
         assert p["suboptimality"] == pytest.approx(1 - p["mean_reward"] / doc["oracle_value"],
@@ -188,7 +193,7 @@ def test_replay_json_plot_and_policies(runner, tmp_path, routerbench):
             if p["policy"] == "oracle":
                 continue
             lo, hi = p["ci95"][key]
-            half = T975_1 * values.std(ddof=1) / math.sqrt(2)
+            half = T975_2 * values.std(ddof=1) / math.sqrt(3)
             assert half > 0
             assert (lo + hi) / 2 == pytest.approx(values.mean(), rel=1e-9, abs=1e-12)
             assert (hi - lo) / 2 == pytest.approx(half, rel=1e-3)

@@ -16,11 +16,11 @@ from test_replay import small_world
 from stageroute.optimize.route import solve_route
 from stageroute.options import Policy
 from stageroute.plan import PlanConfig, make_plan
+from stageroute.simulate.reference import reference_kernel
 from stageroute.simulate.replay import (
     ReplayConfig,
     make_schedule,
     make_stream,
-    reference_kernel,
     run_policy,
 )
 

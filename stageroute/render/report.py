@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stageroute.plan import Plan
+from stageroute.simulate.evaluate import MIN_SEEDS
 from stageroute.simulate.replay import ReplayResult
 
 _ACTION_STYLE = {"keep": "green", "add": "bold cyan", "evict": "red", "idle": "dim"}
@@ -248,49 +249,101 @@ def _plan_footer(plan: Plan, console: Console) -> None:
 
 
 def render_replay(result: ReplayResult, console: Console) -> None:
-    """Per-policy results with 95% intervals over seeds, then the deployment timeline."""
+    """Per-policy results ranked on sub-optimality at cost, with 95% intervals over seeds (from 3
+    seeds), the oracle as the reference line, then the deployment timeline."""
     console.width = max(console.width, _MIN_WIDTH)
     cfg = result.config
     pm = "±" if _unicode(console) else "+-"
     console.print(f"[bold]Replay[/] {cfg.horizon:,} queries, {cfg.stages} stages, "
                   f"{cfg.seeds} seed(s) from {cfg.first_seed}")
     console.print(f"budget {cfg.budget:.4g}/query, max deployed {cfg.max_deployed}")
+    intervals = (f"{pm} is the half-width of the 95% interval over seeds" if cfg.seeds >= MIN_SEEDS
+                 else f"no interval ({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''} < {MIN_SEEDS})")
     _packed_line(console, "gamma", [
         f"{cfg.gamma:.4g} ({cfg.radius})", f"oracle value {result.oracle_value:.4f}/query",
-        f"{pm} is the half-width of the 95% interval over seeds",
+        intervals,
     ])
     console.print()
     _policies(result, console, pm)
     _timeline(result, console)
 
 
+def _pct(x: float) -> str:
+    return f"{round(x, 6) + 0.0:.2%}"  # no "-0.00%" from rounding noise
+
+
+# (column, header, format of the value, format of the half-width; None: no interval shown)
+_REPLAY_COLUMNS: tuple[tuple[str, str, Callable[[float], str], Callable[[float], str] | None], ...] = (
+    ("mean_reward", "reward", lambda x: f"{x:.4f}", lambda h: f"{h:.4f}"),
+    ("mean_cost", "cost", lambda x: f"{x:.3g}", None),
+    ("cost_over_budget", "cost/\nbudget", lambda x: f"{x:.3f}", lambda h: f"{h:.3f}"),
+    ("worst_stage_cost_over_budget", "worst\nstage", lambda x: f"{x:.3f}", lambda h: f"{h:.3f}"),
+    ("suboptimality_at_cost", "sub-opt\nat cost", _pct, _pct),
+    ("suboptimality", "paper\nsub-opt", _pct, _pct),
+    ("regret", "regret\n(reward)", lambda x: f"{x:,.0f}", lambda h: f"{h:,.0f}"),
+)
+_REPLAY_NOTES = (
+    "reward, cost: per query; cost/budget: realised mean cost / budget; worst stage: the "
+    "costliest stage's cost / budget (per seed, then the mean)",
+    "sub-opt at cost: 1 - reward / the oracle's reward at the policy's own cost in each stage "
+    "(ranked on it; * the best); paper sub-opt: 1 - reward / oracle value (overspending can "
+    "beat it)",
+    "regret: the oracle's expected reward minus the policy's, summed over the {horizon:,} "
+    "queries (reward units); ref: the oracle, exact expected values, not ranked",
+)
+
+
+_Row = tuple[str, str, list[Text], list[str] | None]  # rank, policy, figures, half-widths
+
+
+def _policy_rows(result: ReplayResult, pm: str) -> list[_Row]:
+    """The policies best first, the oracle ("ref") last; half-widths when there are intervals."""
+    rows: list[_Row] = []
+    for p in sorted(result.policies, key=lambda p: (p.rank is None, p.rank or 0)):
+        label = "ref" if p.rank is None else f"{p.rank}{' *' if p.rank == 1 else ''}"
+        cells, halves = [], []
+        for key, _, value, half in _REPLAY_COLUMNS:
+            x = float(getattr(p, key))
+            style = "red" if key == "cost_over_budget" and x > 1.02 else ""
+            cells.append(Text(value(x) if math.isfinite(x) else "-", style=style))
+            ci = p.ci95.get(key)
+            halves.append(f"{pm}{half((ci[1] - ci[0]) / 2)}" if ci is not None and half else "")
+        shown = p.rank is not None and any(halves)  # the oracle's figures are exact
+        rows.append((label, str(p.policy), cells, halves if shown else None))
+    return rows
+
+
 def _policies(result: ReplayResult, console: Console, pm: str) -> None:
-    rows = []
-    for p in result.policies:
-        lo, hi = p.ci95["mean_reward"]
-        slo, shi = p.ci95["suboptimality"]
-        ratio = p.cost_over_budget
-        ratio_text = Text(f"{ratio:.3f}" if math.isfinite(ratio) else "-",
-                          style="red" if ratio > 1.02 else "")
-        rows.append((str(p.policy), f"{p.mean_reward:.4f} {pm}{(hi - lo) / 2:.4f}",
-                     f"{p.mean_cost:.4g}", ratio_text, f"{p.regret:,.0f}",
-                     f"{p.suboptimality:.2%} {pm}{(shi - slo) / 2:.2%}"))
+    """One table row per policy and one of half-widths under it; records on narrow consoles."""
+    rows = _policy_rows(result, pm)
     table = _table()
+    table.padding = 0  # the box's one-space separator only: nine columns fit 80 characters
+    table.add_column("#", no_wrap=True)
     table.add_column("policy", no_wrap=True)
-    for col in ("reward", "cost", "cost/budget", "regret", "sub-opt."):
-        table.add_column(col, justify="right", no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
+    for key, header, _, _ in _REPLAY_COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True,
+                         header_style="bold" if key == "suboptimality_at_cost" else "")
+    for label, name, cells, halves in rows:
+        table.add_row(label, name, *cells)
+        if halves is not None:
+            table.add_row("", "", *(Text(h, style="dim") for h in halves))
     if _fits(console, table):
         console.print(table)
-        console.print(Text("reward, cost: per query; sub-opt.: 1 - reward / oracle value",
-                           style="dim"))
-        return
-    for name, reward, cost, ratio_text, regret, sub in rows:
-        _record(console, Text(name, style="bold"), [
-            f"reward {reward}", f"cost {cost} ({ratio_text.plain} of budget)",
-            f"regret {regret}", f"sub-optimality {sub}",
-        ])
+    else:
+        for label, name, cells, halves in rows:
+            items = []
+            for k, (_, header, _, _) in enumerate(_REPLAY_COLUMNS):
+                title = header.replace("/\n", "/").replace("\n", " ")
+                half = f" {halves[k]}" if halves is not None and halves[k] else ""
+                items.append(f"{title} {cells[k].plain}{half}")
+            _record(console, Text(f"{label} {name}", style="bold"), items)
+    _replay_notes(result, console)
+
+
+def _replay_notes(result: ReplayResult, console: Console) -> None:
+    for note in _REPLAY_NOTES:
+        first, *words = note.format(horizon=result.config.horizon).split()
+        _packed_line(console, first, words, sep=" ")
 
 
 def _timeline(result: ReplayResult, console: Console) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from stageroute.config import SharedConfig
 from stageroute.errors import BadDataError, UsageError
 from stageroute.estimate.bounds import cost_lcb, reward_ucb
 from stageroute.estimate.prior import price_cost, typical_tokens
-from stageroute.estimate.stats import welford
 from stageroute.inputs.catalog import Window, load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, available_mask, load_outcomes, to_matrix
 from stageroute.optimize.deploy import (
@@ -31,11 +30,12 @@ from stageroute.optimize.deploy import (
     solve_deploy,
     solve_deploy_exhaustive,
 )
-from stageroute.optimize.explore import deploy_caps, explorable, explore_limits
-from stageroute.optimize.route import Routing, solve_route
+from stageroute.optimize.explore import deploy_caps, explorable
+from stageroute.optimize.route import solve_route
 from stageroute.options import Policy, Radius, iso_date
 from stageroute.render.output import iso_utc, json_number
 from stageroute.simulate import loop as compiled
+from stageroute.simulate.evaluate import Frontier, Scores, ranks, score
 
 LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON,
             Policy.UNIFORM)
@@ -325,83 +325,12 @@ def bounds_of(stats: NDArray[np.float64], idx: NDArray[np.int64], kn: NDArray[np
     return u, c
 
 
-def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
-    """The per-query loop in plain Python around ``route_fn`` (``solve_route`` or Pyomo).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySummary(Scores):
+    """A policy's scores (``evaluate.Scores``), its rank and its per-seed runs (none: the oracle)."""
 
-    Same signature and semantics as ``compiled.run_queries``: tests check that the compiled loop
-    makes exactly the decisions of this one. The exploration floors enter as in
-    ``optimize.explore``: RouteOPT on the traffic above the floors.
-    """
-    def run(deployed, alpha, prompts, draws, explore, R, C, stats, prior, kn, budget,  # type: ignore[no-untyped-def]
-            pace, pace_state, mode, epsilon, allow_drop, share, min_samples, refresh, out_model,
-            out_reward, out_cost) -> None:
-        d, n = deployed.size, prompts.size
-        p, table = np.full(d, 1.0 / d), -1
-        for t in range(n):
-            uniform = mode == compiled.MODE_UNIFORM or (mode == compiled.MODE_EPSILON
-                                                        and explore[t] < epsilon)
-            if not uniform and (refresh <= 0 or (t * refresh) // n != table):
-                table = (t * refresh) // n if refresh > 0 else t
-                b = budget
-                if pace:
-                    left = pace_state[2] - pace_state[1]
-                    b = max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0)
-                p = _reference_table(route_fn, stats, deployed, alpha, kn, prior, b, share,
-                                     min_samples, float(n - t), allow_drop)
-            w = np.full(d, 1.0 / d) if uniform else p
-            hits = np.flatnonzero(draws[t] < np.cumsum(w))
-            if hits.size:
-                pick = int(hits[0])
-            elif allow_drop:
-                pick = -1
-            else:
-                pick = int(np.flatnonzero(w > 0)[-1]) if (w > 0).any() else d - 1
-            if pick < 0:
-                out_model[t], out_reward[t], out_cost[t] = -1, 0.0, 0.0
-            else:
-                j = int(deployed[pick])
-                r, cost = R[prompts[t], j], C[prompts[t], j]
-                welford.py_func(stats, compiled.N_R, j, r)
-                welford.py_func(stats, compiled.N_C, j, cost)
-                out_model[t], out_reward[t], out_cost[t] = j, r, cost
-                pace_state[0] += cost
-            pace_state[1] += 1.0
-    return run
-
-
-def _reference_table(route_fn: Callable[..., Routing], stats: NDArray[np.float64],
-                     deployed: NDArray[np.int64], alpha: NDArray[np.float64],
-                     kn: NDArray[np.float64], prior: NDArray[np.float64], budget: float,
-                     share: float, min_samples: float, queries: float, allow_drop: bool,
-                     ) -> NDArray[np.float64]:
-    u, c = bounds_of(stats, deployed, kn, prior)
-    cap, floor = np.empty(deployed.size), np.empty(deployed.size)
-    explore_limits(stats[compiled.N_R, deployed].astype(np.float64), alpha[deployed], share,
-                   min_samples, queries, cap, floor)
-    held = float(floor.sum())
-    if held <= 0:
-        p: NDArray[np.float64] = route_fn(u, c, cap, budget, allow_drop).probability
-        return p
-    rest = 1.0 - held
-    if rest <= 1e-12:
-        return np.asarray(floor / held, dtype=np.float64)
-    q = route_fn(u, c, (cap - floor) / rest, (budget - float(floor @ c)) / rest, allow_drop)
-    if q.over_budget:  # exploration yields to the budget
-        free = route_fn(u, c, cap, budget, allow_drop)
-        if not free.over_budget:
-            return np.asarray(free.probability, dtype=np.float64)
-    return np.asarray(floor + rest * q.probability, dtype=np.float64)
-
-
-@dataclass(frozen=True, slots=True)
-class PolicySummary:
     policy: Policy
-    mean_reward: float
-    mean_cost: float
-    cost_over_budget: float
-    regret: float
-    suboptimality: float
-    ci95: dict[str, tuple[float, float]]
+    rank: int | None  # on suboptimality_at_cost, 1 = best; None: the oracle (the reference)
     runs: tuple[Run, ...] = field(repr=False)
 
 
@@ -415,37 +344,7 @@ class ReplayResult:
     scale: float
     max_mean_cost: float  # for the relative budget: budget / the largest per-model mean cost
     policies: tuple[PolicySummary, ...]
-
-
-# two-sided 95% Student t quantiles for 1..30 degrees of freedom
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-_Z975 = 1.959963984540054
-
-
-def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t: the table to 30 degrees of freedom, beyond it the
-    Cornish-Fisher expansion around the normal quantile (Abramowitz & Stegun 26.7.5; error
-    below 1e-6 there).
-
-    >>> round(t975(31), 4), round(t975(120), 4)
-    (2.0395, 1.9799)
-    """
-    if df <= len(_T95):
-        return _T95[df - 1]
-    z = _Z975
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
-
-
-def ci95(values: NDArray[np.float64]) -> tuple[float, float]:
-    """Student-t 95% interval of the mean over seeds (a point when there is one seed)."""
-    m = float(np.mean(values))
-    if values.size < 2:
-        return (m, m)
-    half = t975(values.size - 1) * float(np.std(values, ddof=1)) / math.sqrt(values.size)
-    return (m - half, m + half)
+    frontier: Frontier  # the oracle's value per query in each stage at any budget
 
 
 def resolve(config: ReplayConfig, outcomes: OutcomeMatrix) -> ReplayConfig:
@@ -514,23 +413,34 @@ def _oracle(outcomes: OutcomeMatrix, schedule: Schedule, config: ReplayConfig,
     return oracle
 
 
-def _summary(policy: Policy, runs: list[Run], oracle_total: float, config: ReplayConfig
-             ) -> PolicySummary:
-    """Means over seeds, regret and sub-optimality against the oracle, 95% intervals."""
-    t = float(config.horizon)
-    rewards = np.array([r.reward.sum() for r in runs])
-    costs = np.array([r.cost.sum() for r in runs])
-    sub = 1.0 - rewards / oracle_total if oracle_total > 0 else np.zeros_like(rewards)
-    return PolicySummary(
-        policy=policy,
-        mean_reward=float(rewards.mean() / t),
-        mean_cost=float(costs.mean() / t),
-        cost_over_budget=float(costs.mean() / t / config.budget),
-        regret=float(oracle_total - rewards.mean()),
-        suboptimality=float(sub.mean()),
-        ci95={"mean_reward": ci95(rewards / t), "suboptimality": ci95(sub),
-              "mean_cost": ci95(costs / t)},
-        runs=tuple(runs),
+def _oracle_totals(oracle: list[StageValue], sizes: NDArray[np.float64]
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The oracle's expected reward and cost summed over each stage's queries."""
+    return np.array([v.value for v in oracle]) * sizes, np.array([v.cost for v in oracle]) * sizes
+
+
+def _summaries(config: ReplayConfig, runs: dict[Policy, list[Run]], oracle: list[StageValue],
+               sizes: NDArray[np.float64], frontier: Frontier) -> tuple[PolicySummary, ...]:
+    """Every policy's scores (SPEC 8), the oracle's included, ranked on suboptimality_at_cost.
+
+    The oracle's figures are exact (expected values, the same for every seed)."""
+    oracle_reward, oracle_cost = _oracle_totals(oracle, sizes)
+    oracle_total = float(oracle_reward.sum())
+    totals = {p: (np.array([r.reward for r in runs[p]]), np.array([r.cost for r in runs[p]]))
+              if p is not Policy.ORACLE else (np.tile(oracle_reward, (config.seeds, 1)),
+                                              np.tile(oracle_cost, (config.seeds, 1)))
+              for p in config.policies}
+    served = np.where(sizes > 0, sizes, 1.0)
+    # one pass over the frontier for every policy, seed and stage
+    spent = np.stack([cost for _, cost in totals.values()]) / served
+    at_cost = frontier.values(spent) @ sizes
+    scores = [score(reward, cost, sizes, config.budget, oracle_total, at_cost[i])
+              for i, (reward, cost) in enumerate(totals.values())]
+    order = ranks([None if p is Policy.ORACLE else s.suboptimality_at_cost
+                   for p, s in zip(config.policies, scores, strict=True)])
+    return tuple(
+        PolicySummary(**asdict(s), policy=p, rank=rank, runs=tuple(runs.get(p, ())))
+        for p, s, rank in zip(config.policies, scores, order, strict=True)
     )
 
 
@@ -549,8 +459,7 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
     prices = _prices(outcomes, catalog)
     oracle = _oracle(outcomes, schedule, config, alpha)
     sizes = np.diff(schedule.bounds).astype(np.float64)
-    oracle_total = float(sum(v.value * n for v, n in zip(oracle, sizes, strict=True)))
-    oracle_cost = float(sum(v.cost * n for v, n in zip(oracle, sizes, strict=True)))
+    oracle_total = float(_oracle_totals(oracle, sizes)[0].sum())
     learning = [p for p in config.policies if p is not Policy.ORACLE]
     runs: dict[Policy, list[Run]] = {p: [] for p in learning}
     done = 0
@@ -562,26 +471,27 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
             done += 1
             if progress:
                 progress(done, config.seeds * len(learning))
+    frontier = Frontier(outcomes.mean_reward, outcomes.mean_cost, alpha, schedule.pools,
+                        config.max_deployed, config.allow_drop, config.solver)
+    summaries = _summaries(config, runs, oracle, sizes, frontier)
     t = float(config.horizon)
-    summaries = [
-        PolicySummary(policy, oracle_total / t, oracle_cost / t, oracle_cost / t / config.budget,
-                      0.0, 0.0, {"mean_reward": (oracle_total / t, oracle_total / t),
-                                 "suboptimality": (0.0, 0.0),
-                                 "mean_cost": (oracle_cost / t, oracle_cost / t)}, ())
-        if policy is Policy.ORACLE else _summary(policy, runs[policy], oracle_total, config)
-        for policy in config.policies
-    ]
     return ReplayResult(config, outcomes.models, schedule, tuple(oracle), oracle_total / t, scale,
-                        float(outcomes.mean_cost.max()), tuple(summaries))
+                        float(outcomes.mean_cost.max()), summaries, frontier)
 
 
 def replay_document(result: ReplayResult) -> dict[str, Any]:
-    """The JSON document of SPEC 7 (fixed keys first, then extras)."""
+    """The JSON document of SPEC 7 (fixed keys first, then extras; SPEC 8's figures per policy).
+
+    ``ci95`` holds an interval per figure, each null with fewer than 3 seeds.
+    """
     cfg = result.config
     models = result.models
 
     def names(ids: tuple[int, ...]) -> list[str]:
         return [models[j] for j in ids]
+
+    def interval(ci: tuple[float, float] | None) -> list[float | None] | None:
+        return None if ci is None else [json_number(ci[0]), json_number(ci[1])]
 
     return {
         "schema_version": 1,
@@ -595,9 +505,17 @@ def replay_document(result: ReplayResult) -> dict[str, Any]:
             {"policy": str(p.policy), "mean_reward": json_number(p.mean_reward),
              "mean_cost": json_number(p.mean_cost), "cost_over_budget": json_number(p.cost_over_budget),
              "regret": json_number(p.regret), "suboptimality": json_number(p.suboptimality),
-             "ci95": {k: [json_number(lo), json_number(hi)] for k, (lo, hi) in p.ci95.items()}}
+             "ci95": {k: interval(ci) for k, ci in p.ci95.items()},
+             "suboptimality_at_cost": json_number(p.suboptimality_at_cost),
+             "oracle_value_at_cost": json_number(p.oracle_value_at_cost),
+             "budget_violation": json_number(p.budget_violation),
+             "worst_stage_cost_over_budget": json_number(p.worst_stage_cost_over_budget),
+             "rank": p.rank}
             for p in result.policies
         ],
+        "units": {"mean_reward": "reward per query", "mean_cost": "currency per query",
+                  "regret": "reward summed over the horizon (oracle's expected minus the "
+                            "policy's)", "suboptimality": "fraction (0.03 = 3%)"},
         "gamma": cfg.gamma,
         "first_seed": cfg.first_seed,
         "radius": str(cfg.radius),
