@@ -2,8 +2,9 @@
 (the paper) and with fixed tables (as a gateway runs a plan), on both shared tables and on
 synthetic worlds; then the levers the defaults were chosen from.
 
-    python benchmarks/deployed_results.py             # T=30,000, 30 stages, 5 seeds
+    python benchmarks/deployed_results.py             # T=30,000, 30 stages, 10 seeds
     python benchmarks/deployed_results.py --quick     # 3 seeds, shared tables only
+    python benchmarks/deployed_results.py --sweep     # the exploration slice's grid
 
 Reads ../shared/data/routerbench and ../shared/data/mmlupro (outside the repository).
 Cells: suboptimality at cost [95% interval] (realised cost / budget). Targets of issue 8: cost /
@@ -90,29 +91,54 @@ LEVERS = {
 
 
 def levers(worlds: dict, seeds: int) -> None:  # type: ignore[type-arg]
-    names = list(worlds)
-    print("| variant | " + " | ".join(f"{n} 0.3 / 7 tables" for n in names) + " |")
-    print("|---|" + "---|" * len(names))
+    cols = [(n, 7) for n in worlds] + [(n, 1) for n in ("routerbench", "mmlupro")]
+    print("| variant | " + " | ".join(f"{n}, {r} table(s) per stage" for n, r in cols) + " |")
+    print("|---|" + "---|" * len(cols))
     for label, options in LEVERS.items():
-        row = [cell(run(worlds[n], 0.3, 7, seeds, policies=(Policy.ORACLE, Policy.STAGEROUTE),
-                        **options)[Policy.STAGEROUTE]) for n in names]
+        row = [cell(run(worlds[n], 0.3, r, seeds, policies=(Policy.ORACLE, Policy.STAGEROUTE),
+                        **options)[Policy.STAGEROUTE]) for n, r in cols]
         print(f"| {label} | " + " | ".join(row) + " |", flush=True)
+
+
+def sweep(worlds: dict, seeds: int) -> None:  # type: ignore[type-arg]
+    """The exploration slice's grid: the worst cell's sub-optimality at cost / its target."""
+    print("| canary share | min samples | worst cell / target | " + " | ".join(
+        f"{n} {rel} {r or 'query'}" for n in worlds for rel in (0.3, 0.7) for r in (None, 7)) + " |")
+    print("|---|---|---|" + "---|" * 4 * len(worlds))
+    for share in (0.1, 0.2, 0.3, 0.5):
+        for samples in (10, 20, 40):
+            cells, worst = [], 0.0
+            for name, world in worlds.items():
+                for rel in (0.3, 0.7):
+                    for refresh in (None, 7):
+                        p = run(world, rel, refresh, seeds, canary_share=share,
+                                min_samples=samples,
+                                policies=(Policy.ORACLE, Policy.STAGEROUTE))[Policy.STAGEROUTE]
+                        worst = max(worst, p.suboptimality_at_cost / TARGETS[(name, rel)])
+                        cells.append(f"{p.suboptimality_at_cost:.2%}")
+            print(f"| {share} | {samples} | {worst:.2f} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--sweep", action="store_true", help="the exploration slice's grid only")
     args = parser.parse_args()
-    seeds = args.seeds or (3 if args.quick else 5)
+    seeds = args.seeds or (3 if args.quick else 10)
     t0 = time.perf_counter()
     worlds = {"routerbench": shared("routerbench"), "mmlupro": shared("mmlupro")}
+    if args.sweep:
+        print(f"## Exploration slice sweep (T=30,000, 30 stages, M_max 3, {seeds} seeds)\n")
+        sweep(worlds, seeds)
+        print(f"\n(took {time.perf_counter() - t0:.0f} s)")
+        return
     print(f"## Shared tables (T=30,000, 30 stages, M_max 3, {seeds} seeds)\n")
     grid(worlds, seeds)
     if not args.quick:
         print(f"\n## Synthetic worlds (benchmarks/scenarios.py, {seeds} seeds)\n")
         grid({name: make(0) for name, make in SCENARIOS.items()}, seeds)
-        print(f"\n## Levers (relative budget 0.3, 7 tables per stage, {seeds} seeds)\n")
+        print(f"\n## Levers (relative budget 0.3, {seeds} seeds)\n")
         levers({**worlds, "pricey-new": SCENARIOS["pricey-new"](0)}, seeds)
     print(f"\n(took {time.perf_counter() - t0:.0f} s)")
 

@@ -519,6 +519,11 @@ def replay_document(result: ReplayResult) -> dict[str, Any]:
         "gamma": cfg.gamma,
         "first_seed": cfg.first_seed,
         "radius": str(cfg.radius),
+        "refresh": cfg.refresh if cfg.refresh is not None else "query",
+        "cost_gamma": json_number(cfg.resolve_cost_gamma(float(cfg.gamma))),
+        "budget_safe": cfg.budget_safe,
+        "canary_share": json_number(cfg.canary_share),
+        "min_samples": cfg.min_samples,
         "cost_scale": json_number(result.scale),
         "relative_budget": json_number(cfg.budget / result.max_mean_cost)
         if result.max_mean_cost > 0 else None,
