@@ -129,12 +129,18 @@ def cross_check(cand: Candidates, chosen: NDArray[np.bool_], table: Table,
 
 
 def stage_queries(summary: LogSummary, config: PlanConfig) -> float:
-    """Requests expected in the planned stage: the log's average rate over its span."""
+    """Requests expected in the planned stage: the log's average rate over its span.
+
+    A log spanning less than a tenth of a stage (rows that share a timestamp, a burst) says
+    little about the rate: it counts as one stage's traffic, not as a rate scaled up.
+    """
     if summary.first_seen is None or summary.last_seen is None or summary.rows_used == 0:
         return 0.0
     span = (summary.last_seen - summary.first_seen).total_seconds()
     stage = config.stage_length.total_seconds()
-    return float(summary.rows_used) if span <= 0 else summary.rows_used * min(stage / span, 1e12)
+    if span < stage / 10:
+        return float(summary.rows_used)
+    return summary.rows_used * stage / span
 
 
 def stage_table(cand: Candidates, deployed: NDArray[np.bool_], config: PlanConfig,
@@ -165,12 +171,16 @@ def reasons(cand: Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float6
     for i in range(cand.u.size):
         under = cand.n_r[i] < need and config.canary_share < 1
         if i in unexplorable:
-            reasons[i] = (f"not deployed: fewer than {need} rewards, and the exploration share "
-                          f"{config.canary_share:g} cannot give it the {need - cand.n_r[i]} "
-                          f"requests it needs in the stage (~{queries:,.0f} expected)")
+            reasons[i] = (f"not deployed: fewer than {need} rewards, and its part of the "
+                          f"exploration share {config.canary_share:g} cannot give it the "
+                          f"{need - cand.n_r[i]} requests it needs in the stage "
+                          f"(~{queries:,.0f} expected)")
         elif chosen[i] and under and floors[i] == 0 and prob[i] == 0:
             reasons[i] = (f"exploration slot: {cand.n_r[i]} of {need} rewards, but its minimum "
                           "traffic would break the budget that the table meets without it")
+        elif chosen[i] and under and floors[i] == 0:
+            reasons[i] = (f"exploration: {cand.n_r[i]} of {need} rewards; no minimum traffic (it "
+                          "would break the budget that the table meets without it)")
         elif chosen[i] and under:
             reasons[i] = (f"exploration: {cand.n_r[i]} of {need} rewards; at least "
                           f"{floors[i]:.3g} of traffic (~{floors[i] * queries:,.0f} requests), "

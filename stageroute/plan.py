@@ -36,7 +36,7 @@ from stageroute.optimize.deploy import (
     deployment_on,
     solve_deploy,
 )
-from stageroute.optimize.explore import deploy_caps
+from stageroute.optimize.explore import deploy_caps, refill
 from stageroute.optimize.route import Routing
 from stageroute.optimize.solver import require_solver
 from stageroute.render.output import iso_utc, json_number
@@ -246,7 +246,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     cand = candidates(pool, summary, config, catalog.height)
     current = _currently_deployed(config, summary, catalog)
     say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
-    decision = _solve_deployment(cand, config, current)
+    decision = _deploy_explorable(cand, config, current, stage_queries(summary, config))
     return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
 
 
@@ -261,6 +261,7 @@ class _Decision:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()  # --routing-only: the deployment kept (it enters the run id)
+    unexplorable: tuple[int, ...] = ()  # left out: the stage cannot explore them (pool indices)
 
 
 def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog: pl.DataFrame,
@@ -276,7 +277,8 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
     prob[chosen] = routing.probability
     caps = cand.a.copy()
     caps[chosen] = table.cap
-    why = reasons(cand, chosen, prob, unexplorable, table, config, queries)
+    left_out = sorted({*unexplorable, *(i for i in decision.unexplorable if not chosen[i])})
+    why = reasons(cand, chosen, prob, left_out, table, config, queries)
     lines = _change_reasons(_model_lines(cand, chosen, prob, caps, current, why), cand,
                             decision, config)
     excluded_reasons = dict(excluded.iter_rows())
@@ -304,12 +306,26 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
     )
 
 
-def _solve_deployment(cand: Candidates, config: PlanConfig, current: list[str]) -> _Decision:
-    """DeployOPT within --max-changes; where the limit changes the set, also the set it would
-    choose without the limit (for the reasons and the note)."""
+def _deploy_explorable(cand: Candidates, config: PlanConfig, current: list[str],
+                       queries: float) -> _Decision:
+    """``_solve_deployment``, again without the under-sampled models the stage cannot explore
+    (``optimize.explore.refill``), so that their slots go to other models."""
+    def solve(bounds: NDArray[np.float64]) -> tuple[NDArray[np.bool_], _Decision]:
+        decision = _solve_deployment(cand, config, current, bounds)
+        return decision.dep.chosen, decision
+
+    decision, excluded = refill(solve, cand.u, cand.c, cand.n_r.astype(np.float64), cand.a,
+                                config.canary_share, float(config.min_samples), queries)
+    return replace(decision, unexplorable=tuple(int(i) for i in excluded))
+
+
+def _solve_deployment(cand: Candidates, config: PlanConfig, current: list[str],
+                      u: NDArray[np.float64]) -> _Decision:
+    """DeployOPT on reward bounds ``u`` within --max-changes; where the limit changes the set,
+    also the set it would choose without the limit (for the reasons and the note)."""
     caps = deploy_caps(cand.n_r.astype(np.float64), cand.a, config.canary_share,
-                       float(config.min_samples))
-    args = (cand.u, cand.c, caps, config.budget, config.max_deployed, config.solver,
+                       float(config.min_samples), config.max_deployed)
+    args = (u, cand.c, caps, config.budget, config.max_deployed, config.solver,
             config.allow_drop)
     if config.max_changes is None:
         return _Decision(solve_deploy(*args), current)

@@ -32,9 +32,11 @@ def test_share_one_is_the_paper_and_cold_start_has_no_cap():
     assert under == 2 and cap.tolist() == [1, 1] and floor.tolist() == [0.02, 0.02]
 
 
-def test_caps_are_lifted_when_the_rest_cannot_carry_the_traffic():
+def test_the_slice_rises_only_as_far_as_the_rest_cannot_carry():
     cap, _, _ = limits([500, 0], [0.6, 1.0], 0.3, 20, 1000)
-    assert cap.tolist() == [0.6, 1.0]
+    assert cap.tolist() == pytest.approx([0.6, 0.4])
+    cap, _, _ = limits([500, 0, 0], [0.5, 1.0, 0.2], 0.3, 20, 1000)
+    assert cap.sum() == pytest.approx(1.0) and cap[2] <= 0.2 and cap[0] == 0.5
 
 
 def test_floors_never_exceed_caps_nor_sum_above_one():
@@ -68,11 +70,29 @@ def test_table_equals_the_pyomo_lp_with_the_same_caps_and_floors(seed):
         assert table.routing.cost <= budget * (1 + 1e-9)
 
 
-def test_deploy_caps_only_bind_when_a_well_sampled_model_exists():
+def test_deploy_caps_split_the_slice_over_the_slots_it_could_fill():
     alpha = np.array([1.0, 1.0, 0.2])
-    assert deploy_caps(np.array([50.0, 0, 0]), alpha, 0.3, 20).tolist() == [1.0, 0.3, 0.2]
-    assert deploy_caps(np.array([0.0, 0, 0]), alpha, 0.3, 20).tolist() == alpha.tolist()
-    assert deploy_caps(np.array([50.0, 0, 0]), alpha, 1.0, 20).tolist() == alpha.tolist()
+    # two under-sampled models, M_max 3: each at most 0.3 / 2
+    assert deploy_caps(np.array([50.0, 0, 0]), alpha, 0.3, 20, 3).tolist() == [1.0, 0.15, 0.15]
+    # M_max 1: one slot, the whole slice
+    assert deploy_caps(np.array([50.0, 0, 0]), alpha, 0.3, 20, 1).tolist() == [1.0, 0.3, 0.2]
+    assert deploy_caps(np.array([0.0, 0, 0]), alpha, 0.3, 20, 3).tolist() == alpha.tolist()
+    assert deploy_caps(np.array([50.0, 0, 0]), alpha, 1.0, 20, 3).tolist() == alpha.tolist()
+
+
+def test_deployopt_keeps_a_known_model_when_untried_ones_crowd_the_pool():
+    """Four untried models and M_max 4: the slice must not hand the stage to them."""
+    from stageroute.optimize.deploy import solve_deploy
+
+    u, c = np.array([0.8, 1, 1, 1, 1]), np.zeros(5)
+    n_r, alpha = np.array([5000.0, 0, 0, 0, 0]), np.ones(5)
+    caps = deploy_caps(n_r, alpha, 0.3, 40, 4)
+    dep = solve_deploy(u, c, caps, 1.0, 4)
+    assert dep.chosen[0]
+    chosen = np.flatnonzero(dep.chosen)
+    table = solve_table(u[chosen], c[chosen], alpha[chosen], n_r[chosen], 1.0, 0.3, 40, 1000)
+    under = n_r[chosen] < 40
+    assert table.routing.probability[under].sum() <= 0.3 + 1e-12
 
 
 def test_a_model_the_stage_cannot_explore_is_not_deployed():
@@ -107,3 +127,18 @@ def test_typical_tokens_need_a_tried_priced_model():
     # one model: the split is not identified, tokens split evenly
     assert typical_tokens(np.array([0.002]), np.array([9.0]), np.ones(1), np.ones(1)) == \
         pytest.approx((1000, 1000))
+
+
+def test_one_model_billed_far_below_list_price_does_not_make_untried_models_free():
+    p_in, p_out = np.array([1.0, 1.0, 2.0, 5.0]), np.array([2.0, 6.0, 3.0, 10.0])
+    cost = (p_in * 300 + p_out * 450) / 1e6
+    cost[3] = 9e-7  # cached or self-hosted: about 1/200 of its list price
+    t_in, t_out = typical_tokens(cost, np.full(4, 9.0), p_in, p_out)
+    assert t_in == pytest.approx(300, rel=1e-6) and t_out == pytest.approx(450, rel=1e-6)
+
+
+@pytest.mark.parametrize("cost", [[1e300, 0.0031], [1e-310, 1e-310], [np.inf, np.nan]])
+def test_typical_tokens_never_return_non_finite_or_zero_tokens(cost):
+    got = typical_tokens(np.array(cost), np.full(2, 9.0), np.array([1.0, 1.0]),
+                         np.array([2.0, 6.0]))
+    assert got is None or (all(np.isfinite(got)) and max(got) > 0)

@@ -166,3 +166,19 @@ def test_no_deployed_model_sits_at_zero_without_a_reason(tmp_path, max_deployed,
     for line in plan.candidates:  # a model the stage cannot explore says so
         if not line.deployed and line.n_reward < 20 and line.reason.startswith("not deployed"):
             assert "exploration share" in line.reason
+
+
+@pytest.mark.parametrize("min_samples", [4100, 10**9])
+def test_leaving_out_unexplorable_models_refills_their_slots_within_budget(min_samples):
+    """Dropping a model the stage cannot explore re-solves DeployOPT (its slot goes to another
+    model) instead of leaving a set that breaks the budget; a set of only under-sampled models
+    (the cold start) drops nothing."""
+    sample = Path(__file__).resolve().parents[1] / "sample_logs"
+    cfg = PlanConfig(budget=0.002, max_deployed=4, canary_share=0.25, min_samples=min_samples,
+                     as_of=dt.datetime(2026, 11, 16, 2, tzinfo=dt.UTC))
+    plan = make_plan(sample / "logs.parquet", sample / "catalog.csv", cfg)
+    assert not plan.over_budget
+    under = [m for m in plan.deployment if m.n_reward < min_samples]
+    if len(under) < len(plan.deployment):
+        assert sum(m.probability for m in under) <= 0.25 + 1e-12
+    assert len(plan.deployment) >= 2

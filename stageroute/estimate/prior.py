@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 PER_TOKENS = 1e6  # catalog prices are per million tokens
+MIN_TOKENS = 1e-6  # fewer tokens per request than this is arithmetic noise, not a request
 
 
 def typical_tokens(mean_cost: NDArray[np.float64], n_cost: NDArray[np.float64],
@@ -26,24 +27,45 @@ def typical_tokens(mean_cost: NDArray[np.float64], n_cost: NDArray[np.float64],
                    ) -> tuple[float, float] | None:
     """(tokens in, tokens out) per request implied by the tried models' costs and list prices.
 
-    Uses the models with cost observations, a positive mean cost and both prices; None when
-    there is none. With one such model (or prices in the same ratio for all of them) the split
-    is not identified and the tokens are split evenly.
+    Uses the models with cost observations, a positive finite mean cost and both prices; None
+    when there is none, or when no positive finite fit exists. With one such model (or prices in
+    the same ratio for all of them) the split is not identified and the tokens are split evenly.
+    A model billed far from its list price (cached, discounted or self-hosted: its tokens more
+    than 4x off the median model's) is left out of the fit, so that one outlier cannot make
+    untried models look free again.
 
     >>> t = typical_tokens(np.array([0.0011, 0.0031]), np.array([5.0, 9.0]),
     ...                    np.array([1.0, 1.0]), np.array([2.0, 6.0]))
     >>> [round(x, 6) for x in t]
     [100.0, 500.0]
     """
-    ok = ((n_cost > 0) & np.isfinite(mean_cost) & (mean_cost > 0) & np.isfinite(price_in)
-          & np.isfinite(price_out) & (price_in >= 0) & (price_out >= 0) & (price_in + price_out > 0))
-    if not ok.any():
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        cost = mean_cost * PER_TOKENS
+        ok = ((n_cost > 0) & np.isfinite(cost) & (cost > 0) & np.isfinite(price_in)
+              & np.isfinite(price_out) & (price_in >= 0) & (price_out >= 0)
+              & (price_in + price_out > 0))
+        if not ok.any():
+            return None
+        # relative error: each equation divided by the model's cost
+        design = np.column_stack([price_in[ok], price_out[ok]]) / cost[ok, None]
+        # each model's tokens if in and out were equal; the fit uses the models within 4x of
+        # their median (robust: one outlier cannot move the median)
+        even = 1.0 / design.sum(axis=1)
+        middle = float(np.median(even))
+        keep = (even >= middle / 4) & (even <= middle * 4)
+        tokens = _fit(design[keep])
+    if tokens is None or not all(np.isfinite(tokens)) or max(tokens) < MIN_TOKENS:
         return None
-    cost = mean_cost[ok] * PER_TOKENS
-    # relative error: divide each equation by the model's cost
-    design = np.column_stack([price_in[ok], price_out[ok]]) / cost[:, None]
-    target = np.ones(cost.size)
-    if np.linalg.matrix_rank(design, tol=1e-9 * float(np.abs(design).max())) == 2:
+    return tokens
+
+
+def _fit(design: NDArray[np.float64]) -> tuple[float, float] | None:
+    """Least squares of design @ (t_in, t_out) = 1 with t >= 0 (two unknowns)."""
+    target = np.ones(design.shape[0])
+    scale = float(np.abs(design).max())
+    if not (np.isfinite(scale) and scale > 0):
+        return None
+    if np.linalg.matrix_rank(design, tol=1e-9 * scale) == 2:
         tokens, *_ = np.linalg.lstsq(design, target, rcond=None)
         if (tokens >= 0).all():
             return float(tokens[0]), float(tokens[1])

@@ -6,8 +6,8 @@ hand an unknown model most of the traffic. The models of the deployed set with f
 
 - caps: each under-sampled model gets at most min(max_share, share / #under-sampled), when the set
   also has well-sampled models to carry the rest (``share`` >= 1 is the paper: no cap; a set of
-  only under-sampled models, the cold start, has nothing else to route to). Caps that would leave
-  the set unable to carry all traffic are lifted;
+  only under-sampled models, the cold start, has nothing else to route to). Where the
+  well-sampled models' max_share cannot carry the rest, the slice rises just enough;
 - floors: each under-sampled model gets at least the traffic it needs to reach ``min_samples`` in
   the ``queries`` the table will serve, (min_samples - n) / queries, within its cap, so that a
   model deployed to be explored is explored (and a deployed model does not sit at 0), unless the
@@ -20,13 +20,19 @@ kernel (``kernels.route_into``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
+from stageroute.optimize.deploy import preference_order
 from stageroute.optimize.kernels import Floats, Ints, dot, route_into, workspace
 from stageroute.optimize.route import Routing, throughput_check
+
+T = TypeVar("T")
 
 
 @njit(cache=True)
@@ -44,13 +50,18 @@ def explore_limits(n_r: Floats, alpha: Floats, share: float, min_samples: float,
         return under
     if under < d:
         total = 0.0
+        room = 0.0  # how far the under-sampled caps could rise to max_share
         for i in range(d):
             if n_r[i] < min_samples:
                 cap[i] = min(alpha[i], share / under)
+                room += alpha[i] - cap[i]
             total += cap[i]
-        if total < 1.0:
+        if total < 1.0 and room > 0.0:
+            # the well-sampled models cannot carry the rest: raise the slice just enough
+            lift = min((1.0 - total) / room, 1.0)
             for i in range(d):
-                cap[i] = alpha[i]
+                if n_r[i] < min_samples:
+                    cap[i] += lift * (alpha[i] - cap[i])
     need = 0.0
     for i in range(d):
         if n_r[i] < min_samples:
@@ -79,10 +90,18 @@ def table_into(u: Floats, c: Floats, cap: Floats, floor: Floats, budget: float, 
     if held <= 0.0:
         return route_into(u, c, cap, budget, p, order, lam, mids, score, q, neg_u, cheap)
     rest = 1.0 - held
-    if rest <= 1e-12:
+    if rest <= 1e-12:  # the floors take all traffic: unless they break a budget that the
+        for i in range(n):  # table without them meets
+            p[i] = floor[i] / held
+        if dot(p, c) <= budget * (1.0 + 1e-12):
+            return False
+        if not route_into(u, c, cap, budget, p, order, lam, mids, score, q, neg_u, cheap):
+            for i in range(n):
+                floor[i] = 0.0
+            return False
         for i in range(n):
             p[i] = floor[i] / held
-        return dot(p, c) > budget * (1.0 + 1e-12)
+        return True
     for i in range(n):
         a2[i] = (cap[i] - floor[i]) / rest
     over = route_into(u, c, a2, (budget - dot(floor, c)) / rest, p, order, lam, mids, score, q,
@@ -133,13 +152,17 @@ def solve_table(u: Floats, c: Floats, alpha: Floats, n_r: Floats, budget: float,
     return Table(routing, cap, ff[:d].copy(), under)  # floors yielded to the budget are 0
 
 
-def deploy_caps(n_r: Floats, alpha: Floats, share: float, min_samples: float) -> Floats:
-    """The caps DeployOPT sees over a pool: an under-sampled model carries at most ``share``
-    (when the pool has a well-sampled model to carry the rest)."""
+def deploy_caps(n_r: Floats, alpha: Floats, share: float, min_samples: float,
+                max_deployed: int) -> Floats:
+    """The caps DeployOPT sees over a pool: each under-sampled model carries at most
+    share / k, k = min(M_max, #under-sampled), so that the under-sampled models of any set
+    carry at most ``share`` together and a set that must carry all traffic includes
+    well-sampled models (when the pool has some)."""
     under = n_r < min_samples
     if share >= 1.0 or under.all() or not under.any():
         return alpha
-    return np.where(under, np.minimum(alpha, share), alpha)
+    k = max(1, min(int(max_deployed), int(under.sum())))
+    return np.where(under, np.minimum(alpha, share / k), alpha)
 
 
 def explorable(chosen: Ints, n_r: Floats, alpha: Floats, share: float, min_samples: float,
@@ -149,7 +172,8 @@ def explorable(chosen: Ints, n_r: Floats, alpha: Floats, share: float, min_sampl
 
     ``chosen`` lists pool indices in preference order (most preferred first); the least
     preferred under-sampled model goes first, until every one left can be explored. A model is
-    never dropped when the rest could not carry all traffic (their max_share sum below 1).
+    never dropped when the rest could not carry all traffic (their max_share sum below 1), nor
+    from a set of only under-sampled models (the cold start, which has no slice).
     """
     kept = [int(j) for j in chosen]
     dropped: list[int] = []
@@ -158,6 +182,8 @@ def explorable(chosen: Ints, n_r: Floats, alpha: Floats, share: float, min_sampl
         cap, floor = np.empty(idx.size), np.empty(idx.size)
         explore_limits(n_r[idx].astype(np.float64), alpha[idx], share, min_samples, 1e300, cap,
                        floor)
+        if (n_r[idx] < min_samples).all():
+            break  # the cold start: no slice, nothing to drop for
         short = [k for k, j in enumerate(kept)
                  if n_r[j] < min_samples and (min_samples - n_r[j]) > cap[k] * queries]
         if not short:
@@ -168,3 +194,24 @@ def explorable(chosen: Ints, n_r: Floats, alpha: Floats, share: float, min_sampl
             break
         dropped.append(kept.pop(k))
     return np.array(kept, dtype=np.int64), np.array(dropped, dtype=np.int64)
+
+
+def refill(solve: Callable[[Floats], tuple[NDArray[np.bool_], T]], u: Floats, c: Floats,
+           n_r: Floats, alpha: Floats, share: float, min_samples: float, queries: float,
+           ) -> tuple[T, Ints]:
+    """DeployOPT (``solve(u) -> (chosen mask, answer)``) again without the under-sampled models
+    that the stage cannot explore (``explorable``), so that their slots go to other models;
+    the excluded ones enter with a reward bound of -1 (last in every preference).
+
+    Returns the last answer and the pool indices excluded.
+    """
+    bounds = u.copy()
+    chosen, answer = solve(bounds)
+    for _ in range(u.size):
+        order = np.array([i for i in preference_order(u, c) if chosen[i]], dtype=np.int64)
+        _, dropped = explorable(order, n_r, alpha, share, min_samples, queries)
+        if dropped.size == 0 or (bounds[dropped] < 0).all():
+            break
+        bounds[dropped] = -1.0
+        chosen, answer = solve(bounds)
+    return answer, np.flatnonzero(bounds < 0).astype(np.int64)

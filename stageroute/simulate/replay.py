@@ -30,7 +30,7 @@ from stageroute.optimize.deploy import (
     solve_deploy,
     solve_deploy_exhaustive,
 )
-from stageroute.optimize.explore import deploy_caps, explorable
+from stageroute.optimize.explore import deploy_caps, explorable, refill
 from stageroute.optimize.route import solve_route
 from stageroute.options import Policy, Radius, iso_date
 from stageroute.render.output import iso_utc, json_number
@@ -299,11 +299,16 @@ def _stage_set(policy: Policy, k: int, current: tuple[int, ...], pool: NDArray[n
     idx = np.flatnonzero(pool)
     u, c = bounds_of(stats, idx, kn, prior)
     n_r = stats[compiled.N_R, idx]
-    caps = deploy_caps(n_r, alpha[idx], config.canary_share, float(config.min_samples))
-    dep = _deploy(u, c, caps, config)
+    share, need = config.canary_share, float(config.min_samples)
+    caps = deploy_caps(n_r, alpha[idx], share, need, config.max_deployed)
+
+    def solve(bounds: NDArray[np.float64]) -> tuple[NDArray[np.bool_], Deployment]:
+        dep = _deploy(bounds, c, caps, config)
+        return dep.chosen, dep
+
+    dep, _ = refill(solve, u, c, n_r, alpha[idx], share, need, queries)
     chosen = np.array([i for i in preference_order(u, c) if dep.chosen[i]], dtype=np.int64)
-    final, _ = explorable(idx[chosen], stats[compiled.N_R], alpha, config.canary_share,
-                          float(config.min_samples), queries)
+    final, _ = explorable(idx[chosen], stats[compiled.N_R], alpha, share, need, queries)
     return tuple(sorted(int(j) for j in final))
 
 
