@@ -72,8 +72,9 @@ def test_table_equals_the_pyomo_lp_with_the_same_caps_and_floors(seed):
 
 def test_deploy_caps_split_the_slice_over_the_slots_it_could_fill():
     alpha = np.array([1.0, 1.0, 0.2])
-    # two under-sampled models, M_max 3: each at most 0.3 / 2
+    # two under-sampled models, M_max 3: two slots beside a known model, each at most 0.3 / 2
     assert deploy_caps(np.array([50.0, 0, 0]), alpha, 0.3, 20, 3).tolist() == [1.0, 0.15, 0.15]
+    assert deploy_caps(np.array([50.0, 0, 0]), alpha, 0.3, 20, 2).tolist() == [1.0, 0.3, 0.2]
     # M_max 1: one slot, the whole slice
     assert deploy_caps(np.array([50.0, 0, 0]), alpha, 0.3, 20, 1).tolist() == [1.0, 0.3, 0.2]
     assert deploy_caps(np.array([0.0, 0, 0]), alpha, 0.3, 20, 3).tolist() == alpha.tolist()

@@ -155,13 +155,14 @@ def solve_table(u: Floats, c: Floats, alpha: Floats, n_r: Floats, budget: float,
 def deploy_caps(n_r: Floats, alpha: Floats, share: float, min_samples: float,
                 max_deployed: int) -> Floats:
     """The caps DeployOPT sees over a pool: each under-sampled model carries at most
-    share / k, k = min(M_max, #under-sampled), so that the under-sampled models of any set
-    carry at most ``share`` together and a set that must carry all traffic includes
-    well-sampled models (when the pool has some)."""
+    share / k, k = min(M_max - 1, #under-sampled) (at least 1): the slots left beside one
+    well-sampled model share the slice, and a set of only under-sampled models carries at most
+    M_max share / k < 1 (for a share below (M_max - 1) / M_max), so a set that must carry all
+    traffic keeps a well-sampled model (when the pool has some)."""
     under = n_r < min_samples
     if share >= 1.0 or under.all() or not under.any():
         return alpha
-    k = max(1, min(int(max_deployed), int(under.sum())))
+    k = max(1, min(int(max_deployed) - 1, int(under.sum())))
     return np.where(under, np.minimum(alpha, share / k), alpha)
 
 
