@@ -357,6 +357,78 @@ def import_routerbench_cmd(
             f"repeated and {counts['dropped_incomplete']} incomplete prompts") + "\n")
 
 
+EXPORT_EXAMPLES = """Examples:
+
+\b
+  stageroute export --plan out/plan.json --format litellm --output litellm.yaml
+  stageroute export --plan out/plan.json --format envoy --catalog models.csv --model-name chat
+  stageroute export --plan out/plan.json --format portkey --output portkey.json -q
+"""
+
+
+@app.command(epilog=EXPORT_EXAMPLES)
+def export(
+    plan_file: Annotated[Path, typer.Option("--plan", help="A plan JSON (plan --output or --json). "
+                                            "E.g. --plan out/plan.json")],
+    fmt: Annotated[str, typer.Option("--format", help="litellm (proxy config YAML), envoy "
+                                     "(AIGatewayRoute YAML) or portkey (config JSON).")],
+    output: opt.Output = None,
+    model_name: Annotated[str, typer.Option(help="The model name clients send, one group of "
+                                            "the routed models.")] = "stageroute",
+    catalog: Annotated[Path | None, typer.Option(help="Catalog with the optional litellm_model, "
+                                                 "rpm and tpm columns (and provider, for "
+                                                 "Portkey).")] = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Turn a plan's routing table into a gateway config with integer weights."""
+    inputs = {"--plan": plan_file, "--catalog": catalog}
+    with process.command({"--output": output}, inputs, solves=False) as session:
+        from stageroute.export import ExportFormat, export_plan
+        from stageroute.render.output import write_atomic
+
+        result = export_plan(plan_file, choice(ExportFormat, fmt, "--format"), model_name, catalog)
+        say = process.progress(quiet)
+        for note in result.notes:
+            say(f"note: {note}")
+        if output is None:
+            process.print_out(result.text)
+        else:
+            write_atomic(output, result.text, lock=False, guard=session.committing(output))
+            say(f"wrote {output}")
+
+
+@app.command(epilog="""Examples:
+
+\b
+  stageroute diff plans/last-week.json plans/this-week.json
+  stageroute diff --history plans/ --json
+""")
+def diff(
+    plans: Annotated[list[Path] | None, typer.Argument(help="Two plan JSON files: before, after.",
+                                                       show_default=False)] = None,
+    history: Annotated[Path | None, typer.Option(help="Compare the last two plans of this plan "
+                                                 "--history directory (by window start).")] = None,
+    json_out: opt.Json = False,
+) -> None:
+    """Show the models added, evicted and kept, and the routing shares that moved."""
+    with process.command({}, {"--history": history}, solves=False):
+        from stageroute.diff import diff_document, diff_plans, latest_two
+        from stageroute.errors import UsageError
+
+        given = list(plans or [])
+        if not ((history is None and len(given) == 2) or (history is not None and not given)):
+            raise UsageError("diff takes two plan files (stageroute diff A.json B.json) or "
+                             "--history DIR alone")
+        before, after = latest_two(history) if history is not None else (given[0], given[1])
+        result = diff_plans(before, after)
+        if json_out:
+            from stageroute.render.output import to_json
+
+            process.print_out(to_json(diff_document(result)))
+        else:
+            _render("render_diff", result)
+
+
 def parse_list(text: str | None) -> tuple[str, ...] | None:
     """'a, b,c' -> ('a', 'b', 'c'); None stays None."""
     return tuple(m.strip() for m in text.split(",") if m.strip()) if text else None

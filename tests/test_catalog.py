@@ -40,6 +40,9 @@ def _expected() -> pl.DataFrame:
             "usd_per_mtok_in": [1.0, 0.5, None],
             "usd_per_mtok_out": [2.0, 1.0, None],
             "provider": ["a", "b", None],
+            "litellm_model": [None, None, None],
+            "rpm": [None, None, None],
+            "tpm": [None, None, None],
         },
         schema=CATALOG_SCHEMA,
     )
@@ -187,7 +190,31 @@ INVALID = [
     pytest.param("c.json", '[{"model": {"id": 1}, "released": "2026-01-01"}]', BadDataError,
                  ["c.json", "column 'model'", "Struct", "expected text"], id="json-object-as-id"),
     pytest.param("c.csv", CSV_UTF16, BadDataError, ["c.csv", "not UTF-8", "UTF-16"], id="utf-16-csv"),
+    # The export columns (issue 9): rate limits are positive whole numbers.
+    pytest.param("c.csv", "model,released,rpm\na,2026-01-01,0\n", BadDataError,
+                 ["c.csv", "column 'rpm'", "has 0", "positive whole number"], id="rpm-zero"),
+    pytest.param("c.csv", "model,released,tpm\na,2026-01-01,-5\n", BadDataError,
+                 ["c.csv", "column 'tpm'", "has -5", "positive whole number"], id="tpm-negative"),
+    pytest.param("c.csv", "model,released,rpm\na,2026-01-01,2.5\n", BadDataError,
+                 ["c.csv", "column 'rpm'", "has 2.5", "such as 500"], id="rpm-fraction"),
+    pytest.param("c.csv", "model,released,rpm\na,2026-01-01,lots\n", BadDataError,
+                 ["c.csv", "column 'rpm'", "'lots'", "not a number"], id="rpm-text"),
+    pytest.param("c.json", '[{"model": "a", "released": "2026-01-01", "tpm": 1e300}]', BadDataError,
+                 ["c.json", "column 'tpm'", "positive whole number"], id="tpm-huge"),
+    pytest.param("c.json", '[{"model": "a", "released": "2026-01-01", "litellm_model": [1]}]',
+                 BadDataError, ["c.json", "column 'litellm_model'", "expected text"],
+                 id="litellm-model-not-text"),
 ]
+
+
+def test_export_columns_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("model,released,litellm_model,rpm,tpm\na,2026-01-01,openai/gpt-4o-mini,500,"
+                    "90000\nb,2026-01-01,,,\n")
+    catalog = load_catalog(path)
+    assert catalog.select("litellm_model", "rpm", "tpm").rows() == [
+        ("openai/gpt-4o-mini", 500, 90000), (None, None, None)]
+    assert catalog.schema == pl.Schema(CATALOG_SCHEMA)
 
 
 @pytest.mark.parametrize(("name", "text", "error", "words"), INVALID)

@@ -66,7 +66,7 @@ class Case:
     no_glpk_on_path: bool = False
     hold_lock: bool = False
     shows_plan: bool = False  # the infeasible plan is printed (not written) before the error
-    command: str = "plan"  # plan, replay or import (see BASE)
+    command: str = "plan"  # plan, replay, import, export or diff (see BASE)
     drop: tuple[str, ...] = ()  # options of BASE[command] left out (with their values)
     env: tuple[tuple[str, str], ...] = ()
     setup: Callable[[Path], None] | None = None  # makes special files in the case directory
@@ -413,7 +413,48 @@ HOSTILE_CASES = [
          ("another stageroute run", "out/outcomes.parquet.lock"), command="import",
          output="out/outcomes.parquet", hold_lock=True),
 ]
-ALL_CASES = CASES + HOSTILE_CASES
+
+# --- export and diff (issue 9): a plan JSON in, a gateway config or a comparison out ------------
+
+def _plan_json(*routing: tuple[str, float]) -> str:
+    return json.dumps({"schema_version": 1, "deployment": [{"model": m} for m, _ in routing],
+                       "routing": [{"model": m, "probability": p} for m, p in routing]})
+
+
+def _plans(**files: str | None) -> Callable[[Path], None]:
+    """Write (or, for None, remove) ``<name>.json`` files."""
+    def make(directory: Path) -> None:
+        for name, text in files.items():
+            path = directory / f"{name}.json"
+            if text is None:
+                path.unlink()
+            else:
+                path.write_text(text)
+    return make
+
+
+PLAN_JSON = _plan_json(("alpha", 0.6), ("beta", 0.4))
+EXPORT_CASES = [
+    Case("export-missing-plan", "`export --plan` file that does not exist", ExitCode.INPUT_MISSING,
+         ("plan plan.json", "does not exist", "--plan"), command="export", setup=_plans(plan=None)),
+    Case("export-invalid-plan", "`export --plan` file that is no plan (a JSON array)",
+         ExitCode.BAD_DATA, ("plan plan.json", "holds an array", "not a plan object"),
+         command="export", setup=_plans(plan="[1, 2]")),
+    Case("export-unknown-format", "`export --format nginx`", ExitCode.USAGE,
+         ("--format", "'nginx'", "litellm, envoy, portkey"), command="export",
+         extra=("--format", "nginx")),
+    Case("export-model-not-in-catalog", "`export --catalog` that lacks a model the plan routes to",
+         ExitCode.BAD_DATA, ("plan plan.json", "'mystery-7b'", "catalog.csv does not list"),
+         command="export", extra=("--catalog", "catalog.csv"),
+         setup=_plans(plan=_plan_json(("alpha", 0.5), ("mystery-7b", 0.5)))),
+    Case("diff-missing-plan", "`diff` of a plan file that does not exist", ExitCode.INPUT_MISSING,
+         ("plan b.json", "does not exist", "stageroute diff"), command="diff",
+         setup=_plans(b=None)),
+    Case("diff-not-a-plan", "`diff` of a JSON file without schema_version", ExitCode.BAD_DATA,
+         ("plan b.json", "schema_version None", "plan JSON"), command="diff",
+         setup=_plans(b="{}")),
+]
+ALL_CASES = CASES + HOSTILE_CASES + EXPORT_CASES
 
 BASE = {
     "plan": ("plan", "--logs", "{logs}", "--catalog", "catalog.csv", "--budget", "{budget}",
@@ -421,6 +462,8 @@ BASE = {
     "replay": ("replay", "--outcomes", "outcomes.parquet", "--catalog", "catalog.csv", "--budget",
                "0.002", "--max-deployed", "2", "--horizon", "500", "--seeds", "1", "--output", "{output}"),
     "import": ("import", "routerbench", "wide.csv", "--output", "{output}"),
+    "export": ("export", "--plan", "plan.json", "--format", "litellm", "--output", "{output}"),
+    "diff": ("diff", "a.json", "b.json"),
 }
 
 
@@ -460,6 +503,8 @@ def prepare(case: Case, directory: Path) -> None:
         (case.mutate(frame) if case.mutate else frame).write_parquet(directory / "logs.parquet")
     small_outcomes().write_parquet(directory / "outcomes.parquet")
     wide_routerbench(small_outcomes()).write_csv(directory / "wide.csv")
+    if case.command in ("export", "diff"):  # valid plans, which the case's setup may replace
+        _plans(plan=PLAN_JSON, a=PLAN_JSON, b=PLAN_JSON)(directory)
     if case.setup is not None:
         case.setup(directory)
 
@@ -562,8 +607,11 @@ def test_no_command_shows_the_help_and_one_error_line(tmp_path: Path) -> None:
                             timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == ExitCode.USAGE
     assert "Commands:" in result.stdout
-    assert result.stderr.splitlines() == [
-        "Error: no command given, pick one of: import, plan, replay (see 'python -m stageroute_cli --help')"]
+    (line,) = result.stderr.splitlines()
+    head, tail = "Error: no command given, pick one of: ", " (see 'python -m stageroute_cli --help')"
+    assert line.startswith(head) and line.endswith(tail), line
+    named = line[len(head):-len(tail)].split(", ")
+    assert named == sorted(named) and {"diff", "export", "import", "plan", "replay"} <= set(named)
 
 
 def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) -> None:
@@ -598,7 +646,7 @@ def test_glpk_is_installed_here() -> None:
     assert solver_available(Solver.GLPK)
 
 
-@pytest.mark.parametrize("command", sorted(BASE))
+@pytest.mark.parametrize("command", sorted(set(BASE) - {"diff"}))  # diff writes no file
 def test_valid_run_writes_the_output(command: str, tmp_path: Path) -> None:
     case = Case("valid", "none", ExitCode.OK, (), command=command)
     result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])

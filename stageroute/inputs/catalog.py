@@ -34,7 +34,11 @@ CATALOG_SCHEMA: dict[str, pl.DataType] = {
     "usd_per_mtok_in": pl.Float64(),
     "usd_per_mtok_out": pl.Float64(),
     "provider": pl.String(),
+    "litellm_model": pl.String(),  # the gateway's model string (export), e.g. openai/gpt-4o-mini
+    "rpm": pl.Int64(),  # requests per minute the provider allows (export)
+    "tpm": pl.Int64(),  # tokens per minute the provider allows (export)
 }
+_LIMITS = ("rpm", "tpm")
 _REQUIRED = ("model", "released")
 _FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".json": "JSON", ".toml": "TOML"}
 
@@ -193,6 +197,19 @@ def _to_float(col: pl.Series, path: Path) -> pl.Series:
     )
 
 
+def _to_limit(col: pl.Series, path: Path) -> pl.Series:
+    """A rate-limit column (``rpm``, ``tpm``): positive whole numbers, or empty."""
+    values = _to_float(col, path)
+    bad = values.filter(values.is_not_null() & (~values.is_finite() | (values < 1)
+                                                | (values != values.floor()) | (values >= 2**53)))
+    if len(bad):
+        raise BadDataError(
+            f"catalog {path}, column '{col.name}' has {bad[0]:g}, which is not a positive whole "
+            "number; write a limit such as 500 (or leave it empty when there is none)"
+        )
+    return values.cast(pl.Int64)
+
+
 def _text(col: pl.Series, path: Path) -> pl.Series:
     """A model id or provider column as text: strings and integers only."""
     dtype = col.dtype
@@ -327,6 +344,8 @@ def read_catalog(path: str | Path) -> tuple[pl.DataFrame, tuple[str, ...]]:
             columns[name] = _to_utc(col, path)
         elif dtype == pl.Float64:
             columns[name] = _to_float(col, path)
+        elif name in _LIMITS:
+            columns[name] = _to_limit(col, path)
         else:
             columns[name] = _text(col, path)
     frame = pl.DataFrame(columns).with_columns(pl.col("max_share").fill_null(1.0))

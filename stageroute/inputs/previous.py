@@ -1,8 +1,8 @@
-"""The deployment a routing refresh keeps (``plan --routing-only``): read from a previous plan,
-checked against the stage's pool.
+"""Reading a plan JSON (``read_plan``: for export and diff), and the deployment a routing refresh
+keeps (``plan --routing-only``): read from a previous plan, checked against the stage's pool.
 
-A previous plan is a plan JSON as ``plan --json`` and ``plan --output`` write it (SPEC 7); only
-its ``schema_version`` and the ``model`` of each ``deployment`` entry are read.
+A previous plan is a plan JSON as ``plan --json`` and ``plan --output`` write it (SPEC 7); a
+routing refresh reads only its ``schema_version`` and the ``model`` of each ``deployment`` entry.
 """
 
 from __future__ import annotations
@@ -21,6 +21,25 @@ MAX_BYTES = 64 * 2**20  # a plan lists a few models; anything this large is not 
 HINT = "a plan JSON written by 'stageroute plan --output'"
 
 
+def read_plan(path: str | Path, kind: str = "plan", option: str = "--plan") -> dict[str, Any]:
+    """The plan JSON document at ``path``, its ``schema_version`` checked (``kind`` and
+    ``option`` name the file in messages: "previous plan", "--previous").
+
+    Raises:
+        InputMissingError: nothing there, a directory or other non-file, or unreadable.
+        BadDataError: not JSON, not an object, or another schema version.
+    """
+    p = require_file(path, kind, option, HINT)
+    doc = _parse(p, _text(p, kind, option), kind)
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BadDataError(
+            f"{kind} {p} has schema_version {quote(version)}, this stageroute reads "
+            f"version {SCHEMA_VERSION}; pass {HINT} by this version"
+        )
+    return doc
+
+
 def read_previous(path: str | Path) -> tuple[str, ...]:
     """The deployed models of the plan JSON at ``path``, in the plan's order.
 
@@ -29,14 +48,8 @@ def read_previous(path: str | Path) -> tuple[str, ...]:
         BadDataError: not a plan JSON (not JSON, another schema version, no deployment, a
             deployment entry without a model id, or no model at all).
     """
-    p = require_file(path, "previous plan", "--previous", HINT)
-    doc = _parse(p, _text(p))
-    version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BadDataError(
-            f"previous plan {p} has schema_version {quote(version)}, this stageroute reads "
-            f"version {SCHEMA_VERSION}; pass {HINT} by this version"
-        )
+    doc = read_plan(path, "previous plan", "--previous")
+    p = Path(path)
     deployment = doc.get("deployment")
     if not isinstance(deployment, list):
         raise BadDataError(f"previous plan {p} has no 'deployment' list, so it is no plan; "
@@ -55,34 +68,34 @@ def read_previous(path: str | Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(models))
 
 
-def _text(path: Path) -> str:
+def _text(path: Path, kind: str, option: str) -> str:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise InputMissingError(
-            f"previous plan {path} cannot be read ({exc.strerror}), pass {HINT} to --previous"
+            f"{kind} {path} cannot be read ({exc.strerror}), pass {HINT} to {option}"
         ) from None
     if len(raw) > MAX_BYTES:
-        raise BadDataError(f"previous plan {path} is larger than {MAX_BYTES // 2**20} MiB, so it "
+        raise BadDataError(f"{kind} {path} is larger than {MAX_BYTES // 2**20} MiB, so it "
                            f"is no plan; pass {HINT}")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadDataError(f"previous plan {path} is not UTF-8 text ({first_line(exc)}); "
+        raise BadDataError(f"{kind} {path} is not UTF-8 text ({first_line(exc)}); "
                            f"pass {HINT}") from None
 
 
-def _parse(path: Path, text: str) -> dict[str, Any]:
+def _parse(path: Path, text: str, kind: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else first_line(exc)
-        raise BadDataError(f"previous plan {path} is not valid JSON ({reason}); pass {HINT}") from None
+        raise BadDataError(f"{kind} {path} is not valid JSON ({reason}); pass {HINT}") from None
     if not isinstance(doc, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        kind_of = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
             type(doc), "a number")
-        raise BadDataError(f"previous plan {path} holds {kind}, not a plan object; pass {HINT}")
+        raise BadDataError(f"{kind} {path} holds {kind_of}, not a plan object; pass {HINT}")
     return doc
 
 

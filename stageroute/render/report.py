@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from stageroute.diff import PlanDiff
 from stageroute.plan import Plan
 from stageroute.simulate.evaluate import MIN_SEEDS
 from stageroute.simulate.replay import ReplayResult
@@ -382,6 +383,46 @@ def _timeline(result: ReplayResult, console: Console) -> None:
             packed = _pack([n + "," for n in names[:-1]] + names[-1:], console.width - 14, " ")
             for k, line in enumerate(packed):
                 console.print(Text(f"  {who if k == 0 else '':<11} {line}"), overflow="fold")
+
+
+# ---------------------------------------------------------------------------------------------
+# diff
+
+
+def render_diff(diff: PlanDiff, console: Console) -> None:
+    """Print the two plans' windows, the deployment changes and the routing shares that moved."""
+    for label, path, window in (("from", diff.before, diff.windows[0]),
+                                ("to", diff.after, diff.windows[1])):
+        console.print(Text(_safe(console, f"{label:>4} {path} (window {window.get('start', '?')} "
+                                          f"to {window.get('end', '?')})"), style="bold"))
+    status = {**dict.fromkeys(diff.kept, "keep"), **dict.fromkeys(diff.added, "add"),
+              **dict.fromkeys(diff.evicted, "evict")}
+    moved = {c.model for c in diff.moved}
+    rows = []
+    for c in diff.shares:
+        action = status.get(c.model, "idle")
+        rows.append((Text(_safe(console, c.model)), Text(action, style=_ACTION_STYLE[action]),
+                     f"{c.before:.4f}", f"{c.after:.4f}",
+                     f"{c.change:+.4f}" if c.model in moved else "same"))
+    table = _table("Deployment and routing changes")
+    table.add_column("model", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    for column in ("before", "after", "change"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    if _fits(console, table):
+        console.print(table)
+    else:
+        console.print(Text("Deployment and routing changes", style="bold"))
+        for model, verb, before, after, change in rows:
+            _record(console, Text.assemble(model, "  ", verb),
+                    [f"share {before} -> {after} ({change})"])
+    if not (diff.added or diff.evicted or diff.moved):
+        console.print("[green]No change[/]: same deployment, same routing table")
+    else:
+        console.print(f"added {len(diff.added)}, evicted {len(diff.evicted)}, kept "
+                      f"{len(diff.kept)}, shares moved {len(diff.moved)}")
 
 
 def stdout_console(on_broken_pipe: Callable[[], None]) -> Console:
