@@ -57,7 +57,15 @@ from stageroute.config import (
     pick_budget,
 )
 from stageroute.errors import BadDataError, ExitCode, one_line, shown
-from stageroute.options import Policy, Radius, Solver, choice, parse_datetime, parse_duration
+from stageroute.options import (
+    Policy,
+    Radius,
+    Solver,
+    choice,
+    parse_datetime,
+    parse_duration,
+    parse_grace,
+)
 from stageroute_cli import options as opt
 from stageroute_cli import process
 
@@ -105,11 +113,17 @@ def main(
 
 
 def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: process.Session,
-          quiet: bool) -> None:
-    """Write the JSON document to ``output`` (atomically, under its lock) and/or stdout."""
+          quiet: bool, history: Path | None = None, run_id: str = "") -> None:
+    """Write the JSON document to the history (as ``run_id``), to ``output`` (atomically, under
+    its lock) and/or stdout."""
     from stageroute.render.output import to_json, write_atomic
 
     text = to_json(doc)
+    if history is not None:
+        from stageroute.history import history_file, record
+
+        record(history, run_id, text, guard=session.committing(history_file(history, run_id)))
+        process.progress(quiet)(f"recorded {history_file(history, run_id)}")
     if output is not None:
         write_atomic(output, text, lock=False, guard=session.committing(output))
         process.progress(quiet)(f"wrote {output}")
@@ -118,6 +132,30 @@ def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: proc
             text.encode(sys.stdout.encoding or "utf-8")
         except (UnicodeEncodeError, LookupError):
             text = to_json(doc, ascii_only=True)
+        process.print_out(text)
+
+
+def _history_lock(history: Path | None) -> contextlib.AbstractContextManager[None]:
+    """The history's lock, held for the whole run (``--history``), or nothing."""
+    if history is None:
+        return contextlib.nullcontext()
+    from stageroute.history import history_locked
+
+    return history_locked(history)
+
+
+def _replanned(path: Path, as_json: bool, output: Path | None, session: process.Session) -> None:
+    """A rerun of a planned window and inputs: the stored plan, byte for byte, to --output and
+    --json; nothing new in the history."""
+    from stageroute.history import stored
+    from stageroute.render.output import write_atomic
+
+    text = stored(path)
+    process.stderr(f"stageroute: already planned: {path} holds this window's plan for these "
+                   "inputs; nothing recomputed\n")
+    if output is not None:
+        write_atomic(output, text, lock=False, guard=session.committing(output))
+    if as_json:
         process.print_out(text)
 
 
@@ -201,10 +239,14 @@ def plan(
     json_out: opt.Json = False,
     output: opt.Output = None,
     quiet: opt.Quiet = False,
+    history: opt.History = None,
+    anchor: opt.Anchor = None,
+    grace: opt.Grace = None,
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
     inputs = {"--logs": logs, "--catalog": catalog, "--feedback": feedback}
-    with process.command({"--output": output}, inputs) as session:
+    with process.command({"--output": output}, inputs) as session, _history_lock(history):
+        from stageroute.history import AlreadyPlanned
         from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
 
         config = PlanConfig(
@@ -218,12 +260,18 @@ def plan(
             max_staleness=parse_duration(max_staleness, "--max-staleness") if max_staleness else None,
             max_unknown_share=max_unknown_share, max_changes=max_changes,
             routing_only=routing_only, previous=previous,
+            anchor=parse_datetime(anchor, "--anchor") if anchor else None,
+            grace=parse_grace(grace),
         )
-        result = make_plan(logs, catalog, config, feedback=feedback, progress=process.progress(quiet))
+        try:
+            result = make_plan(logs, catalog, config, feedback=feedback,
+                               progress=process.progress(quiet), history=history)
+        except AlreadyPlanned as done:
+            return _replanned(done.path, json_out, output, session)
         process.warn(result.warnings)
         failed = result.over_budget and not allow_over_budget
         if not failed:  # a plan that breaks the budget is shown, never written as the new plan
-            _emit(plan_document(result), json_out, output, session, quiet)
+            _emit(plan_document(result), json_out, output, session, quiet, history, result.run_id)
         if not json_out and not (quiet and output is not None and not failed):
             _render("render_plan", result)  # a cron run (--output -q) prints nothing
         if failed:

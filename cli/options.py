@@ -64,3 +64,15 @@ RoutingOnly = Annotated[bool, typer.Option(
 Previous = Annotated[Path | None, typer.Option(
     help="With --routing-only: a plan JSON (from plan --output or --json) whose deployment is "
     "kept; may be the --output file itself. E.g. --previous plans/current.json")]
+History = Annotated[Path | None, typer.Option(
+    help="Keep every plan in this directory as plan-<window start>-<input digest>.json; a rerun "
+    "of a planned window with the same inputs is a no-op (exit 0). Its lock is held for the "
+    "whole run. E.g. --history plans/")]
+Anchor = Annotated[str | None, typer.Option(
+    help="A stage boundary (ISO 8601, UTC if no offset): stages start at anchor + k x "
+    "--stage-length, and the run plans the one whose start is nearest to --as-of (see --grace). "
+    "E.g. --anchor 2026-11-16T02:00Z")]
+Grace = Annotated[str | None, typer.Option(
+    help="With --anchor: a run at most this long after a boundary plans the stage that began "
+    "there, a later one the next stage. Default: half the stage length; 0s: the next boundary "
+    "at or after --as-of. E.g. --grace 6h")]

@@ -94,3 +94,36 @@ class Policy(StrEnum):
     GREEDY = "greedy"
     EPSILON = "epsilon-greedy"
     UNIFORM = "uniform"
+
+
+def parse_grace(text: str | None) -> dt.timedelta | None:
+    """--grace: a duration, or 0 (strictly the next boundary); None stays None (the default)."""
+    if text is None:
+        return None
+    return dt.timedelta(0) if text.strip().lower() in {"0", "0s"} else parse_duration(text, "--grace")
+
+
+def window_start(as_of: dt.datetime, anchor: dt.datetime, length: dt.timedelta,
+                 grace: dt.timedelta | None = None) -> dt.datetime:
+    """The start of the stage a run at ``as_of`` plans, on the boundaries ``anchor + k * length``
+    (k any integer: the anchor may lie in the future).
+
+    The boundary at or after ``as_of``, unless the last boundary before it is at most ``grace``
+    earlier: a cron job that starts late still plans the window that began at that boundary.
+    ``grace`` defaults to half the stage length, so a run plans the window whose start is nearest
+    to it (a run exactly halfway is late for the earlier one); ``grace=0`` is strictly the next
+    boundary at or after ``as_of``.
+
+    Raises:
+        UsageError: ``grace`` negative or not shorter than ``length``; a start outside the calendar.
+    """
+    grace = length / 2 if grace is None else grace
+    if not dt.timedelta(0) <= grace < length:
+        raise UsageError(f"--grace must be at least 0 and shorter than --stage-length ({length}), "
+                         f"got {grace}; give e.g. --grace 6h")
+    try:
+        before = anchor + ((as_of - anchor) // length) * length  # before <= as_of < before + length
+        return before if as_of - before <= grace else before + length
+    except OverflowError:
+        raise UsageError(f"the stage after --as-of {iso_date(as_of)} on the boundaries of --anchor "
+                         f"{iso_date(anchor)} is outside the calendar (years 1 to 9999)") from None
