@@ -242,6 +242,7 @@ def plan(
     history: opt.History = None,
     anchor: opt.Anchor = None,
     grace: opt.Grace = None,
+    config_file: opt.ConfigFile = None,
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
     inputs = {"--logs": logs, "--catalog": catalog, "--feedback": feedback}
@@ -328,6 +329,7 @@ def replay(
                                               "frontier with each policy, the cumulative regret "
                                               "curves and the deployment timeline.")] = None,
     quiet: opt.Quiet = False,
+    config_file: opt.ConfigFile = None,
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
     outputs = {"--output": output, "--plot": plot}
@@ -356,6 +358,30 @@ def replay(
         _emit(replay_document(result), json_out, output, session, quiet)
         if not json_out and not (quiet and output is not None):
             _render("render_replay", result)
+
+
+@app.command(epilog="""Examples:
+
+\b
+  stageroute init
+  stageroute plan --config stageroute.toml
+""")
+def init(
+    path: Annotated[Path, typer.Option("--path", help="Where to write the example.")] = Path(
+        "stageroute.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write a commented example stageroute.toml that plans on sample_logs/."""
+    with process.command({}, {}, solves=False) as session:  # no lock file beside the example
+        from stageroute.errors import CannotWriteError
+        from stageroute.render.output import write_atomic
+        from stageroute_cli.config import EXAMPLE
+
+        if path.exists() and not force:
+            raise CannotWriteError(f"{path} exists, it was left as it is; pass --force to replace "
+                                   "it with the example")
+        write_atomic(path, EXAMPLE, lock=False, guard=session.committing(path))
+        process.stderr(f"stageroute: wrote {path}; try: stageroute plan --config {path}\n")
 
 
 @contextmanager

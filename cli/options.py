@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from stageroute_cli import config
+
 Catalog = Annotated[Path, typer.Option(
     help="Model catalog (CSV, Parquet, JSON or TOML) with model, released, retired, max_share, "
     "prices. E.g. --catalog models.csv")]
@@ -76,3 +78,7 @@ Grace = Annotated[str | None, typer.Option(
     help="With --anchor: a run at most this long after a boundary plans the stage that began "
     "there, a later one the next stage. Default: half the stage length; 0s: the next boundary "
     "at or after --as-of. E.g. --grace 6h")]
+ConfigFile = Annotated[Path | None, typer.Option(
+    "--config", is_eager=True, callback=config.use_config,
+    help="Option values from a TOML file (tables [plan], [replay] and shared keys); flags "
+    "override it. Default: ./stageroute.toml when it exists. E.g. --config stageroute.toml")]
