@@ -80,7 +80,7 @@ EXIT_CODES = """Exit codes (docs/errors.md):
   65   bad data      66  input missing      69  no solver
   67   insufficient data: nothing usable, too many unknown models, or stale logs
   73   cannot write the output (or stdout, when no output file was written)
-  75   locked: another run writes the same output
+  75   locked: another run writes the same output or history
   130  interrupted (SIGINT), nothing written
   143  terminated (SIGTERM), nothing written
 """
