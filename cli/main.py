@@ -62,6 +62,7 @@ from stageroute.options import (
     Radius,
     Solver,
     choice,
+    parse_anchor,
     parse_datetime,
     parse_duration,
     parse_grace,
@@ -261,7 +262,7 @@ def plan(
             max_staleness=parse_duration(max_staleness, "--max-staleness") if max_staleness else None,
             max_unknown_share=max_unknown_share, max_changes=max_changes,
             routing_only=routing_only, previous=previous,
-            anchor=parse_datetime(anchor, "--anchor") if anchor else None,
+            anchor=parse_anchor(anchor) if anchor else None,
             grace=parse_grace(grace),
         )
         try:

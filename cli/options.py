@@ -71,9 +71,10 @@ History = Annotated[Path | None, typer.Option(
     "of a planned window with the same inputs is a no-op (exit 0). Its lock is held for the "
     "whole run. E.g. --history plans/")]
 Anchor = Annotated[str | None, typer.Option(
-    help="A stage boundary (ISO 8601, UTC if no offset): stages start at anchor + k x "
-    "--stage-length, and the run plans the one whose start is nearest to --as-of (see --grace). "
-    "E.g. --anchor 2026-11-16T02:00Z")]
+    help="A stage boundary (ISO 8601, UTC if no offset; stages start at anchor + k x "
+    "--stage-length) or a cron expression (its times, UTC); the run plans the stage whose start "
+    "is nearest to --as-of (see --grace). E.g. --anchor 2026-11-16T02:00Z or --anchor "
+    "'0 2 * * 1'")]
 Grace = Annotated[str | None, typer.Option(
     help="With --anchor: a run at most this long after a boundary plans the stage that began "
     "there, a later one the next stage. Default: half the stage length; 0s: the next boundary "

@@ -62,7 +62,7 @@ class PlanConfig(SharedConfig):
     previous: str | Path | None = None  # a plan JSON whose deployment routing_only keeps
     # Stage boundaries anchor + k * stage_length: as_of (the run's time) moves to the start of the
     # window it plans (``options.window_start``), which is also the logs' cut-off.
-    anchor: dt.datetime | None = None
+    anchor: dt.datetime | str | None = None  # a boundary, or a cron expression (options.parse_anchor)
     grace: dt.timedelta | None = None  # a run at most this late plans the window that began; None: half
 
     def __post_init__(self) -> None:
@@ -89,7 +89,7 @@ class PlanConfig(SharedConfig):
                 raise UsageError("--grace says how late a run may start after a boundary of "
                                  "--anchor; give --anchor too (e.g. --anchor 2026-11-16T02:00Z)")
             return
-        if self.anchor.tzinfo is None:
+        if isinstance(self.anchor, dt.datetime) and self.anchor.tzinfo is None:
             raise ValueError("anchor must be timezone-aware")
         if self.stage_length > dt.timedelta(0):
             start = window_start(self.as_of, self.anchor, self.stage_length, self.grace)

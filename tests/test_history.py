@@ -210,3 +210,42 @@ def test_a_concurrent_second_run_exits_75_naming_the_holder(tmp_path, shared):
         assert len(list(where.glob("plan-*.json"))) == 1
     assert json.loads(where.read_text() if shared == "--output" else
                       (tmp_path / "first.json").read_text())["run_id"].startswith("20261116T0200-")
+
+
+# ---------------------------------------------------------------------------------------------
+# a cron expression as the anchor (croniter)
+
+
+@pytest.mark.parametrize(("as_of", "grace", "start"), [
+    ("2026-11-16T02:00", None, "2026-11-16T02:00"),  # on a boundary
+    ("2026-11-16T02:07", None, "2026-11-16T02:00"),  # late
+    ("2026-11-16T02:07", dt.timedelta(0), "2026-11-23T02:00"),
+    ("2026-11-15T23:00", None, "2026-11-16T02:00"),  # early
+    ("2026-11-19T14:00", None, "2026-11-16T02:00"),  # halfway
+    ("2026-11-19T14:01", None, "2026-11-23T02:00"),
+])
+def test_a_cron_expression_gives_the_same_windows_as_its_anchor(as_of, grace, start):
+    from stageroute.options import parse_anchor
+
+    cron = parse_anchor("0 2 * * 1")  # Mondays 02:00 UTC
+    assert cron == "0 2 * * 1"
+    assert window_start(t(as_of), cron, WEEK, grace) == t(start)
+    assert window_start(t(as_of), ANCHOR, WEEK, grace) == t(start)
+
+
+def test_a_bad_anchor_is_a_usage_error():
+    from stageroute.options import parse_anchor
+
+    assert parse_anchor("2026-01-05T02:00Z") == ANCHOR
+    for text in ("0 2 * * mon-funday", "every monday"):
+        with pytest.raises(UsageError, match="--anchor"):
+            parse_anchor(text)
+
+
+def test_plan_with_a_cron_anchor_names_the_same_window_and_run_id(tmp_path):
+    runner = CliRunner()
+    cron = [a if a != "2026-01-05T02:00Z" else "0 2 * * 1" for a in PLAN]
+    by_cron = runner.invoke(app, [*cron, "--as-of", "2026-11-16T02:30Z", "--json", "-q"])
+    by_date = runner.invoke(app, [*PLAN, "--as-of", "2026-11-16T02:30Z", "--json", "-q"])
+    assert by_cron.exit_code == 0, by_cron.output
+    assert by_cron.stdout == by_date.stdout
