@@ -563,7 +563,7 @@ def test_no_command_shows_the_help_and_one_error_line(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.USAGE
     assert "Commands:" in result.stdout
     assert result.stderr.splitlines() == [
-        "Error: no command given, pick one of: import, plan, replay (see 'python -m stageroute_cli --help')"]
+        "Error: no command given, pick one of: import, init, plan, replay (see 'python -m stageroute_cli --help')"]
 
 
 def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) -> None:
