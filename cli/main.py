@@ -57,7 +57,16 @@ from stageroute.config import (
     pick_budget,
 )
 from stageroute.errors import BadDataError, ExitCode, one_line, shown
-from stageroute.options import Policy, Radius, Solver, choice, parse_datetime, parse_duration
+from stageroute.options import (
+    Policy,
+    Radius,
+    Solver,
+    choice,
+    parse_anchor,
+    parse_datetime,
+    parse_duration,
+    parse_grace,
+)
 from stageroute_cli import options as opt
 from stageroute_cli import process
 
@@ -72,7 +81,7 @@ EXIT_CODES = """Exit codes (docs/errors.md):
   65   bad data      66  input missing      69  no solver
   67   insufficient data: nothing usable, too many unknown models, or stale logs
   73   cannot write the output (or stdout, when no output file was written)
-  75   locked: another run writes the same output
+  75   locked: another run writes the same output or history
   130  interrupted (SIGINT), nothing written
   143  terminated (SIGTERM), nothing written
 """
@@ -105,11 +114,17 @@ def main(
 
 
 def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: process.Session,
-          quiet: bool) -> None:
-    """Write the JSON document to ``output`` (atomically, under its lock) and/or stdout."""
+          quiet: bool, history: Path | None = None, run_id: str = "") -> None:
+    """Write the JSON document to the history (as ``run_id``), to ``output`` (atomically, under
+    its lock) and/or stdout."""
     from stageroute.render.output import to_json, write_atomic
 
     text = to_json(doc)
+    if history is not None:
+        from stageroute.history import history_file, record
+
+        record(history, run_id, text, guard=session.committing(history_file(history, run_id)))
+        process.progress(quiet)(f"recorded {history_file(history, run_id)}")
     if output is not None:
         write_atomic(output, text, lock=False, guard=session.committing(output))
         process.progress(quiet)(f"wrote {output}")
@@ -118,6 +133,30 @@ def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: proc
             text.encode(sys.stdout.encoding or "utf-8")
         except (UnicodeEncodeError, LookupError):
             text = to_json(doc, ascii_only=True)
+        process.print_out(text)
+
+
+def _history_lock(history: Path | None) -> contextlib.AbstractContextManager[None]:
+    """The history's lock, held for the whole run (``--history``), or nothing."""
+    if history is None:
+        return contextlib.nullcontext()
+    from stageroute.history import history_locked
+
+    return history_locked(history)
+
+
+def _replanned(path: Path, as_json: bool, output: Path | None, session: process.Session) -> None:
+    """A rerun of a planned window and inputs: the stored plan, byte for byte, to --output and
+    --json; nothing new in the history."""
+    from stageroute.history import stored
+    from stageroute.render.output import write_atomic
+
+    text = stored(path)
+    process.stderr(f"stageroute: already planned: {path} holds this window's plan for these "
+                   "inputs; nothing recomputed\n")
+    if output is not None:
+        write_atomic(output, text, lock=False, guard=session.committing(output))
+    if as_json:
         process.print_out(text)
 
 
@@ -201,10 +240,15 @@ def plan(
     json_out: opt.Json = False,
     output: opt.Output = None,
     quiet: opt.Quiet = False,
+    history: opt.History = None,
+    anchor: opt.Anchor = None,
+    grace: opt.Grace = None,
+    config_file: opt.ConfigFile = None,
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
     inputs = {"--logs": logs, "--catalog": catalog, "--feedback": feedback}
-    with process.command({"--output": output}, inputs) as session:
+    with process.command({"--output": output}, inputs) as session, _history_lock(history):
+        from stageroute.history import AlreadyPlanned
         from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
 
         config = PlanConfig(
@@ -218,12 +262,18 @@ def plan(
             max_staleness=parse_duration(max_staleness, "--max-staleness") if max_staleness else None,
             max_unknown_share=max_unknown_share, max_changes=max_changes,
             routing_only=routing_only, previous=previous,
+            anchor=parse_anchor(anchor) if anchor else None,
+            grace=parse_grace(grace),
         )
-        result = make_plan(logs, catalog, config, feedback=feedback, progress=process.progress(quiet))
+        try:
+            result = make_plan(logs, catalog, config, feedback=feedback,
+                               progress=process.progress(quiet), history=history)
+        except AlreadyPlanned as done:
+            return _replanned(done.path, json_out, output, session)
         process.warn(result.warnings)
         failed = result.over_budget and not allow_over_budget
         if not failed:  # a plan that breaks the budget is shown, never written as the new plan
-            _emit(plan_document(result), json_out, output, session, quiet)
+            _emit(plan_document(result), json_out, output, session, quiet, history, result.run_id)
         if not json_out and not (quiet and output is not None and not failed):
             _render("render_plan", result)  # a cron run (--output -q) prints nothing
         if failed:
@@ -280,6 +330,7 @@ def replay(
                                               "frontier with each policy, the cumulative regret "
                                               "curves and the deployment timeline.")] = None,
     quiet: opt.Quiet = False,
+    config_file: opt.ConfigFile = None,
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
     outputs = {"--output": output, "--plot": plot}
@@ -308,6 +359,30 @@ def replay(
         _emit(replay_document(result), json_out, output, session, quiet)
         if not json_out and not (quiet and output is not None):
             _render("render_replay", result)
+
+
+@app.command(epilog="""Examples:
+
+\b
+  stageroute init
+  stageroute plan --config stageroute.toml
+""")
+def init(
+    path: Annotated[Path, typer.Option("--path", help="Where to write the example.")] = Path(
+        "stageroute.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write a commented example stageroute.toml that plans on sample_logs/."""
+    with process.command({}, {}, solves=False) as session:  # no lock file beside the example
+        from stageroute.errors import CannotWriteError
+        from stageroute.render.output import write_atomic
+        from stageroute_cli.config import EXAMPLE
+
+        if path.exists() and not force:
+            raise CannotWriteError(f"{path} exists, it was left as it is; pass --force to replace "
+                                   "it with the example")
+        write_atomic(path, EXAMPLE, lock=False, guard=session.committing(path))
+        process.stderr(f"stageroute: wrote {path}; try: stageroute plan --config {path}\n")
 
 
 @contextmanager

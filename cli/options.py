@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from stageroute_cli import config
+
 Catalog = Annotated[Path, typer.Option(
     help="Model catalog (CSV, Parquet, JSON or TOML) with model, released, retired, max_share, "
     "prices. E.g. --catalog models.csv")]
@@ -64,3 +66,20 @@ RoutingOnly = Annotated[bool, typer.Option(
 Previous = Annotated[Path | None, typer.Option(
     help="With --routing-only: a plan JSON (from plan --output or --json) whose deployment is "
     "kept; may be the --output file itself. E.g. --previous plans/current.json")]
+History = Annotated[Path | None, typer.Option(
+    help="Keep every plan in this directory as plan-<window start>-<input digest>.json; a rerun "
+    "of a planned window with the same inputs is a no-op (exit 0). Its lock is held for the "
+    "whole run. E.g. --history plans/")]
+Anchor = Annotated[str | None, typer.Option(
+    help="A stage boundary (ISO 8601, UTC if no offset; stages start at anchor + k x "
+    "--stage-length) or a cron expression (its times, UTC); the run plans the stage whose start "
+    "is nearest to --as-of (see --grace). E.g. --anchor 2026-11-16T02:00Z or --anchor "
+    "'0 2 * * 1'")]
+Grace = Annotated[str | None, typer.Option(
+    help="With --anchor: a run at most this long after a boundary plans the stage that began "
+    "there, a later one the next stage. Default: half the stage length; 0s: the next boundary "
+    "at or after --as-of. E.g. --grace 6h")]
+ConfigFile = Annotated[Path | None, typer.Option(
+    "--config", is_eager=True, callback=config.use_config,
+    help="Option values from a TOML file (tables [plan], [replay] and shared keys); flags "
+    "override it. Default: ./stageroute.toml when it exists. E.g. --config stageroute.toml")]

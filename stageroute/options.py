@@ -94,3 +94,64 @@ class Policy(StrEnum):
     GREEDY = "greedy"
     EPSILON = "epsilon-greedy"
     UNIFORM = "uniform"
+
+
+def parse_grace(text: str | None) -> dt.timedelta | None:
+    """--grace: a duration, or 0 (strictly the next boundary); None stays None (the default)."""
+    if text is None:
+        return None
+    return dt.timedelta(0) if text.strip().lower() in {"0", "0s"} else parse_duration(text, "--grace")
+
+
+def parse_anchor(text: str) -> dt.datetime | str:
+    """--anchor: an ISO 8601 boundary, or a cron expression ('0 2 * * 1': Mondays 02:00 UTC),
+    checked by ``croniter``."""
+    if len(text.split()) < 5:
+        return parse_datetime(text, "--anchor")
+    from croniter import croniter
+
+    if not croniter.is_valid(text.strip()):
+        raise UsageError(f"--anchor {shown(text)} is neither a date nor a cron expression, give "
+                         "e.g. 2026-01-05T02:00Z or '0 2 * * 1' (Mondays 02:00 UTC)")
+    return text.strip()
+
+
+def _around(as_of: dt.datetime, anchor: dt.datetime | str,
+            length: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
+    """The last boundary at or before ``as_of`` and the first one after it."""
+    if isinstance(anchor, dt.datetime):
+        before = anchor + ((as_of - anchor) // length) * length  # before <= as_of < before + length
+        return before, before + length
+    from croniter import croniter
+
+    second = dt.timedelta(seconds=1)  # croniter steps strictly past its start, in whole seconds
+    before = croniter(anchor, as_of + second).get_prev(dt.datetime)
+    after = croniter(anchor, as_of).get_next(dt.datetime)
+    return before.astimezone(dt.UTC), after.astimezone(dt.UTC)
+
+
+def window_start(as_of: dt.datetime, anchor: dt.datetime | str, length: dt.timedelta,
+                 grace: dt.timedelta | None = None) -> dt.datetime:
+    """The start of the stage a run at ``as_of`` plans: boundaries are ``anchor + k * length``
+    (k any integer: the anchor may lie in the future), or the times of a cron expression (UTC).
+
+    The boundary at or after ``as_of``, unless the last boundary before it is at most ``grace``
+    earlier: a cron job that starts late still plans the window that began at that boundary.
+    ``grace`` defaults to half the stage length, so a run plans the window whose start is nearest
+    to it (a run exactly halfway is late for the earlier one); ``grace=0`` is strictly the next
+    boundary at or after ``as_of``.
+
+    Raises:
+        UsageError: ``grace`` negative or not shorter than ``length``; a start outside the calendar.
+    """
+    grace = length / 2 if grace is None else grace
+    if not dt.timedelta(0) <= grace < length:
+        raise UsageError(f"--grace must be at least 0 and shorter than --stage-length ({length}), "
+                         f"got {grace}; give e.g. --grace 6h")
+    try:
+        before, after = _around(as_of, anchor, length)
+    except (OverflowError, ValueError):
+        raise UsageError(f"the stage after --as-of {iso_date(as_of)} on the boundaries of --anchor "
+                         f"{anchor if isinstance(anchor, str) else iso_date(anchor)} is outside "
+                         "the calendar (years 1 to 9999)") from None
+    return before if as_of - before <= grace else after

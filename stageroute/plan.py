@@ -25,6 +25,7 @@ from stageroute.candidates import (
 )
 from stageroute.config import SharedConfig
 from stageroute.errors import BadDataError, InfeasibleError, UsageError
+from stageroute.history import check_not_planned
 from stageroute.inputs.catalog import Window, read_catalog, split_pool
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, summarise_logs
@@ -39,6 +40,7 @@ from stageroute.optimize.deploy import (
 from stageroute.optimize.explore import deploy_caps, refill
 from stageroute.optimize.route import Routing
 from stageroute.optimize.solver import require_solver
+from stageroute.options import window_start
 from stageroute.render.output import iso_utc, json_number
 
 SCHEMA_VERSION = 1
@@ -58,9 +60,14 @@ class PlanConfig(SharedConfig):
     max_changes: int | None = None  # DeployOPT adds at most this many models not deployed now
     routing_only: bool = False  # keep the deployment (deployed or previous), re-solve the table
     previous: str | Path | None = None  # a plan JSON whose deployment routing_only keeps
+    # Stage boundaries anchor + k * stage_length: as_of (the run's time) moves to the start of the
+    # window it plans (``options.window_start``), which is also the logs' cut-off.
+    anchor: dt.datetime | str | None = None  # a boundary, or a cron expression (options.parse_anchor)
+    grace: dt.timedelta | None = None  # a run at most this late plans the window that began; None: half
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
+        self._align()
         if self.relative_budget:
             raise UsageError("plan takes --budget in currency per request, not a relative budget")
         if self.as_of.tzinfo is None:
@@ -74,6 +81,19 @@ class PlanConfig(SharedConfig):
             raise UsageError(
                 f"--max-unknown-share must be a share in [0, 1], got {self.max_unknown_share}")
         _check_changes(self)
+
+    def _align(self) -> None:
+        """With an anchor, as_of becomes the start of the window the run plans."""
+        if self.anchor is None:
+            if self.grace is not None:
+                raise UsageError("--grace says how late a run may start after a boundary of "
+                                 "--anchor; give --anchor too (e.g. --anchor 2026-11-16T02:00Z)")
+            return
+        if isinstance(self.anchor, dt.datetime) and self.anchor.tzinfo is None:
+            raise ValueError("anchor must be timezone-aware")
+        if self.stage_length > dt.timedelta(0):
+            start = window_start(self.as_of, self.anchor, self.stage_length, self.grace)
+            object.__setattr__(self, "as_of", start)  # frozen: set once, during construction
 
     @property
     def window(self) -> Window:
@@ -230,19 +250,23 @@ def _load(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
 
 def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
               feedback: str | Path | None = None,
-              progress: Callable[[str], None] | None = None) -> Plan:
+              progress: Callable[[str], None] | None = None,
+              history: str | Path | None = None) -> Plan:
     """Plan the stage that starts at ``config.as_of``.
 
-    With ``config.routing_only`` this is ``make_routing_plan``.
+    With ``config.routing_only`` this is ``make_routing_plan``. With ``history`` (a directory of
+    ``history.record``), a window and inputs planned already solve nothing.
 
     Raises:
         StagerouteError: subclasses for bad or missing input, a missing solver, infeasibility.
+        history.AlreadyPlanned: ``history`` holds this run's plan (checked before any solve).
     """
     if config.routing_only:
-        return make_routing_plan(logs, catalog_path, config, feedback, progress)
+        return make_routing_plan(logs, catalog_path, config, feedback, progress, history)
     say = progress or (lambda _: None)
     require_solver(config.solver)
     catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
+    check_not_planned(history, _run_id(config, catalog, summary))
     cand = candidates(pool, summary, config, catalog.height)
     current = _currently_deployed(config, summary, catalog)
     say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
@@ -293,7 +317,6 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
                 *([disagreement] if disagreement else [])]
     if summary.unknown.height:
         warnings.append(f"ignored log rows of models not in the catalog: {listing(summary.unknown, 5)}")
-    digest = _input_digest(config, window, catalog, summary, decision.kept)
     return Plan(
         window=window, config=config, gamma=cand.gamma, cost_scale=cand.scale,
         candidates=tuple(lines), evicted=tuple(evicted), excluded=tuple(excluded.iter_rows()),
@@ -302,7 +325,7 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
                   "reward_mean": reward_mean, "cost_mean": cost_mean},
         over_budget=routing.over_budget, dropped=routing.dropped, logs=summary,
         notes=(*decision.notes, *_notes(config, routing, cost_mean, untried)),
-        warnings=tuple(warnings), run_id=f"{window.start:%Y%m%dT%H%M}-{digest}",
+        warnings=tuple(warnings), run_id=_run_id(config, catalog, summary, decision.kept),
     )
 
 
@@ -376,7 +399,8 @@ def _change_reasons(lines: list[ModelLine], cand: Candidates, decision: _Decisio
 
 def make_routing_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
                       feedback: str | Path | None = None,
-                      progress: Callable[[str], None] | None = None) -> Plan:
+                      progress: Callable[[str], None] | None = None,
+                      history: str | Path | None = None) -> Plan:
     """Re-solve only the routing table of the deployment in place (``plan --routing-only``).
 
     The deployment is ``config.deployed`` or the ``deployment`` of the plan JSON
@@ -398,6 +422,7 @@ def make_routing_plan(logs: str | Path, catalog_path: str | Path, config: PlanCo
     if given is None:  # --deployed: checked against the catalog as for a full plan
         given = tuple(_currently_deployed(config, summary, catalog))
     kept, dropped = still_available(given, cand.names, excluded, _origin(config), config.max_deployed)
+    check_not_planned(history, _run_id(config, catalog, summary, tuple(kept)))
     say(f"re-solving the routing table of the {len(kept)} deployed models (no DeployOPT)")
     dep = deployment_on(cand.u, cand.c, cand.a, config.budget, np.isin(cand.names, kept),
                         config.allow_drop)
@@ -433,6 +458,16 @@ def _notes(config: PlanConfig, routing: Routing, cost_mean: float | None,
     return notes
 
 
+def _run_id(config: PlanConfig, catalog: pl.DataFrame, summary: LogSummary,
+            kept: tuple[str, ...] = ()) -> str:
+    """``<window start %Y%m%dT%H%M>-<input digest>``: the plan's name in a history."""
+    start = config.window.start
+    return f"{start:%Y%m%dT%H%M}-{_input_digest(config, config.window, catalog, summary, kept)}"
+
+
+_RESOLVED = frozenset({"anchor", "grace"})  # folded into as_of: a window is the same however given
+
+
 def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
                   summary: LogSummary, kept: tuple[str, ...] = ()) -> str:
     """A digest of what the plan was computed from: options, window, catalog, log statistics.
@@ -442,7 +477,8 @@ def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
     last bits depend on the number of threads, and the run id must not.
     """
     h = hashlib.sha256()
-    options = {f: str(getattr(config, f)) for f in config.__dataclass_fields__}
+    options = {f: str(getattr(config, f)) for f in config.__dataclass_fields__
+               if f not in _RESOLVED}
     h.update(json.dumps({"options": options, "window": [str(window.start), str(window.end)]},
                         sort_keys=True).encode())
     for frame in (catalog, summary.stats, summary.unknown):

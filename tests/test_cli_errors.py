@@ -611,7 +611,8 @@ def test_no_command_shows_the_help_and_one_error_line(tmp_path: Path) -> None:
     head, tail = "Error: no command given, pick one of: ", " (see 'python -m stageroute_cli --help')"
     assert line.startswith(head) and line.endswith(tail), line
     named = line[len(head):-len(tail)].split(", ")
-    assert named == sorted(named) and {"diff", "export", "import", "plan", "replay"} <= set(named)
+    assert named == sorted(named)
+    assert {"diff", "export", "import", "init", "plan", "replay"} <= set(named)
 
 
 def test_allow_over_budget_writes_the_cheapest_plan_and_exits_0(tmp_path: Path) -> None:

@@ -43,11 +43,12 @@ def lock_path(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path, doing: str | None = None) -> Iterator[None]:
     """Hold ``<path>.lock`` exclusively; a second run on the same output fails at once.
 
     The lock is ``filelock``'s (flock on POSIX, msvcrt on Windows): it goes with the process, and
-    the file stays. The holder writes its pid and host into it, so that the loser can name it.
+    the file stays. The holder writes its pid, host and start time into it, so that the loser can
+    name it. ``doing`` says what the holder does in the loser's message (default: writing ``path``).
 
     Raises:
         LockedError: another process holds the lock.
@@ -63,7 +64,8 @@ def locked(path: Path) -> Iterator[None]:
     except Timeout:
         holder = _holder(lock_file)
         raise LockedError(
-            f"another stageroute run{f' ({holder})' if holder else ''} is writing {_p(path)} (it "
+            f"another stageroute run{f' ({holder})' if holder else ''} is "
+            f"{doing or 'writing ' + _p(path)} (it "
             f"holds {_p(lock_file)}), wait for it to finish; the lock goes with that process, the "
             ".lock file stays"
         ) from None
@@ -71,7 +73,8 @@ def locked(path: Path) -> Iterator[None]:
         raise CannotWriteError(f"cannot lock {_p(lock_file)} ({exc.strerror or exc}), write the "
                                "output to a local, writable file system") from None
     try:
-        _set_holder(lock_file, f"pid {os.getpid()} on {socket.gethostname()}")
+        since = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        _set_holder(lock_file, f"pid {os.getpid()} on {socket.gethostname()} since {since}")
         yield
     finally:
         _set_holder(lock_file, "")

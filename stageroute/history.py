@@ -1,0 +1,83 @@
+"""The plan history: one file per planned window and inputs, so that a rerun is a no-op.
+
+``DIR/plan-<run_id>.json``, where the run id is ``<window start %Y%m%dT%H%M>-<input digest>``
+(``plan.Plan.run_id``): a run whose window and inputs were already planned finds its file and
+solves nothing. ``DIR/history.lock`` is held for the whole run, so two runs never plan into the
+same history at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from stageroute.errors import CannotWriteError, InputMissingError
+from stageroute.render.output import locked, write_atomic
+
+
+class AlreadyPlanned(Exception):  # noqa: N818 (an outcome, not an error)
+    """The run's window and inputs are planned already: ``path`` holds the plan."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"this window and these inputs are planned already: {path}")
+        self.path = path
+
+
+def history_file(directory: str | Path, run_id: str) -> Path:
+    """Where the plan of ``run_id`` is kept."""
+    return Path(directory) / f"plan-{run_id}.json"
+
+
+def check_not_planned(directory: str | Path | None, run_id: str) -> None:
+    """Raise ``AlreadyPlanned`` when ``directory`` holds the plan of ``run_id``."""
+    if directory is not None and history_file(directory, run_id).is_file():
+        raise AlreadyPlanned(history_file(directory, run_id))
+
+
+@contextlib.contextmanager
+def history_locked(directory: str | Path) -> Iterator[None]:
+    """Create ``directory`` if needed and hold its lock (``DIR/history.lock``) for the block.
+
+    Raises:
+        LockedError: another run holds it (the message names its pid, host and start time).
+        CannotWriteError: the directory cannot be created or written.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CannotWriteError(f"cannot create the history directory {directory} "
+                               f"({exc.strerror or exc}), check the path and its permissions") from None
+    with locked(directory / "history", doing=f"planning into the history {directory}"):
+        yield
+
+
+def record(directory: str | Path, run_id: str, text: str,
+           guard: AbstractContextManager[Any] | None = None) -> Path:
+    """Write the plan document ``text`` of ``run_id`` atomically (the caller holds the lock)."""
+    path = history_file(directory, run_id)
+    write_atomic(path, text, lock=False, guard=guard)
+    return path
+
+
+def stored(path: Path) -> str:
+    """The text of a plan in the history.
+
+    Raises:
+        InputMissingError: it cannot be read (removed by hand since it was found).
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputMissingError(f"cannot read the planned {path} ({exc}); remove it to plan the "
+                                "window again") from None
+
+
+def latest(directory: str | Path, count: int = 2) -> list[Path]:
+    """The ``count`` most recent plans in the history (by window start, then file time)."""
+    plans = sorted(Path(directory).glob("plan-*.json"),
+                   key=lambda p: (p.name.split("-")[1], p.stat().st_mtime_ns))
+    return plans[-count:]
