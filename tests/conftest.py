@@ -9,9 +9,19 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import schema_guard
 from hypothesis import settings
+from schema_guard import (  # noqa: F401  (hooks: a plan or replay document off the schema fails its test)
+    pytest_runtest_call,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Every plan and replay document the tests make, in this process or printed/written by a child
+# `stageroute plan|replay`, is validated against schemas/ (tests/schema_guard.py).
+schema_guard.install()
 
 # Three models, all released long before the logs; prices in USD per million tokens.
 CATALOG_CSV = """model,released,retired,max_share,usd_per_mtok_in,usd_per_mtok_out
