@@ -107,3 +107,19 @@ def test_eight_weekly_cron_runs(tmp_path, monkeypatch):
         _, err = first.communicate(timeout=300)
     assert first.returncode == 0 and "already planned" in err
     assert snapshot(tmp_path / "plans") == before
+
+    # diff reports the changes: the last two plans of the history (weeks 6 and 7) ...
+    last = runner.invoke(app, ["diff", "--history", "plans", "--json"])
+    assert last.exit_code == 0, last.output
+    change = json.loads(last.stdout)
+    assert change["before"]["window"]["start"] == plans[6]["window"]["start"]
+    assert change["after"]["window"]["start"] == plans[7]["window"]["start"]
+    assert set(change["added"]) == deployed(7) - deployed(6)
+    assert set(change["evicted"]) == deployed(6) - deployed(7)
+    assert "echo-reasoner" in change["added"] and change["changed"]
+    # ... and any two weeks, with the shares that moved
+    for k in range(7):
+        pair = [str(tmp_path / "plans" / f"plan-{plans[j]['run_id']}.json") for j in (k, k + 1)]
+        week = json.loads(runner.invoke(app, ["diff", *pair, "--json"]).stdout)
+        assert set(week["kept"]) == deployed(k) & deployed(k + 1)
+        assert week["changed"] == (deployed(k) != deployed(k + 1) or bool(week["moved"]))
