@@ -31,7 +31,6 @@ from stageroute.optimize.deploy import (
     solve_deploy_exhaustive,
 )
 from stageroute.optimize.explore import deploy_caps, explorable, refill
-from stageroute.optimize.route import solve_route
 from stageroute.options import Policy, Radius, iso_date
 from stageroute.render.output import iso_utc, json_number
 from stageroute.simulate import loop as compiled
@@ -225,7 +224,6 @@ class Run:
     cost: NDArray[np.float64]
     dropped: NDArray[np.int64]
     deployed: tuple[tuple[int, ...], ...]
-    over_budget: tuple[bool, ...]
 
 
 def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stream: Stream,
@@ -250,7 +248,6 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
     cost = np.zeros(k_stages)
     dropped = np.zeros(k_stages, dtype=np.int64)
     deployed: list[tuple[int, ...]] = []
-    over: list[bool] = []
     current: tuple[int, ...] = ()
     for k in range(k_stages):
         lo, hi = schedule.bounds[k], schedule.bounds[k + 1]
@@ -274,10 +271,7 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
         cost[k] = out_cost.sum()
         dropped[k] = int((out_model < 0).sum())
         deployed.append(current)
-        u_d, c_d = bounds_of(stats, np.array(current), kn, prior)
-        over.append(False if mode == compiled.MODE_UNIFORM else bool(
-            solve_route(u_d, c_d, alpha[list(current)], config.budget, config.allow_drop).over_budget))
-    return Run(reward, cost, dropped, tuple(deployed), tuple(over))
+    return Run(reward, cost, dropped, tuple(deployed))
 
 
 def policy_knobs(policy: Policy, config: ReplayConfig, scale: float) -> NDArray[np.float64]:
