@@ -7,6 +7,9 @@ import polars as pl
 from numba import njit
 from numpy.typing import NDArray
 
+# Significant digits of the statistics a plan uses (``settle``).
+SETTLE_DIGITS = 10
+
 STATS_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
     "n_reward": pl.Int64(),
@@ -51,20 +54,113 @@ def normalise_stats(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@njit(cache=True)
+def chan(n_a: float, mean_a: float, m2_a: float, n_b: float, mean_b: float, m2_b: float,
+         ) -> tuple[float, float, float]:
+    """Merge two partial (n, mean, M2) summaries: Chan, Golub and LeVeque's pairwise update.
+
+    Counts may be fractional (weighted windows); an empty side (n = 0) leaves the other as is.
+    """
+    n = n_a + n_b
+    if n_b <= 0.0:
+        return n_a, mean_a, m2_a
+    if n_a <= 0.0:
+        return n_b, mean_b, m2_b
+    delta = mean_b - mean_a
+    frac = n_b / n
+    return n, mean_a + delta * frac, m2_a + m2_b + delta * delta * n_a * frac
+
+
+@njit(cache=True)
+def _chan_arrays(n_a: NDArray[np.float64], mean_a: NDArray[np.float64], m2_a: NDArray[np.float64],
+                 n_b: NDArray[np.float64], mean_b: NDArray[np.float64], m2_b: NDArray[np.float64],
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    n = np.empty_like(n_a)
+    mean = np.empty_like(n_a)
+    m2 = np.empty_like(n_a)
+    for i in range(n_a.size):
+        n[i], mean[i], m2[i] = chan(n_a[i], mean_a[i], m2_a[i], n_b[i], mean_b[i], m2_b[i])
+        if n[i] <= 0.0:
+            mean[i], m2[i] = np.nan, 0.0
+    return n, mean, m2
+
+
 def chan_merge(
     n_a: NDArray[np.float64], mean_a: NDArray[np.float64], m2_a: NDArray[np.float64],
     n_b: NDArray[np.float64], mean_b: NDArray[np.float64], m2_b: NDArray[np.float64],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Merge two partial (n, mean, M2) summaries: Chan, Golub and LeVeque's pairwise update."""
-    n = n_a + n_b
-    mean_a = np.where(n_a > 0, mean_a, 0.0)
-    mean_b = np.where(n_b > 0, mean_b, 0.0)
-    delta = mean_b - mean_a
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(n > 0, n_b / n, 0.0)
-        mean = mean_a + delta * frac
-        m2 = m2_a + m2_b + delta**2 * n_a * frac
-    return n, np.where(n > 0, mean, np.nan), np.where(n > 0, m2, 0.0)
+    """``chan`` element-wise over arrays (NaN mean where both sides are empty)."""
+    def f(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.ascontiguousarray(x, dtype=np.float64)
+
+    return _chan_arrays(f(n_a), f(mean_a), f(m2_a), f(n_b), f(mean_b), f(m2_b))  # type: ignore[no-any-return]
+
+
+@njit(cache=True)
+def fold(group: NDArray[np.int64], n: NDArray[np.float64], mean: NDArray[np.float64],
+         m2: NDArray[np.float64], groups: int,
+         ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Merge partial summaries into one per group, in the order given (``chan`` left to right).
+
+    ``group[i]`` is the group (0..groups-1) of partial ``i``; a group without a sample gets
+    n = 0, mean NaN, M2 = 0.
+    """
+    out_n = np.zeros(groups)
+    out_mean = np.zeros(groups)
+    out_m2 = np.zeros(groups)
+    for i in range(group.size):
+        g = group[i]
+        if n[i] > 0.0:
+            out_n[g], out_mean[g], out_m2[g] = chan(out_n[g], out_mean[g], out_m2[g],
+                                                   n[i], mean[i], m2[i])
+    for g in range(groups):
+        if out_n[g] <= 0.0:
+            out_mean[g] = np.nan
+            out_m2[g] = 0.0
+    return out_n, out_mean, out_m2
+
+
+def settle(x: NDArray[np.float64], digits: int = SETTLE_DIGITS) -> NDArray[np.float64]:
+    """``x`` rounded to ``digits`` significant decimal digits (NaN, 0 and infinities unchanged).
+
+    A sum's last bits depend on the order it was added in: the number of threads, and how the
+    log was split into windows of the statistics store. The plan uses its statistics settled,
+    so that these bits never change a plan (``plan --stats`` gives the same bytes as ``--logs``).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = x.copy()
+    ok = np.isfinite(x) & (x != 0)
+    exp = np.floor(np.log10(np.abs(x[ok])))
+    scale = 10.0 ** (digits - 1 - exp)
+    out[ok] = np.round(x[ok] * scale) / scale
+    return out
+
+
+def settle_m2(m2: NDArray[np.float64], n: NDArray[np.float64], mean: NDArray[np.float64],
+              digits: int = SETTLE_DIGITS) -> NDArray[np.float64]:
+    """M2 rounded to ``digits`` digits of its natural scale n * max(mean^2, M2 / n): a constant
+    sample's M2 is 0 however it was summed (a one-pass variance leaves ~1e-16 mean^2 behind)."""
+    m2 = np.asarray(m2, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        unit = np.where(n > 0, n * np.maximum(np.nan_to_num(mean) ** 2, m2 / np.maximum(n, 1e-300)),
+                        0.0)
+        ok = np.isfinite(m2) & np.isfinite(unit) & (unit > 0)
+        exp = np.floor(np.log10(np.where(ok, unit, 1.0)))
+        quantum = 10.0 ** (exp - (digits - 1))
+        return np.where(ok, np.round(m2 / quantum) * quantum, m2)
+
+
+def window_weights(age: NDArray[np.float64], window: float | None, half_life: float | None,
+                   ) -> NDArray[np.float64]:
+    """Weight of a window of statistics ``age`` seconds old: 0 beyond ``window`` seconds (a
+    sliding window), 2^(-age / half_life) with a half-life, else 1 (the stationary estimator)."""
+    age = np.maximum(np.asarray(age, dtype=np.float64), 0.0)
+    weight = np.ones_like(age)
+    if half_life is not None:
+        weight = np.exp2(-age / half_life)
+    if window is not None:
+        weight = np.where(age < window, weight, 0.0)
+    return weight
 
 
 def merge_stats(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:

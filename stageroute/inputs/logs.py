@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from stageroute.errors import BadDataError, InsufficientDataError
-from stageroute.estimate.stats import STATS_SCHEMA, normalise_stats, stats_aggs
+from stageroute.estimate.stats import STATS_SCHEMA, normalise_stats, settle, settle_m2
 from stageroute.inputs.checks import (
     LOG_SCHEMA,
     LogScan,
@@ -31,9 +31,7 @@ from stageroute.inputs.feedback import load_feedback
 from stageroute.inputs.files import quote
 from stageroute.inputs.footers import read_footers
 from stageroute.inputs.sources import LogSource, find_logs, unreadable
-
-SAMPLE_ROWS = 200_000
-SAMPLE_GROUPS = 8
+from stageroute.store.aggregate import cost_quantile, fine_polars, fold
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +77,20 @@ def _open(path: str | Path, catalog: pl.DataFrame, feedback: str | Path | None,
 
 def _aggregate(scan: LogScan, data: pl.LazyFrame, used: pl.LazyFrame, timed: bool,
                full_check: bool) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """The one streaming pass: per-model statistics and rule counts (and hashed id counts)."""
-    r, c = pl.col("reward"), pl.col("cost")
-    per_model = used.group_by("model").agg(
-        pl.len().alias("rows_before"),
-        *stats_aggs(r, c),
-        *pass_checks(scan, rules(scan), full_check),
-        *([pl.col("timestamp").min().alias("first_seen"),
-           pl.col("timestamp").max().alias("last_seen")] if timed else []),
-    )
-    queries = [per_model]
+    """The one streaming pass: per-model statistics, cost histogram and rule counts (and hashed
+    id counts); the aggregation is the statistics store's (``store.aggregate``)."""
+    checks = pass_checks(scan, rules(scan), full_check)
+    fine = fine_polars(used, ["model"], checks, timed=timed)
+    queries = [fine]
     if full_check or scan.feedback is not None:
         # 64-bit hashes count the ids at a fraction of the cost of the strings; a hash collision
         # can only raise a false alarm, which the exact check then clears.
         queries.append(data.select(pl.col("request_id").hash(seed=0).n_unique().alias("unique"),
                                    pl.len().alias("rows")))
     results = pl.collect_all(queries, engine="streaming")
-    return results[0], (results[1] if len(results) > 1 else None)
+    sums = tuple(c for c in results[0].columns if c.startswith(("bad_", "sum_")))
+    per_model = fold(results[0], ["model"], sums).rename({"rows": "rows_before"})
+    return per_model, (results[1] if len(results) > 1 else None)
 
 
 def _rows(scan: LogScan, data: pl.LazyFrame, agg: pl.DataFrame, as_of: dt.datetime) -> int | None:
@@ -191,9 +186,9 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
             "ignore it"
         )
     last_seen, first, last = _recency(scan, used, known, not all_before, recent)
-    scale, mean_in, mean_out = _sampled(scan, as_of)
+    stats, scale, mean_in, mean_out = model_figures(known)
     return LogSummary(
-        stats=normalise_stats(known).join(last_seen, on="model", how="left"),
+        stats=stats.join(last_seen, on="model", how="left"),
         rows=total if total is not None else int(agg["rows"].sum()),
         rows_used=int(known["rows"].sum()),
         first_seen=first,
@@ -207,61 +202,29 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
     )
 
 
-def _sample_frame(scan: LogScan, needed: Sequence[str]) -> pl.LazyFrame:
-    """The first rows of Parquet row groups spread evenly over the files, only ``needed`` columns.
-
-    Without footers (hive layouts) or when PyArrow cannot read a group, every row is read.
-    """
-    footers = scan.footers
-    if footers is None or not footers.groups:
-        return scan.source.scan().select(*needed)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    groups = footers.groups
-    mean_rows = max(1, footers.rows // len(groups))
-    want = min(len(groups), max(SAMPLE_GROUPS, -(-SAMPLE_ROWS // mean_rows)))
-    picks = sorted({round(i * (len(groups) - 1) / max(want - 1, 1)) for i in range(want)})
-    by_file: dict[str, list[int]] = {}
-    for i in picks:
-        by_file.setdefault(groups[i][0], []).append(groups[i][1])
-    per_group = -(-SAMPLE_ROWS // len(picks))
-    tables: list[pl.DataFrame] = []
-    try:
-        for file, indices in by_file.items():
-            handle = pq.ParquetFile(file)
-            columns = [c for c in needed if c in handle.schema_arrow.names]
-            for index in indices:  # the first rows of each picked group: only their pages are read
-                batch = next(handle.iter_batches(batch_size=per_group, row_groups=[index],
-                                                 columns=columns), None)
-                if batch is not None:
-                    tables.append(pl.DataFrame(pl.from_arrow(batch)))
-    except (pa.ArrowException, OSError, ValueError):
-        return scan.source.scan().select(*needed)
-    return (pl.concat(tables, how="diagonal_relaxed").lazy() if tables
-            else scan.source.scan().select(*needed))
-
-
-def _sampled(scan: LogScan, as_of: dt.datetime) -> tuple[float | None, float | None, float | None]:
-    """p99.9 of cost and mean token counts (of catalog models, before ``as_of``) from a sample.
-
-    Time-stratified when the files are time-ordered, exact on logs of up to SAMPLE_ROWS rows in
-    few groups, and a small fraction of a pass on large ones.
-    """
-    needed = [c for c in ("timestamp", "model", "cost", "input_tokens", "output_tokens")
-              if c in scan.schema]
-    frame = _sample_frame(scan, needed).with_columns(pl.lit(None, pl.String).alias("request_id"))
-    for column in needed:  # a file missing a column (the schema has it from another file)
-        if column not in frame.collect_schema():
-            frame = frame.with_columns(pl.lit(None, scan.schema[column]).alias(column))
-    prepared = dataclasses.replace(scan, feedback=None).prepare(frame)
-    used = prepared.filter((pl.col("timestamp") < as_of)
-                           & pl.col("model").is_in(scan.catalog["model"].implode()))
-    exprs = [pl.col("cost").quantile(0.999, "nearest").alias("p999")]
-    exprs += [pl.col(t).mean().alias(t) for t in ("input_tokens", "output_tokens")
-              if t in scan.schema]
-    out = used.select(exprs).collect().row(0, named=True)
-    return out["p999"], out.get("input_tokens"), out.get("output_tokens")
+def model_figures(known: pl.DataFrame) -> tuple[pl.DataFrame, float | None, float | None,
+                                                  float | None]:
+    """From per-model aggregates (``store.aggregate.fold`` of catalog models' rows before as_of):
+    the settled statistics (``estimate.stats.settle``), the cost scale (p99.9 of the costs, from
+    the histogram) and the mean token counts (None without them)."""
+    stats = normalise_stats(known)
+    if not stats.height:
+        return stats, None, None, None
+    n_r = stats["n_reward"].to_numpy().astype(np.float64)
+    n_c = stats["n_cost"].to_numpy().astype(np.float64)
+    mean_r, mean_c = (settle(stats[f"mean_{k}"].to_numpy().astype(np.float64)) for k in ("reward", "cost"))
+    stats = stats.with_columns(
+        pl.when(pl.col("n_reward") > 0).then(pl.Series("mean_reward", mean_r)).alias("mean_reward"),
+        pl.Series("m2_reward", settle_m2(stats["m2_reward"].to_numpy(), n_r, mean_r)),
+        pl.when(pl.col("n_cost") > 0).then(pl.Series("mean_cost", mean_c)).alias("mean_cost"),
+        pl.Series("m2_cost", settle_m2(stats["m2_cost"].to_numpy(), n_c, mean_c)),
+    )
+    scale = cost_quantile(known["cost_bins"], known["cost_counts"]) if known.height else None
+    means = []
+    for tok in ("input_tokens", "output_tokens"):
+        count = int(known[f"n_{tok}"].sum()) if known.height else 0
+        means.append(float(settle(np.array([known[tok].sum() / count]))[0]) if count else None)
+    return stats, scale, means[0], means[1]
 
 
 __all__ = ["LOG_SCHEMA", "STATS_SCHEMA", "LogSource", "LogSummary", "find_logs", "summarise_logs"]

@@ -1,0 +1,159 @@
+"""The one aggregation behind every statistic a plan uses, and how partial results merge.
+
+Each engine (Polars here; DuckDB and Spark in ``engines``) computes the same *fine* table: one
+row per group (the model, plus the segment and the store window when the store is built) and cost
+bin, with the row count, the count, mean and population variance (as M2 = n * var) of reward and
+cost, token sums and counts, and the first and last time seen. ``fold`` then merges the bins of a
+group with Chan's formula (``estimate.stats.fold``) and keeps the bins' counts as the group's cost
+histogram, from which ``cost_quantile`` reads the cost scale (p99.9) exactly however the rows were
+split: counts add.
+
+Cost bins are 1/32 of an octave wide (``BINS_PER_OCTAVE``): a quantile read from them is within
+1.1% of the exact one. Costs that are not above 0 share ``ZERO_BIN``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from stageroute.estimate.stats import fold as chan_fold
+from stageroute.estimate.stats import stats_aggs
+
+BINS_PER_OCTAVE = 32
+ZERO_BIN = -(2**31) + 1  # costs of 0 (and of nothing: a null cost)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+# The fine table's value columns (its keys are the group's keys and "bin").
+FINE_SCHEMA: dict[str, pl.DataType] = {
+    "bin": pl.Int32(),
+    "rows": pl.Int64(),
+    "n_reward": pl.Int64(),
+    "mean_reward": pl.Float64(),
+    "m2_reward": pl.Float64(),
+    "n_cost": pl.Int64(),
+    "mean_cost": pl.Float64(),
+    "m2_cost": pl.Float64(),
+    "input_tokens": pl.Float64(),
+    "n_input_tokens": pl.Int64(),
+    "output_tokens": pl.Float64(),
+    "n_output_tokens": pl.Int64(),
+    "first_seen": pl.Datetime("us", "UTC"),
+    "last_seen": pl.Datetime("us", "UTC"),
+}
+SUMMED = ("rows", "input_tokens", "n_input_tokens", "output_tokens", "n_output_tokens")
+
+
+def cost_bin(cost: pl.Expr) -> pl.Expr:
+    """The cost's bin: floor(log2(cost) * BINS_PER_OCTAVE), ``ZERO_BIN`` for costs not above 0
+    (null where the cost is not finite: the checks reject those rows)."""
+    binned = (cost.log(2) * BINS_PER_OCTAVE).floor().cast(pl.Int32, strict=False)
+    return pl.when(cost > 0).then(binned).otherwise(pl.lit(ZERO_BIN, pl.Int32)).alias("bin")
+
+
+def bin_value(bins: NDArray[np.int64]) -> NDArray[np.float64]:
+    """A bin's representative cost: its geometric middle (0 for ``ZERO_BIN``)."""
+    b = np.asarray(bins, dtype=np.float64)
+    return np.where(b == ZERO_BIN, 0.0, np.exp2((b + 0.5) / BINS_PER_OCTAVE))
+
+
+def window_index(ts: pl.Expr, anchor: dt.datetime, length: dt.timedelta) -> pl.Expr:
+    """The store window of a time: floor((ts - anchor) / length), windows of ``length`` from
+    ``anchor`` (either way in time)."""
+    anchor_us = (anchor - EPOCH) // dt.timedelta(microseconds=1)
+    length_us = length // dt.timedelta(microseconds=1)
+    return ((ts.dt.epoch("us") - anchor_us) // length_us).cast(pl.Int64).alias("window")
+
+
+def window_start(index: int, anchor: dt.datetime, length: dt.timedelta) -> dt.datetime:
+    return anchor + index * length
+
+
+def fine_aggs(columns: set[str] | dict[str, pl.DataType], timed: bool = True) -> list[pl.Expr]:
+    """The aggregations of the fine table (for a ``group_by(keys + [bin])``) over prepared rows."""
+    out = [pl.len().cast(pl.Int64).alias("rows"), *stats_aggs(pl.col("reward"), pl.col("cost"))]
+    for tok in ("input_tokens", "output_tokens"):
+        t = pl.col(tok) if tok in columns else pl.lit(None, pl.Float64)
+        out += [t.cast(pl.Float64).sum().alias(tok), t.count().cast(pl.Int64).alias(f"n_{tok}")]
+    if timed:
+        ts = pl.col("timestamp")
+        out += [ts.min().alias("first_seen"), ts.max().alias("last_seen")]
+    return out
+
+
+def fine_polars(data: pl.LazyFrame, keys: list[str], extra: list[pl.Expr] = (),  # type: ignore[assignment]
+                timed: bool = True) -> pl.LazyFrame:
+    """The fine table by Polars' streaming engine: ``data`` grouped by ``keys`` and cost bin."""
+    schema = data.collect_schema()
+    return data.with_columns(cost_bin(pl.col("cost"))).group_by(*keys, "bin").agg(
+        *fine_aggs(schema, timed), *extra)
+
+
+def fold(fine: pl.DataFrame, keys: list[str], sums: tuple[str, ...] = ()) -> pl.DataFrame:
+    """One row per group of ``keys`` from the fine table: the bins merged (Chan, in bin order)
+    and their counts kept as the cost histogram (``cost_bins``, ``cost_counts``).
+
+    ``sums`` are further columns to add up (the checks' violation counts).
+    """
+    parts = fine.with_columns(pl.concat_list(pl.col("bin")).alias("cost_bins"),
+                              pl.concat_list(pl.col("n_cost")).alias("cost_counts"))
+    return combine(parts, keys, order=["bin"], sums=sums)
+
+
+def combine(parts: pl.DataFrame, keys: list[str], order: list[str] = (),  # type: ignore[assignment]
+            weight: str | None = None, sums: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Merge partial summaries (rows of ``STORE_COLUMNS``) into one row per group of ``keys``.
+
+    Within a group the partials merge in ``order`` (Chan, left to right); sums add, first/last
+    seen take the min/max, histograms add bin by bin. With ``weight`` (a column), each partial's
+    reward and cost state counts ``weight`` times (n and M2 scaled, the mean kept): counts become
+    effective counts. Rows, tokens and histograms are never weighted.
+    """
+    parts = parts.sort([*keys, *order], nulls_last=True)
+    groups = parts.select(keys).unique(maintain_order=True).with_row_index("__group__")
+    parts = parts.join(groups, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    gid = parts["__group__"].to_numpy().astype(np.int64)
+    timed = "first_seen" in parts.columns
+    out = parts.group_by(keys, maintain_order=True).agg(
+        *[pl.col(c).sum() for c in (*SUMMED, *sums)],
+        *([pl.col("first_seen").min(), pl.col("last_seen").max()] if timed else []),
+    )
+    hist = (parts.select(*keys, "cost_bins", "cost_counts").explode("cost_bins", "cost_counts")
+            .filter(pl.col("cost_counts") > 0)
+            .group_by(*keys, "cost_bins").agg(pl.col("cost_counts").sum())
+            .sort([*keys, "cost_bins"], nulls_last=True)
+            .group_by(keys, maintain_order=True).agg("cost_bins", "cost_counts"))
+    out = out.join(hist, on=keys, how="left", nulls_equal=True, maintain_order="left").with_columns(
+        pl.col("cost_bins").fill_null(pl.lit([], pl.List(pl.Int32))),
+        pl.col("cost_counts").fill_null(pl.lit([], pl.List(pl.Int64))))
+    w = parts[weight].to_numpy().astype(np.float64) if weight is not None else 1.0
+    for kind in ("reward", "cost"):
+        def col(name: str) -> NDArray[np.float64]:
+            return parts[name].cast(pl.Float64).fill_null(0.0).to_numpy()
+
+        n, mean, m2 = chan_fold(gid, col(f"n_{kind}") * w, col(f"mean_{kind}"),
+                                col(f"m2_{kind}") * w, groups.height)
+        out = out.with_columns(pl.Series(f"n_{kind}", n if weight is not None else n.astype(np.int64)),
+                               pl.Series(f"mean_{kind}", mean), pl.Series(f"m2_{kind}", m2))
+    # An empty side is null (no sample); a NaN from the data stays NaN for the checks to see.
+    return out.with_columns(
+        pl.when(pl.col(f"n_{k}") > 0).then(pl.col(f"mean_{k}")).alias(f"mean_{k}")
+        for k in ("reward", "cost"))
+
+
+def cost_quantile(bins: pl.Series, counts: pl.Series, q: float = 0.999) -> float | None:
+    """The ``q`` quantile of the costs counted in histogram lists (nearest rank, as Polars'
+    ``quantile(q, "nearest")``), at the bin's middle; None without a cost."""
+    hist = (pl.DataFrame({"bin": bins, "n": counts}).explode("bin", "n").drop_nulls()
+            .group_by("bin").agg(pl.col("n").sum()).sort("bin"))
+    total = int(hist["n"].sum()) if hist.height else 0
+    if total == 0:
+        return None
+    rank = int(math.floor(q * (total - 1) + 0.5))
+    cumulative = np.cumsum(hist["n"].to_numpy())
+    at = int(np.searchsorted(cumulative, rank, side="right"))
+    return float(bin_value(np.array([hist["bin"][at]]))[0])
