@@ -190,12 +190,19 @@ PLAN_EXAMPLES = """Examples:
 
 @app.command(epilog=PLAN_EXAMPLES)
 def plan(
-    logs: Annotated[Path, typer.Option(help="Request logs: a Parquet file, a glob or a directory "
-                                       "(hive-partitioned or not). E.g. --logs 'logs/*.parquet'")],
     catalog: opt.Catalog,
     budget: Annotated[float, typer.Option(help="Cost budget per request, in the logs' currency. "
                                           "E.g. --budget 0.002")],
     max_deployed: opt.MaxDeployed,
+    logs: Annotated[Path | None, typer.Option(help="Request logs: a Parquet file, a glob or a "
+                                              "directory (hive-partitioned or not); or --stats. "
+                                              "E.g. --logs 'logs/*.parquet'")] = None,
+    stats: Annotated[Path | None, typer.Option(help="Plan from a statistics store (built by "
+                                               "stageroute stats) instead of --logs: the same "
+                                               "plan, without reading the logs. "
+                                               "E.g. --stats stats/")] = None,
+    window: opt.DriftWindow = None,
+    half_life: opt.HalfLife = None,
     as_of: Annotated[str | None, typer.Option(help="Start of the stage to plan (ISO 8601, UTC if no "
                                               "offset); only earlier log rows are used. Default: now. "
                                               "E.g. --as-of 2026-11-16T02:00:00Z")] = None,
@@ -246,7 +253,7 @@ def plan(
     config_file: opt.ConfigFile = None,
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
-    inputs = {"--logs": logs, "--catalog": catalog, "--feedback": feedback}
+    inputs = {"--logs": logs, "--stats": stats, "--catalog": catalog, "--feedback": feedback}
     with process.command({"--output": output}, inputs) as session, _history_lock(history):
         from stageroute.history import AlreadyPlanned
         from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
@@ -263,10 +270,10 @@ def plan(
             max_unknown_share=max_unknown_share, max_changes=max_changes,
             routing_only=routing_only, previous=previous,
             anchor=parse_anchor(anchor) if anchor else None,
-            grace=parse_grace(grace),
+            grace=parse_grace(grace), drift=_drift(window, half_life),
         )
         try:
-            result = make_plan(logs, catalog, config, feedback=feedback,
+            result = make_plan(_log_input(logs, stats), catalog, config, feedback=feedback,
                                progress=process.progress(quiet), history=history)
         except AlreadyPlanned as done:
             return _replanned(done.path, json_out, output, session)
@@ -278,6 +285,89 @@ def plan(
             _render("render_plan", result)  # a cron run (--output -q) prints nothing
         if failed:
             raise over_budget_error(result, shown=not json_out)
+
+
+STATS_EXAMPLES = """Examples:
+
+\b
+  stageroute stats --logs sample_logs/logs.parquet --out stats/
+  stageroute stats --logs 'logs/date=*/*.parquet' --out stats/ --anchor 2026-01-05T02:00Z -q
+  stageroute stats --logs logs/ --out stats/ --engine duckdb --memory-limit 2GB
+  stageroute stats --logs logs/ --out stats/ --engine spark --spark-master spark://host:7077
+"""
+
+
+@app.command(epilog=STATS_EXAMPLES)
+def stats(
+    logs: Annotated[Path, typer.Option(help="Request logs: a Parquet file, a glob or a directory "
+                                       "(hive-partitioned or not). E.g. --logs 'logs/*.parquet'")],
+    out: Annotated[Path, typer.Option(help="The statistics store (a directory; created if "
+                                      "needed). A store that exists is extended with the files "
+                                      "it has not summarised. E.g. --out stats/")],
+    catalog: Annotated[Path | None, typer.Option(help="Catalog whose prices price each request "
+                                                 "from its tokens, when the logs have no cost "
+                                                 "column (not needed otherwise).")] = None,
+    feedback: Annotated[Path | None, typer.Option(help="Separate Parquet of (request_id, reward) "
+                                                  "joined on request_id.")] = None,
+    engine: Annotated[str, typer.Option(metavar="polars|duckdb|spark", help="What computes the "
+                                        "aggregation: Polars (embedded, streaming), DuckDB "
+                                        "(spills to disk: logs larger than memory), Spark (a "
+                                        "cluster). The stores are the same.")] = "polars",
+    window_length: Annotated[str, typer.Option(help="Length of the store's windows: 1d, 6h, 7d, "
+                                               "...")] = "1d",
+    anchor: Annotated[str | None, typer.Option(help="A window boundary (ISO 8601, UTC if no "
+                                               "offset): windows start at anchor + k x "
+                                               "--window-length. Put it at your stage boundaries "
+                                               "(plan --stats cannot split a window). Default: "
+                                               "midnight UTC. E.g. --anchor 2026-01-05T02:00Z"
+                                               )] = None,
+    memory_limit: Annotated[str | None, typer.Option(help="--engine duckdb: DuckDB's memory "
+                                                     "limit, beyond which it spills to disk. "
+                                                     "E.g. --memory-limit 2GB")] = None,
+    spark_master: Annotated[str, typer.Option(help="--engine spark: the Spark master URL.")
+                            ] = "local[*]",
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Summarise every file again, "
+                                          "replacing the store's windows.")] = False,
+    json_out: opt.Json = False,
+    quiet: opt.Quiet = False,
+    config_file: opt.ConfigFile = None,
+) -> None:
+    """Build or extend the statistics store that plan --stats reads (SPEC 9)."""
+    inputs = {"--logs": logs, "--catalog": catalog, "--feedback": feedback}
+    with process.command({}, inputs, solves=False):
+        from stageroute.inputs.catalog import read_catalog
+        from stageroute.render.output import to_json
+        from stageroute.store.build import StoreOptions, build_store, store_document
+
+        options = StoreOptions(
+            length=parse_duration(window_length, "--window-length"),
+            anchor=parse_datetime(anchor, "--anchor") if anchor else StoreOptions().anchor,
+            engine=engine, memory_limit=memory_limit, spark_master=spark_master,
+            rebuild=rebuild)
+        prices = read_catalog(catalog)[0] if catalog is not None else None
+        report = build_store(logs, out, options, prices, feedback, say=process.progress(quiet))
+        if json_out:
+            process.print_out(to_json(store_document(report)))
+        elif not quiet:
+            _render("render_store", report)
+
+
+def _drift(window: str | None, half_life: str | None) -> Any:
+    from stageroute.store.read import Drift
+
+    return Drift(window=parse_duration(window, "--window") if window else None,
+                 half_life=parse_duration(half_life, "--half-life") if half_life else None)
+
+
+def _log_input(logs: Path | None, stats: Path | None) -> Any:
+    """--logs or --stats (exactly one)."""
+    from stageroute.errors import UsageError
+    from stageroute.store.read import StoreInput
+
+    if (logs is None) == (stats is None):
+        raise UsageError("give the request logs with --logs PATH, or a statistics store with "
+                         "--stats DIR (one of the two)")
+    return logs if logs is not None else StoreInput(stats)  # type: ignore[arg-type]
 
 
 @app.command(epilog="""Examples:

@@ -83,3 +83,12 @@ ConfigFile = Annotated[Path | None, typer.Option(
     "--config", is_eager=True, callback=config.use_config,
     help="Option values from a TOML file (tables [plan], [replay] and shared keys); flags "
     "override it. Default: ./stageroute.toml when it exists. E.g. --config stageroute.toml")]
+
+# Drift (plan; the statistics' windows): which windows count, and how much
+DriftWindow = Annotated[str | None, typer.Option(
+    help="Only statistics of the last DURATION before --as-of count (whole windows: days with "
+    "--logs, the store's windows with --stats). Default: all. E.g. --window 28d")]
+HalfLife = Annotated[str | None, typer.Option(
+    help="Weight each window's statistics by 2^(-age / DURATION), age from the window's end to "
+    "--as-of; counts become effective counts in the confidence radius. Default: no decay. "
+    "E.g. --half-life 14d")]

@@ -28,7 +28,7 @@ from stageroute.errors import BadDataError, InfeasibleError, UsageError
 from stageroute.history import check_not_planned
 from stageroute.inputs.catalog import Window, read_catalog, split_pool
 from stageroute.inputs.files import quote
-from stageroute.inputs.logs import LogSummary, summarise_logs
+from stageroute.inputs.logs import LogSummary, refuse_unknown, summarise_logs
 from stageroute.inputs.previous import read_previous, still_available
 from stageroute.inputs.sanity import check_sufficient, listing
 from stageroute.optimize.deploy import (
@@ -42,6 +42,7 @@ from stageroute.optimize.route import Routing
 from stageroute.optimize.solver import require_solver
 from stageroute.options import window_start
 from stageroute.render.output import iso_utc, json_number
+from stageroute.store.read import STATIONARY, Drift, StoreInput, logs_by_window, store_summary
 
 SCHEMA_VERSION = 1
 
@@ -64,6 +65,7 @@ class PlanConfig(SharedConfig):
     # window it plans (``options.window_start``), which is also the logs' cut-off.
     anchor: dt.datetime | str | None = None  # a boundary, or a cron expression (options.parse_anchor)
     grace: dt.timedelta | None = None  # a run at most this late plans the window that began; None: half
+    drift: Drift = STATIONARY  # which windows of statistics count, and how much (--window, --half-life)
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
@@ -226,15 +228,37 @@ def _model_lines(cand: Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.f
     return lines
 
 
+def read_summary(logs: str | Path | StoreInput, catalog: pl.DataFrame, config: PlanConfig,
+                 feedback: str | Path | None, say: Callable[[str], None]) -> LogSummary:
+    """The log summary: from the statistics store (``plan --stats``), from the logs grouped by
+    window (a drift option), or from the logs in one pass."""
+    if isinstance(logs, StoreInput):
+        if feedback is not None:
+            raise UsageError("--feedback is joined when the store is built: pass it to "
+                             "stageroute stats, not to plan --stats")
+        say(f"reading the statistics store {logs}")
+        summary = store_summary(logs.path, catalog, config.as_of, config.drift,
+                                recent=config.stage_length)
+    elif not config.drift.stationary:
+        say(f"scanning logs {logs} by day")
+        summary = logs_by_window(logs, catalog, config.as_of, feedback, config.drift,
+                                 recent=config.stage_length)
+    else:
+        say(f"scanning logs {logs}")
+        return summarise_logs(logs, catalog, config.as_of, feedback, config.strict,
+                              recent=config.stage_length, full_check=config.full_check)
+    if config.strict:
+        refuse_unknown(summary.unknown, summary.label)
+    return summary
+
+
 def _load(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
           feedback: str | Path | None, say: Callable[[str], None],
           ) -> tuple[pl.DataFrame, tuple[str, ...], LogSummary, pl.DataFrame, pl.DataFrame]:
     """Catalog, log summary (checked for sanity), the stage's pool and the excluded models."""
     catalog, catalog_notes = read_catalog(catalog_path)
     window = config.window
-    say(f"scanning logs {logs}")
-    summary = summarise_logs(logs, catalog, config.as_of, feedback, config.strict,
-                             recent=config.stage_length, full_check=config.full_check)
+    summary = read_summary(logs, catalog, config, feedback, say)
     check_sufficient(summary, catalog["model"].to_list(), config.as_of,
                      config.max_staleness or config.stage_length, config.max_unknown_share,
                      feedback=feedback is not None)

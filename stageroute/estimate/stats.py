@@ -93,7 +93,7 @@ def chan_merge(
     def f(x: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.ascontiguousarray(x, dtype=np.float64)
 
-    return _chan_arrays(f(n_a), f(mean_a), f(m2_a), f(n_b), f(mean_b), f(m2_b))  # type: ignore[no-any-return]
+    return _chan_arrays(f(n_a), f(mean_a), f(m2_a), f(n_b), f(mean_b), f(m2_b))
 
 
 @njit(cache=True)

@@ -57,7 +57,7 @@ def stamp(moment: dt.datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(" ", "minutes")
 
 
-def _open(path: str | Path, catalog: pl.DataFrame, feedback: str | Path | None,
+def open_logs(path: str | Path, catalog: pl.DataFrame, feedback: str | Path | None,
           ) -> tuple[LogScan, tuple[str, ...]]:
     """Find and check the files, their columns and the feedback; read the footers."""
     source = find_logs(path)
@@ -154,7 +154,7 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
             ``strict``, unpriced model, duplicate request_id.
         InsufficientDataError: no row before ``as_of``.
     """
-    scan, notes = _open(path, catalog, feedback)
+    scan, notes = open_logs(path, catalog, feedback)
     try:
         summary = _summarise(scan, as_of, strict, recent, full_check)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -178,13 +178,8 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
     is_known = pl.col("model").is_in(scan.catalog["model"].implode())
     known = agg.filter(is_known)
     unknown = agg.filter(~is_known).select("model", "rows").sort("model")
-    if strict and unknown.height:
-        row = unknown.row(0, named=True)
-        raise BadDataError(
-            f"logs {scan.source.label}, column 'model' has {quote(row['model'])} ({row['rows']} "
-            "row(s)), which is not in the catalog; add it to the catalog or drop --strict to "
-            "ignore it"
-        )
+    if strict:
+        refuse_unknown(unknown, scan.source.label)
     last_seen, first, last = _recency(scan, used, known, not all_before, recent)
     stats, scale, mean_in, mean_out = model_figures(known)
     return LogSummary(
@@ -200,6 +195,16 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
         cost_source="tokens" if scan.cost_from_tokens else "column",
         label=scan.source.label,
     )
+
+
+def refuse_unknown(unknown: pl.DataFrame, label: str) -> None:
+    """``--strict``: raise for the first model of ``unknown`` (model, rows) that has rows."""
+    if unknown.height:
+        row = unknown.row(0, named=True)
+        raise BadDataError(
+            f"logs {label}, column 'model' has {quote(row['model'])} ({row['rows']} row(s)), "
+            "which is not in the catalog; add it to the catalog or drop --strict to ignore it"
+        )
 
 
 def model_figures(known: pl.DataFrame) -> tuple[pl.DataFrame, float | None, float | None,

@@ -23,6 +23,7 @@ from stageroute.diff import PlanDiff
 from stageroute.plan import Plan
 from stageroute.simulate.evaluate import MIN_SEEDS
 from stageroute.simulate.replay import ReplayResult
+from stageroute.store.build import StoreReport
 
 _ACTION_STYLE = {"keep": "green", "add": "bold cyan", "evict": "red", "idle": "dim"}
 _GAP = 2  # spaces between the columns of a table and between the items of a record
@@ -423,6 +424,37 @@ def render_diff(diff: PlanDiff, console: Console) -> None:
     else:
         console.print(f"added {len(diff.added)}, evicted {len(diff.evicted)}, kept "
                       f"{len(diff.kept)}, shares moved {len(diff.moved)}")
+
+
+def render_store(report: StoreReport, console: Console) -> None:
+    """What a ``stats`` run did to the store."""
+    def span(values: Sequence[object]) -> str:
+        days = sorted(str(v)[:16] for v in values)
+        return "" if not days else (f" ({days[0]})" if len(days) == 1 else f" ({days[0]} .. {days[-1]})")
+
+    if report.up_to_date:
+        console.print(f"statistics store {report.out}: up to date ({report.files_known} file(s) "
+                      f"summarised, {report.windows_total} window(s)); nothing read")
+        return
+    table = Table(box=box.SIMPLE, show_header=False)
+    table.add_column()
+    table.add_column()
+    if report.full_rebuild:
+        table.add_row("rebuilt", f"every window: {report.full_rebuild}")
+    table.add_row("files read", f"{len(report.files_read)} new or changed, "
+                  f"{len(report.files_partly_read)} for windows rebuilt, {report.files_known} "
+                  "already summarised (not read)")
+    for label, files in (("changed", report.changed), ("removed", report.removed)):
+        if files:
+            table.add_row(label, f"{len(files)} file(s) (e.g. {files[0]}): the windows they "
+                          "touched were rebuilt")
+    table.add_row("windows", f"{len(report.windows_written)} new{span(report.windows_written)}, "
+                  f"{len(report.windows_merged)} merged{span(report.windows_merged)}, "
+                  f"{len(report.windows_rebuilt)} rebuilt{span(report.windows_rebuilt)}; "
+                  f"{report.windows_total} in the store")
+    table.add_row("rows", f"{report.rows:,} summarised by {report.engine}")
+    console.print(f"statistics store {report.out}")
+    console.print(table)
 
 
 def stdout_console(on_broken_pipe: Callable[[], None]) -> Console:

@@ -1,0 +1,416 @@
+"""``stageroute stats``: build or extend the statistics store (SPEC 9).
+
+The store is a directory: one Parquet file per window (``STORE_SCHEMA`` rows, one per model and
+segment), and ``manifest.json``, which lists the input files summarised (path, size, mtime, the
+windows each touched) and the current file of every window. A run reads only files the manifest
+does not list; a window that new rows reach and that already holds rows is merged (Chan), the
+other windows are left alone. A summarised file that changed or disappeared is detected: the
+windows it touched are rebuilt from the files that touch them (those files' rows in those windows
+only). A change of the separate feedback or of the catalog prices that priced tokens rebuilds the
+whole store. Window files are written atomically under a new generation name and the manifest
+last, so that a run stopped half-way leaves the store as it was; the store's lock keeps a second
+run out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from stageroute.errors import BadDataError, CannotWriteError, UsageError
+from stageroute.inputs.checks import check_unique, report_violations, rules
+from stageroute.inputs.logs import open_logs
+from stageroute.inputs.sources import find_logs
+from stageroute.render.output import locked, write_atomic
+from stageroute.store.aggregate import combine, fold
+from stageroute.store.engines import KEYS, Job, run
+
+FORMAT = "stageroute-stats"
+VERSION = 1
+MANIFEST = "manifest.json"
+WINDOWS_DIR = "windows"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+STORE_SCHEMA: dict[str, pl.DataType] = {
+    "window_start": pl.Datetime("us", "UTC"),
+    "window": pl.Int64(),
+    "model": pl.String(),
+    "segment": pl.String(),
+    "rows": pl.Int64(),
+    "n_reward": pl.Int64(),
+    "mean_reward": pl.Float64(),
+    "m2_reward": pl.Float64(),
+    "n_cost": pl.Int64(),
+    "mean_cost": pl.Float64(),
+    "m2_cost": pl.Float64(),
+    "input_tokens": pl.Float64(),
+    "n_input_tokens": pl.Int64(),
+    "output_tokens": pl.Float64(),
+    "n_output_tokens": pl.Int64(),
+    "first_seen": pl.Datetime("us", "UTC"),
+    "last_seen": pl.Datetime("us", "UTC"),
+    "cost_bins": pl.List(pl.Int32()),
+    "cost_counts": pl.List(pl.Int64()),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """How to build: window length and anchor (windows start at anchor + k * length), engine."""
+
+    length: dt.timedelta = dt.timedelta(days=1)
+    anchor: dt.datetime = EPOCH
+    engine: str = "polars"
+    memory_limit: str | None = None
+    spark_master: str = "local[*]"
+    rebuild: bool = False
+
+    def __post_init__(self) -> None:
+        if self.length <= dt.timedelta(0) or self.length % dt.timedelta(seconds=1):
+            raise UsageError(f"--window-length must be a positive whole number of seconds, got "
+                             f"{self.length}; give e.g. --window-length 1d")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReport:
+    """What a ``stats`` run did."""
+
+    out: Path
+    files_read: tuple[str, ...]  # read whole (new or changed)
+    files_partly_read: tuple[str, ...]  # read for the windows being rebuilt
+    files_known: int  # listed in the manifest and unchanged
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    windows_written: tuple[dt.datetime, ...]  # new windows
+    windows_merged: tuple[dt.datetime, ...]  # existing windows that new rows reached
+    windows_rebuilt: tuple[dt.datetime, ...]
+    windows_total: int
+    rows: int  # rows summarised by this run
+    full_rebuild: str | None  # why the whole store was rebuilt (None: it was not)
+    engine: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def up_to_date(self) -> bool:
+        return not (self.files_read or self.changed or self.removed or self.full_rebuild)
+
+
+def _stamp(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def file_state(file: str) -> dict[str, int]:
+    st = os.stat(file)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    """The store's manifest (None: no store there yet).
+
+    Raises:
+        BadDataError: a manifest that is not a stageroute statistics store's.
+    """
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadDataError(f"statistics store {out}: {MANIFEST} cannot be read ({exc}); rebuild "
+                           "the store with stats --rebuild") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BadDataError(f"statistics store {out}: {MANIFEST} is not a stageroute statistics "
+                           "manifest; point --out at a store directory (or an empty one)")
+    if manifest.get("version") != VERSION:
+        raise BadDataError(f"statistics store {out} has format version {manifest.get('version')}, "
+                           f"this stageroute reads {VERSION}; rebuild it with stats --rebuild")
+    return manifest
+
+
+def _layout(options: StoreOptions) -> dict[str, Any]:
+    return {"window_seconds": int(options.length.total_seconds()), "anchor": _iso(options.anchor)}
+
+
+def _check_layout(out: Path, manifest: dict[str, Any], options: StoreOptions) -> None:
+    have = {k: manifest.get(k) for k in ("window_seconds", "anchor")}
+    if have != _layout(options):
+        raise UsageError(
+            f"statistics store {out} has windows of {have['window_seconds']} s from "
+            f"{have['anchor']}, not {_layout(options)['window_seconds']} s from "
+            f"{_layout(options)['anchor']}; pass the store's --window-length and --anchor, or "
+            "--rebuild to rebuild it with the new windows"
+        )
+
+
+def window_frame(frame: pl.DataFrame, options: StoreOptions) -> pl.DataFrame:
+    """Store rows (``STORE_SCHEMA``) from combined rows keyed by ``KEYS``."""
+    anchor_us = (options.anchor - EPOCH) // dt.timedelta(microseconds=1)
+    length_us = options.length // dt.timedelta(microseconds=1)
+    start = (pl.col("window") * length_us + anchor_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return frame.with_columns(start.alias("window_start")).select(
+        pl.col(c).cast(t) for c, t in STORE_SCHEMA.items()).sort("model", "segment", nulls_last=True)
+
+
+def read_window(out: Path, name: str) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(out / WINDOWS_DIR / name)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadDataError(f"statistics store {out}: window file {name} cannot be read ({exc}); "
+                           "rebuild the store with stats --rebuild") from None
+
+
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, statistics=True)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class _Delta:
+    """What changed since the manifest."""
+
+    whole: tuple[str, ...]
+    partial: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    dropped: frozenset[int]  # windows to rebuild
+    full_rebuild: str | None
+
+
+def _delta(manifest: dict[str, Any] | None, files: dict[str, dict[str, int]],
+           inputs: dict[str, Any]) -> _Delta:
+    known: dict[str, Any] = manifest["files"] if manifest is not None else {}
+    why = None
+    if manifest is not None:
+        for key, what in (("feedback", "the feedback files"), ("prices", "the catalog prices")):
+            if manifest.get(key) != inputs[key]:
+                why = f"{what} changed since the store was built"
+    if manifest is not None and why is not None:
+        known = {}
+    changed = tuple(f for f in files if f in known and
+                    {k: known[f][k] for k in ("size", "mtime_ns")} != files[f])
+    removed = tuple(f for f in known if f not in files)
+    dropped = frozenset(w for f in (*changed, *removed) for w in known[f]["windows"])
+    whole = tuple(f for f in files if f not in known or f in changed)
+    partial = tuple(f for f in files if f in known and f not in changed
+                    and dropped.intersection(known[f]["windows"]))
+    return _Delta(whole, partial, changed, removed, dropped, why)
+
+
+def _inputs(scan_prices: pl.DataFrame | None, feedback_files: tuple[str, ...]) -> dict[str, Any]:
+    prices = None if scan_prices is None else {
+        row["model"]: [row["usd_per_mtok_in"], row["usd_per_mtok_out"]]
+        for row in scan_prices.iter_rows(named=True)}
+    feedback = None if not feedback_files else {f: file_state(f) for f in feedback_files}
+    return {"prices": prices, "feedback": feedback}
+
+
+def validated(job: Job, engine: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The engine's tables after the contract's checks: (store rows by KEYS, file windows)."""
+    tables = run(engine, job)
+    scan = dataclasses.replace(job.scan, source=dataclasses.replace(
+        job.scan.source, files=job.whole + job.partial))
+    sums = tuple(c for c in tables.fine.columns if c.startswith(("bad_", "sum_")))
+    per_model = fold(tables.fine, ["model"], sums).rename({"rows": "rows_before"})
+    report_violations(scan, per_model, rules(scan))
+    data = scan.prepare(scan.source.scan())
+    check_unique(scan, data, tables.ids)
+    return fold(tables.fine.drop(sums), KEYS), tables.file_windows
+
+
+def build_store(logs: str | Path, out: str | Path, options: StoreOptions = StoreOptions(),
+                catalog: pl.DataFrame | None = None, feedback: str | Path | None = None,
+                say: Callable[[str], None] = lambda _: None) -> StoreReport:
+    """Build the store in ``out`` from ``logs``, or extend it with what it has not summarised.
+
+    ``catalog`` prices requests from their tokens when the logs have no cost column (it is needed
+    then, and not used otherwise).
+
+    Raises:
+        UsageError: the store's windows differ from ``options``; no catalog for token pricing.
+        InputMissingError, BadDataError: as ``plan`` reads logs (bad files, columns, values,
+            duplicate request ids); a damaged store.
+        LockedError: another run is updating the store.
+        CannotWriteError: ``out`` cannot be created or written.
+    """
+    out = Path(out)
+    empty = pl.DataFrame(schema={"model": pl.String, "usd_per_mtok_in": pl.Float64,
+                                 "usd_per_mtok_out": pl.Float64})
+    scan, notes = open_logs(logs, catalog if catalog is not None else empty, feedback)
+    if scan.cost_from_tokens and catalog is None:
+        raise UsageError(f"logs {scan.source.label} have no cost column: pass --catalog so that "
+                         "stats prices each request from its tokens")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / WINDOWS_DIR).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise CannotWriteError(f"cannot create the statistics store {out} ({exc.strerror}), "
+                               "check the path and permissions") from None
+    with locked(out / "store", doing=f"updating the statistics store {out}"):
+        return _build(scan, notes, out, options, catalog, feedback, say)
+
+
+def _build(scan: Any, notes: tuple[str, ...], out: Path, options: StoreOptions,
+           catalog: pl.DataFrame | None, feedback: str | Path | None,
+           say: Callable[[str], None]) -> StoreReport:
+    manifest = None if options.rebuild else read_manifest(out)
+    if manifest is not None:
+        _check_layout(out, manifest, options)
+    files = {os.path.abspath(f): file_state(f) for f in scan.source.files}
+    scan = dataclasses.replace(scan, source=dataclasses.replace(scan.source, files=tuple(files)))
+    fb_files = find_logs(feedback, kind="feedback").files if feedback is not None else ()
+    prices = catalog.select("model", "usd_per_mtok_in", "usd_per_mtok_out") if (
+        scan.cost_from_tokens and catalog is not None) else None
+    inputs = _inputs(prices, tuple(os.path.abspath(f) for f in fb_files))
+    delta = _delta(manifest, files, inputs)
+    if manifest is not None and delta.full_rebuild is not None:
+        manifest = None
+    old_windows: dict[str, Any] = manifest["windows"] if manifest is not None else {}
+    if manifest is not None and not (delta.whole or delta.removed):
+        return StoreReport(out, (), (), len(files), (), (), (), (), (), len(old_windows), 0,
+                           None, options.engine, notes)
+    say(f"summarising {len(delta.whole)} file(s) with {options.engine}"
+        + (f", and {len(delta.partial)} for {len(delta.dropped)} window(s) to rebuild"
+           if delta.partial else ""))
+    job = Job(scan, delta.whole, delta.partial, tuple(sorted(delta.dropped)), options.anchor,
+              options.length, options.memory_limit, options.spark_master)
+    rows, file_windows = validated(job, options.engine) if (delta.whole or delta.partial) else (
+        None, None)
+    generation = (manifest["generation"] + 1) if manifest is not None else 1
+    written, merged, rebuilt, windows = _write_windows(out, rows, old_windows, delta.dropped,
+                                                       options, generation)
+    _write_manifest(out, manifest, files, file_windows, delta, inputs, windows, generation,
+                    options)
+    _sweep(out, windows)
+    total = int(rows["rows"].sum()) if rows is not None else 0
+    return StoreReport(out, delta.whole, delta.partial,
+                       len(files) - len(delta.whole), delta.changed, delta.removed, written,
+                       merged, rebuilt, len(windows), total, delta.full_rebuild,
+                       options.engine, notes)
+
+
+def _write_windows(out: Path, rows: pl.DataFrame | None, old: dict[str, Any],
+                   dropped: frozenset[int], options: StoreOptions, generation: int,
+                   ) -> tuple[tuple[dt.datetime, ...], tuple[dt.datetime, ...],
+                              tuple[dt.datetime, ...], dict[str, Any]]:
+    """Write every window that new rows reach (merged with what it held unless rebuilt)."""
+    windows = {w: entry for w, entry in old.items() if int(w) not in dropped}
+    written: list[dt.datetime] = []
+    merged: list[dt.datetime] = []
+    rebuilt: list[dt.datetime] = []
+    parts = rows.partition_by("window", as_dict=True) if rows is not None and rows.height else {}
+    for (w,), frame in sorted(parts.items(), key=lambda item: int(item[0][0])):
+        w = int(w)
+        start = options.anchor + w * options.length
+        if str(w) in windows:
+            held = read_window(out, windows[str(w)]["file"]).drop("window_start")
+            both = pl.concat([held.with_columns(pl.lit(0).alias("__part__")),
+                              frame.select(held.columns).with_columns(pl.lit(1).alias("__part__"))],
+                             how="vertical_relaxed")
+            frame = combine(both, KEYS, order=["__part__"])
+            merged.append(start)
+        else:
+            (rebuilt if w in dropped else written).append(start)
+        store_rows = window_frame(frame, options)
+        name = f"w-{_stamp(start)}-g{generation}.parquet"
+        write_atomic(out / WINDOWS_DIR / name, _parquet_bytes(store_rows), lock=False)
+        windows[str(w)] = {"file": name, "start": _iso(start), "rows": int(store_rows["rows"].sum())}
+    return tuple(written), tuple(merged), tuple(rebuilt), windows
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any] | None, files: dict[str, dict[str, int]],
+                    file_windows: pl.DataFrame | None, delta: _Delta, inputs: dict[str, Any],
+                    windows: dict[str, Any], generation: int, options: StoreOptions) -> None:
+    entries: dict[str, Any] = {}
+    known = manifest["files"] if manifest is not None else {}
+    read: dict[str, dict[str, Any]] = {}
+    if file_windows is not None:
+        for row in file_windows.sort("file", "window").iter_rows(named=True):
+            entry = read.setdefault(row["file"], {"rows": 0, "windows": []})
+            entry["rows"] += row["rows"]
+            entry["windows"].append(int(row["window"]))
+    for file, state in files.items():
+        if file in delta.whole:
+            got = read.get(file, {"rows": 0, "windows": []})
+            entries[file] = {**state, "rows": got["rows"], "windows": got["windows"]}
+        else:
+            entries[file] = known[file]
+    doc = {"format": FORMAT, "version": VERSION, **_layout(options), "generation": generation,
+           **inputs, "files": entries,
+           "windows": dict(sorted(windows.items(), key=lambda item: int(item[0])))}
+    write_atomic(out / MANIFEST, json.dumps(doc, indent=1, sort_keys=False) + "\n", lock=False)
+
+
+def _sweep(out: Path, windows: dict[str, Any]) -> None:
+    """Remove window files the manifest no longer lists (older generations)."""
+    current = {entry["file"] for entry in windows.values()}
+    for path in (out / WINDOWS_DIR).glob("w-*.parquet"):
+        if path.name not in current:
+            path.unlink(missing_ok=True)
+
+
+def load_store(out: str | Path) -> tuple[dict[str, Any], pl.DataFrame]:
+    """The manifest and every window's rows (``STORE_SCHEMA``), in window order.
+
+    Raises:
+        InputMissingError: no store there.
+        BadDataError: a damaged store.
+    """
+    from stageroute.errors import InputMissingError
+
+    out = Path(out)
+    manifest = read_manifest(out) if out.is_dir() else None
+    if manifest is None:
+        raise InputMissingError(f"statistics store {out} does not exist (no {MANIFEST} there); "
+                                f"build it with: stageroute stats --logs PATH --out {out}")
+    names = [entry["file"] for _, entry in sorted(manifest["windows"].items(),
+                                                  key=lambda item: int(item[0]))]
+    if not names:
+        return manifest, pl.DataFrame(schema=STORE_SCHEMA)
+    missing = [n for n in names if not (out / WINDOWS_DIR / n).is_file()]
+    if missing:
+        raise BadDataError(f"statistics store {out}: window file {missing[0]} listed in "
+                           f"{MANIFEST} is missing; rebuild the store with stats --rebuild")
+    try:
+        frame = pl.read_parquet([str(out / WINDOWS_DIR / n) for n in names])
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadDataError(f"statistics store {out}: a window file cannot be read ({exc}); "
+                           "rebuild the store with stats --rebuild") from None
+    return manifest, frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
+
+
+def store_document(report: StoreReport) -> dict[str, Any]:
+    """The JSON document of a ``stats`` run."""
+    def times(values: tuple[dt.datetime, ...]) -> list[str]:
+        return [_iso(v) for v in values]
+
+    return {
+        "store": str(report.out),
+        "engine": report.engine,
+        "up_to_date": report.up_to_date,
+        "files_read": list(report.files_read),
+        "files_partly_read": list(report.files_partly_read),
+        "files_known": report.files_known,
+        "changed": list(report.changed),
+        "removed": list(report.removed),
+        "windows_written": times(report.windows_written),
+        "windows_merged": times(report.windows_merged),
+        "windows_rebuilt": times(report.windows_rebuilt),
+        "windows_total": report.windows_total,
+        "rows": report.rows,
+        "full_rebuild": report.full_rebuild,
+        "notes": list(report.notes),
+    }

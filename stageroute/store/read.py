@@ -1,0 +1,175 @@
+"""What ``plan`` needs, from per-window statistics: the store (``plan --stats``) or the logs
+grouped by window (``plan --logs`` with ``--window``/``--half-life``).
+
+The windows before ``--as-of`` merge per model (Chan, in window order), weighted when a drift
+option asks (``Drift``); the rest of ``LogSummary`` (rows, span, recency, unknown models, cost
+scale, token means) comes from the same rows, the way ``inputs.logs`` computes it from the logs,
+so that ``plan --stats`` and ``plan --logs`` give the same plan on the same rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from stageroute.errors import BadDataError, InsufficientDataError, UsageError
+from stageroute.estimate.stats import window_weights
+from stageroute.inputs.files import quote
+from stageroute.inputs.logs import LogSummary, model_figures, open_logs, stamp
+from stageroute.store.aggregate import combine
+from stageroute.store.build import StoreOptions, load_store, validated, window_frame
+from stageroute.store.engines import Job
+
+DAY = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """Which windows count: only those that ended within ``window`` of as-of, and/or each
+    weighted by 2^(-age / half_life), age = as-of - the window's end (None: stationary)."""
+
+    window: dt.timedelta | None = None
+    half_life: dt.timedelta | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("--window", self.window), ("--half-life", self.half_life)):
+            if value is not None and value <= dt.timedelta(0):
+                raise UsageError(f"{name} must be a positive duration, got {value}; give e.g. "
+                                 f"{name} 28d")
+
+    @property
+    def stationary(self) -> bool:
+        return self.window is None and self.half_life is None
+
+    def describe(self) -> str:
+        parts = [f"only windows that ended in the last {self.window}" if self.window else "",
+                 f"windows weighted with a half-life of {self.half_life}" if self.half_life else ""]
+        return "drift: " + ", ".join(p for p in parts if p)
+
+
+STATIONARY = Drift()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInput:
+    """``plan --stats DIR``: plan from the statistics store in ``path`` instead of the logs."""
+
+    path: str | Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def _before(parts: pl.DataFrame, as_of: dt.datetime, length: dt.timedelta, label: str,
+            ) -> pl.DataFrame:
+    """The windows before ``as_of``; a window that straddles it must hold no row after it."""
+    end = pl.col("window_start") + length
+    straddle = parts.filter((pl.col("window_start") < as_of) & (end > as_of)
+                            & (pl.col("last_seen") >= as_of))
+    if straddle.height:
+        start = straddle["window_start"][0]
+        raise UsageError(
+            f"--as-of {stamp(as_of)} UTC falls inside the window of {label} that starts at "
+            f"{stamp(start)} and it holds rows after --as-of, which a store cannot split; pass an "
+            f"--as-of at a window boundary (windows of {length} from the store's anchor), build "
+            "the store with an --anchor at your stage boundaries, or plan from --logs"
+        )
+    return parts.filter(pl.col("window_start") < as_of)
+
+
+def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.datetime,
+                    length: dt.timedelta, label: str, drift: Drift = STATIONARY,
+                    recent: dt.timedelta = dt.timedelta(days=7), cost_source: str = "column",
+                    notes: tuple[str, ...] = ()) -> LogSummary:
+    """A ``LogSummary`` from store rows (``store.build.STORE_SCHEMA``) for a plan at ``as_of``.
+
+    Raises:
+        UsageError: ``as_of`` inside a window that has rows after it.
+        InsufficientDataError: no row before ``as_of`` (in the drift window).
+        BadDataError: a catalog model with requests but no cost.
+    """
+    total = int(parts["rows"].sum())
+    if total == 0:
+        raise BadDataError(f"logs {label} have no rows, build the store from the request logs")
+    before = _before(parts, as_of, length, label)
+    end = before["window_start"] + length
+    age = np.maximum((as_of - end).dt.total_microseconds().to_numpy() / 1e6, 0.0)
+    weight = window_weights(age, drift.window.total_seconds() if drift.window else None,
+                            drift.half_life.total_seconds() if drift.half_life else None)
+    kept = before.with_columns(pl.Series("__weight__", weight)).filter(pl.col("__weight__") > 0)
+    if kept.height == 0 or int(kept["rows"].sum()) == 0:
+        first, last = parts["first_seen"].min(), parts["last_seen"].max()
+        where = " in the --window" if drift.window and before.height else ""
+        raise InsufficientDataError(
+            f"logs {label} have no row before --as-of {stamp(as_of)} UTC{where} (they run from "
+            f"{stamp(first)} to {stamp(last)}), pass a later --as-of"  # type: ignore[arg-type]
+            + (" or a longer --window" if where else "")
+        )
+    is_known = pl.col("model").is_in(catalog["model"].implode())
+    weighted = "__weight__" if drift.half_life is not None else None
+    per_model = combine(kept, ["model"], order=["window_start", "segment"], weight=weighted)
+    known = per_model.filter(is_known)
+    unpriced = known.filter(pl.col("n_cost") < pl.col("rows"))
+    if unpriced.height and weighted is None:
+        row = unpriced.row(0, named=True)
+        raise BadDataError(
+            f"logs {label}, column 'cost' is empty in {row['rows'] - row['n_cost']} row(s) of "
+            f"model {quote(row['model'])}, every request has a cost (or give tokens and catalog "
+            "prices); rebuild the store from logs with costs"
+        )
+    unknown = per_model.filter(~is_known).select("model", "rows").sort("model")
+    all_before = parts["last_seen"].max() < as_of and drift.stationary  # type: ignore[operator]
+    # Like the logs' pass when every row precedes as-of (footers): the span starts at the first
+    # row of any model, and only models seen in the log's last `recent` carry last_seen.
+    first = (parts["first_seen"].min() if all_before else known["first_seen"].min())
+    last = known["last_seen"].max() if known.height else None
+    last_seen = known.select("model", "last_seen")
+    if all_before:
+        newest = parts["last_seen"].max()
+        last_seen = last_seen.with_columns(
+            pl.when(pl.col("last_seen") > newest - recent).then(pl.col("last_seen"))  # type: ignore[operator]
+            .alias("last_seen")).filter(pl.col("last_seen").is_not_null())
+    stats, scale, mean_in, mean_out = model_figures(known)
+    return LogSummary(
+        stats=stats.join(last_seen, on="model", how="left"),
+        rows=total,
+        rows_used=int(known["rows"].sum()),
+        first_seen=first if known.height else None,  # type: ignore[arg-type]
+        last_seen=last,  # type: ignore[arg-type]
+        unknown=unknown.rename({"rows": "rows"}),
+        cost_p999=scale,
+        mean_input_tokens=mean_in,
+        mean_output_tokens=mean_out,
+        cost_source=cost_source,
+        label=label,
+        notes=notes,
+    )
+
+
+def store_summary(store: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
+                  drift: Drift = STATIONARY, recent: dt.timedelta = dt.timedelta(days=7),
+                  ) -> LogSummary:
+    """``windows_summary`` of the store in ``store`` (``plan --stats``)."""
+    manifest, parts = load_store(store)
+    length = dt.timedelta(seconds=manifest["window_seconds"])
+    source = "tokens" if manifest.get("prices") is not None else "column"
+    return windows_summary(parts, catalog, as_of, length, str(store), drift, recent, source)
+
+
+def logs_by_window(logs: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
+                   feedback: str | Path | None, drift: Drift,
+                   recent: dt.timedelta = dt.timedelta(days=7)) -> LogSummary:
+    """``windows_summary`` of the logs grouped by day, the days ending at ``as_of`` (a drift
+    option on ``plan --logs``): the store's aggregation, in memory."""
+    scan, notes = open_logs(logs, catalog, feedback)
+    options = StoreOptions(length=DAY, anchor=as_of)
+    job = Job(scan, scan.source.files, (), (), as_of, DAY)
+    rows, _ = validated(job, "polars")
+    parts = window_frame(rows, options)
+    source = "tokens" if scan.cost_from_tokens else "column"
+    return windows_summary(parts, catalog, as_of, DAY, scan.source.label, drift, recent, source,
+                           notes)
