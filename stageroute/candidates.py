@@ -173,16 +173,16 @@ def reasons(cand: Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float6
         if i in unexplorable:
             reasons[i] = (f"not deployed: fewer than {need} rewards, and its part of the "
                           f"exploration share {config.canary_share:g} cannot give it the "
-                          f"{need - cand.n_r[i]} requests it needs in the stage "
+                          f"{need - cand.n_r[i]:g} requests it needs in the stage "
                           f"(~{queries:,.0f} expected)")
         elif chosen[i] and under and floors[i] == 0 and prob[i] == 0:
-            reasons[i] = (f"exploration slot: {cand.n_r[i]} of {need} rewards, but its minimum "
+            reasons[i] = (f"exploration slot: {cand.n_r[i]:g} of {need} rewards, but its minimum "
                           "traffic would break the budget that the table meets without it")
         elif chosen[i] and under and floors[i] == 0:
-            reasons[i] = (f"exploration: {cand.n_r[i]} of {need} rewards; no minimum traffic (it "
+            reasons[i] = (f"exploration: {cand.n_r[i]:g} of {need} rewards; no minimum traffic (it "
                           "would break the budget that the table meets without it)")
         elif chosen[i] and under:
-            reasons[i] = (f"exploration: {cand.n_r[i]} of {need} rewards; at least "
+            reasons[i] = (f"exploration: {cand.n_r[i]:g} of {need} rewards; at least "
                           f"{floors[i]:.3g} of traffic (~{floors[i] * queries:,.0f} requests), "
                           f"the under-sampled models sharing at most {config.canary_share:g}")
         elif chosen[i] and prob[i] > 0:

@@ -216,7 +216,7 @@ def _model_lines(cand: Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.f
             "evict" if name in current else "idle")
         bound = "observed" if cand.n_c[i] > 0 else ("price" if np.isfinite(cand.prior[i]) else "floor")
         lines.append(ModelLine(
-            model=name, n_reward=int(cand.n_r[i]), n_cost=int(cand.n_c[i]),
+            model=name, n_reward=round(cand.n_r[i]), n_cost=round(cand.n_c[i]),
             mean_reward=float(cand.mean_r[i]) if cand.n_r[i] else None,
             reward_ucb=float(cand.u[i]),
             mean_cost=float(cand.mean_c[i]) if cand.n_c[i] else None, cost_lcb=float(cand.c[i]),

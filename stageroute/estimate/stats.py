@@ -41,10 +41,17 @@ def compute_stats(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 
 def normalise_stats(frame: pl.DataFrame) -> pl.DataFrame:
-    """Cast to ``STATS_SCHEMA``, put 0 where a model has no sample, sort by model."""
+    """Cast to ``STATS_SCHEMA``, put 0 where a model has no sample, sort by model.
+
+    Fractional counts (effective counts of weighted windows) stay Float64.
+    """
+    def dtype_of(name: str, dtype: pl.DataType) -> pl.DataType:
+        weighted = name.startswith("n_") and frame.schema[name].is_float()
+        return pl.Float64() if weighted else dtype
+
     return (
         frame.select(
-            pl.col(name).cast(dtype) for name, dtype in STATS_SCHEMA.items()
+            pl.col(name).cast(dtype_of(name, dtype)) for name, dtype in STATS_SCHEMA.items()
         )
         .with_columns(
             pl.col("n_reward", "n_cost").fill_null(0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,10 @@ def stamp(moment: dt.datetime) -> str:
 
 
 def open_logs(path: str | Path, catalog: pl.DataFrame, feedback: str | Path | None,
-          ) -> tuple[LogScan, tuple[str, ...]]:
-    """Find and check the files, their columns and the feedback; read the footers."""
-    source = find_logs(path)
+              keep: Callable[[str], bool] | None = None) -> tuple[LogScan, tuple[str, ...]]:
+    """Find and check the files (those ``keep`` selects), their columns and the feedback; read
+    the footers."""
+    source = find_logs(path, keep=keep)
     try:
         schema = dict(source.scan().collect_schema())
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -9,6 +9,7 @@ import fnmatch
 import glob
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,7 +192,7 @@ def _hive_keys(root: Path, files: list[str], kind: str) -> tuple[str, ...]:
     return next(iter(layouts), ())
 
 
-def _fingerprint(file: str) -> bytes | None:
+def fingerprint(file: str) -> bytes | None:
     """A digest of a file's raw footer (row groups, sizes, offsets, statistics), to spot copies."""
     try:
         with open(file, "rb") as handle:
@@ -224,7 +225,7 @@ def _check_copies(files: list[str], kind: str) -> None:
         return
     seen: dict[bytes, str] = {}
     for file in files:
-        digest = _fingerprint(file)
+        digest = fingerprint(file)
         if digest is None:
             continue
         first = seen.setdefault(digest, file)
@@ -283,18 +284,12 @@ def _hive_use(keys: tuple[str, ...], schema: dict[str, pl.DataType], label: str,
                    "ignored, the files' own column(s) of that name are used",)
 
 
-def find_logs(path: str | Path, kind: str = "logs",
-              needed: tuple[str, ...] = ("request_id", "timestamp", "model", "reward", "cost"),
-              ) -> LogSource:
-    """Resolve a file, a glob or a directory (hive-partitioned or not) to checked Parquet files.
-
-    ``kind`` ("logs" or "feedback") names the input and its option in messages; ``needed`` are
-    the columns a partition key may supply.
+def resolve_files(path: str | Path, kind: str = "logs") -> tuple[list[str], tuple[str, ...], str,
+                                                                  Path | None]:
+    """The regular files a file, glob or directory names: (files, notes, label, directory root).
 
     Raises:
         InputMissingError: nothing exists there, no Parquet file matches, or not a regular file.
-        BadDataError: a footer that cannot be read, a column typed differently in two files, a
-            time zone Polars does not know, a mixed or shadowing partition layout.
     """
     option = f"--{kind}"
     text = str(path)
@@ -320,11 +315,31 @@ def find_logs(path: str | Path, kind: str = "logs",
     else:
         require_file(p, kind, option, hint="a file, a glob or a directory")
         files, notes = [str(p)], []
+    return files, tuple(notes), label, root
+
+
+def find_logs(path: str | Path, kind: str = "logs",
+              needed: tuple[str, ...] = ("request_id", "timestamp", "model", "reward", "cost"),
+              keep: Callable[[str], bool] | None = None) -> LogSource:
+    """Resolve a file, a glob or a directory (hive-partitioned or not) to checked Parquet files.
+
+    ``kind`` ("logs" or "feedback") names the input and its option in messages; ``needed`` are
+    the columns a partition key may supply; ``keep`` selects the files to check and read (the
+    statistics store's new files: the others are not opened at all).
+
+    Raises:
+        InputMissingError: nothing exists there, no Parquet file matches, or not a regular file.
+        BadDataError: a footer that cannot be read, a column typed differently in two files, a
+            time zone Polars does not know, a mixed or shadowing partition layout.
+    """
+    files, notes, label, root = resolve_files(path, kind)
+    if keep is not None:
+        files = [f for f in files if keep(f)]
     seen = _merged_schema(files, label, kind)
     _check_copies(files, kind)
     schema = {column: dtype for column, (dtype, _) in seen.items()}
     hive, hive_notes = False, tuple[str, ...]()
-    if root is not None:
+    if root is not None and files:
         keys = _hive_keys(root, files, kind)
         hive, hive_notes = _hive_use(keys, schema, label, kind, needed)
     return LogSource(label, tuple(files), hive=hive, kind=kind, schema=schema,

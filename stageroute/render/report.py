@@ -450,7 +450,8 @@ def render_store(report: StoreReport, console: Console) -> None:
                           "touched were rebuilt")
     table.add_row("windows", f"{len(report.windows_written)} new{span(report.windows_written)}, "
                   f"{len(report.windows_merged)} merged{span(report.windows_merged)}, "
-                  f"{len(report.windows_rebuilt)} rebuilt{span(report.windows_rebuilt)}; "
+                  f"{len(report.windows_rebuilt)} rebuilt{span(report.windows_rebuilt)}, "
+                  f"{len(report.windows_removed)} removed{span(report.windows_removed)}; "
                   f"{report.windows_total} in the store")
     table.add_row("rows", f"{report.rows:,} summarised by {report.engine}")
     console.print(f"statistics store {report.out}")

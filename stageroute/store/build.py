@@ -26,10 +26,10 @@ from typing import Any
 
 import polars as pl
 
-from stageroute.errors import BadDataError, CannotWriteError, UsageError
+from stageroute.errors import BadDataError, CannotWriteError, InputMissingError, UsageError
 from stageroute.inputs.checks import check_unique, report_violations, rules
 from stageroute.inputs.logs import open_logs
-from stageroute.inputs.sources import find_logs
+from stageroute.inputs.sources import find_logs, fingerprint, resolve_files
 from stageroute.render.output import locked, write_atomic
 from stageroute.store.aggregate import combine, fold
 from stageroute.store.engines import KEYS, Job, run
@@ -98,6 +98,7 @@ class StoreReport:
     full_rebuild: str | None  # why the whole store was rebuilt (None: it was not)
     engine: str
     notes: tuple[str, ...] = ()
+    windows_removed: tuple[dt.datetime, ...] = ()  # windows only removed files had rows in
 
     @property
     def up_to_date(self) -> bool:
@@ -195,9 +196,10 @@ def _delta(manifest: dict[str, Any] | None, files: dict[str, dict[str, int]],
     known: dict[str, Any] = manifest["files"] if manifest is not None else {}
     why = None
     if manifest is not None:
-        for key, what in (("feedback", "the feedback files"), ("prices", "the catalog prices")):
-            if manifest.get(key) != inputs[key]:
-                why = f"{what} changed since the store was built"
+        if manifest.get("feedback") != inputs["feedback"]:
+            why = "the feedback files changed since the store was built"
+        if manifest.get("prices") is not None and inputs["prices"] != manifest["prices"]:
+            why = "the catalog prices that price tokens changed since the store was built"
     if manifest is not None and why is not None:
         known = {}
     changed = tuple(f for f in files if f in known and
@@ -208,14 +210,6 @@ def _delta(manifest: dict[str, Any] | None, files: dict[str, dict[str, int]],
     partial = tuple(f for f in files if f in known and f not in changed
                     and dropped.intersection(known[f]["windows"]))
     return _Delta(whole, partial, changed, removed, dropped, why)
-
-
-def _inputs(scan_prices: pl.DataFrame | None, feedback_files: tuple[str, ...]) -> dict[str, Any]:
-    prices = None if scan_prices is None else {
-        row["model"]: [row["usd_per_mtok_in"], row["usd_per_mtok_out"]]
-        for row in scan_prices.iter_rows(named=True)}
-    feedback = None if not feedback_files else {f: file_state(f) for f in feedback_files}
-    return {"prices": prices, "feedback": feedback}
 
 
 def validated(job: Job, engine: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -236,8 +230,9 @@ def build_store(logs: str | Path, out: str | Path, options: StoreOptions = Store
                 say: Callable[[str], None] = lambda _: None) -> StoreReport:
     """Build the store in ``out`` from ``logs``, or extend it with what it has not summarised.
 
-    ``catalog`` prices requests from their tokens when the logs have no cost column (it is needed
-    then, and not used otherwise).
+    Files the manifest lists, unchanged, are not opened (not even their footers), unless a
+    window they touched is rebuilt. ``catalog`` prices requests from their tokens when the logs
+    have no cost column (it is needed then, and not used otherwise).
 
     Raises:
         UsageError: the store's windows differ from ``options``; no catalog for token pricing.
@@ -247,59 +242,100 @@ def build_store(logs: str | Path, out: str | Path, options: StoreOptions = Store
         CannotWriteError: ``out`` cannot be created or written.
     """
     out = Path(out)
-    empty = pl.DataFrame(schema={"model": pl.String, "usd_per_mtok_in": pl.Float64,
-                                 "usd_per_mtok_out": pl.Float64})
-    scan, notes = open_logs(logs, catalog if catalog is not None else empty, feedback)
-    if scan.cost_from_tokens and catalog is None:
-        raise UsageError(f"logs {scan.source.label} have no cost column: pass --catalog so that "
-                         "stats prices each request from its tokens")
+    listed, _, _, _ = resolve_files(logs)
+    files = {os.path.abspath(f): file_state(f) for f in listed}
+    fb_files = find_logs(feedback, kind="feedback").files if feedback is not None else ()
+    prices = None if catalog is None else {
+        row["model"]: [row["usd_per_mtok_in"], row["usd_per_mtok_out"]]
+        for row in catalog.iter_rows(named=True)}
+    inputs = {"prices": prices,
+              "feedback": {os.path.abspath(f): file_state(f) for f in fb_files} or None}
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / WINDOWS_DIR).mkdir(exist_ok=True)
+        (out / WINDOWS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CannotWriteError(f"cannot create the statistics store {out} ({exc.strerror}), "
                                "check the path and permissions") from None
     with locked(out / "store", doing=f"updating the statistics store {out}"):
-        return _build(scan, notes, out, options, catalog, feedback, say)
+        manifest = None if options.rebuild else read_manifest(out)
+        if manifest is not None:
+            _check_layout(out, manifest, options)
+        delta = _delta(manifest, files, inputs)
+        if delta.full_rebuild is not None:
+            manifest = None
+        if manifest is not None and not (delta.whole or delta.removed):
+            return StoreReport(out, (), (), len(files), (), (), (), (), (),
+                               len(manifest["windows"]), 0, None, options.engine)
+        return _build(logs, out, manifest, files, delta, inputs, options, catalog, feedback, say)
 
 
-def _build(scan: Any, notes: tuple[str, ...], out: Path, options: StoreOptions,
-           catalog: pl.DataFrame | None, feedback: str | Path | None,
+def _footer(file: str) -> str | None:
+    digest = fingerprint(file)
+    return digest.hex() if digest is not None else None
+
+
+def _refuse_copies(manifest: dict[str, Any] | None, delta: _Delta) -> None:
+    """A new file with the footer of a file already summarised is a copy: its rows would count
+    twice (``find_logs`` catches copies among the files it reads; this, against the store)."""
+    if manifest is None:
+        return
+    known = {entry.get("footer"): file for file, entry in manifest["files"].items()
+             if file not in delta.changed and entry.get("rows")}
+    for file in delta.whole:
+        first = known.get(_footer(file))
+        if first is not None and first != file:
+            raise BadDataError(
+                f"logs {file} has the same footer (rows, sizes, statistics) as {first}, which the "
+                "statistics store has summarised: it is a copy, and its rows would count twice; "
+                "remove one of them"
+            )
+
+
+def _build(logs: str | Path, out: Path, manifest: dict[str, Any] | None,
+           files: dict[str, dict[str, int]], delta: _Delta, inputs: dict[str, Any],
+           options: StoreOptions, catalog: pl.DataFrame | None, feedback: str | Path | None,
            say: Callable[[str], None]) -> StoreReport:
-    manifest = None if options.rebuild else read_manifest(out)
-    if manifest is not None:
-        _check_layout(out, manifest, options)
-    files = {os.path.abspath(f): file_state(f) for f in scan.source.files}
-    scan = dataclasses.replace(scan, source=dataclasses.replace(scan.source, files=tuple(files)))
-    fb_files = find_logs(feedback, kind="feedback").files if feedback is not None else ()
-    prices = catalog.select("model", "usd_per_mtok_in", "usd_per_mtok_out") if (
-        scan.cost_from_tokens and catalog is not None) else None
-    inputs = _inputs(prices, tuple(os.path.abspath(f) for f in fb_files))
-    delta = _delta(manifest, files, inputs)
-    if manifest is not None and delta.full_rebuild is not None:
-        manifest = None
-    old_windows: dict[str, Any] = manifest["windows"] if manifest is not None else {}
-    if manifest is not None and not (delta.whole or delta.removed):
-        return StoreReport(out, (), (), len(files), (), (), (), (), (), len(old_windows), 0,
-                           None, options.engine, notes)
-    say(f"summarising {len(delta.whole)} file(s) with {options.engine}"
-        + (f", and {len(delta.partial)} for {len(delta.dropped)} window(s) to rebuild"
-           if delta.partial else ""))
-    job = Job(scan, delta.whole, delta.partial, tuple(sorted(delta.dropped)), options.anchor,
-              options.length, options.memory_limit, options.spark_master)
-    rows, file_windows = validated(job, options.engine) if (delta.whole or delta.partial) else (
-        None, None)
+    rows = file_windows = None
+    notes: tuple[str, ...] = ()
+    priced = manifest.get("prices") is not None if manifest is not None else False
+    if delta.whole or delta.partial:
+        _refuse_copies(manifest, delta)
+        wanted = set(delta.whole) | set(delta.partial)
+        empty = pl.DataFrame(schema={"model": pl.String, "usd_per_mtok_in": pl.Float64,
+                                     "usd_per_mtok_out": pl.Float64})
+        scan, notes = open_logs(logs, catalog if catalog is not None else empty, feedback,
+                                keep=lambda f: os.path.abspath(f) in wanted)
+        if scan.cost_from_tokens and catalog is None:
+            raise UsageError(f"logs {scan.source.label} have no cost column: pass --catalog so "
+                             "that stats prices each request from its tokens")
+        priced = scan.cost_from_tokens
+        scan = dataclasses.replace(scan, source=dataclasses.replace(
+            scan.source, files=tuple(os.path.abspath(f) for f in scan.source.files)))
+        say(f"summarising {len(delta.whole)} file(s) with {options.engine}"
+            + (f", and {len(delta.partial)} for {len(delta.dropped)} window(s) to rebuild"
+               if delta.partial else ""))
+        job = Job(scan, delta.whole, delta.partial, tuple(sorted(delta.dropped)), options.anchor,
+                  options.length, options.memory_limit, options.spark_master)
+        rows, file_windows = validated(job, options.engine)
+    inputs = {**inputs, "prices": inputs["prices"] if priced else None}
     generation = (manifest["generation"] + 1) if manifest is not None else 1
+    old_windows: dict[str, Any] = manifest["windows"] if manifest is not None else {}
     written, merged, rebuilt, windows = _write_windows(out, rows, old_windows, delta.dropped,
                                                        options, generation)
-    _write_manifest(out, manifest, files, file_windows, delta, inputs, windows, generation,
-                    options)
-    _sweep(out, windows)
+    totals = _totals(out, manifest, rows, delta, windows, options)
+    name = f"totals-g{generation}.parquet"
+    newest = totals["last_seen"].max() if totals.height else None
+    write_atomic(out / name, _parquet_bytes(totals), lock=False)
+    extra = {"totals": name,
+             "last_seen": _iso(newest) if isinstance(newest, dt.datetime) else None}
+    _write_manifest(out, manifest, files, file_windows, delta, {**inputs, **extra}, windows,
+                    generation, options)
+    _sweep(out, windows, name)
     total = int(rows["rows"].sum()) if rows is not None else 0
-    return StoreReport(out, delta.whole, delta.partial,
-                       len(files) - len(delta.whole), delta.changed, delta.removed, written,
-                       merged, rebuilt, len(windows), total, delta.full_rebuild,
-                       options.engine, notes)
+    gone = tuple(options.anchor + w * options.length for w in sorted(delta.dropped)
+                 if str(w) not in windows)
+    return StoreReport(out, delta.whole, delta.partial, len(files) - len(delta.whole),
+                       delta.changed, delta.removed, written, merged, rebuilt, len(windows),
+                       total, delta.full_rebuild, options.engine, notes, gone)
 
 
 def _write_windows(out: Path, rows: pl.DataFrame | None, old: dict[str, Any],
@@ -345,7 +381,8 @@ def _write_manifest(out: Path, manifest: dict[str, Any] | None, files: dict[str,
     for file, state in files.items():
         if file in delta.whole:
             got = read.get(file, {"rows": 0, "windows": []})
-            entries[file] = {**state, "rows": got["rows"], "windows": got["windows"]}
+            entries[file] = {**state, "rows": got["rows"], "windows": got["windows"],
+                             "footer": _footer(file)}
         else:
             entries[file] = known[file]
     doc = {"format": FORMAT, "version": VERSION, **_layout(options), "generation": generation,
@@ -354,42 +391,80 @@ def _write_manifest(out: Path, manifest: dict[str, Any] | None, files: dict[str,
     write_atomic(out / MANIFEST, json.dumps(doc, indent=1, sort_keys=False) + "\n", lock=False)
 
 
-def _sweep(out: Path, windows: dict[str, Any]) -> None:
-    """Remove window files the manifest no longer lists (older generations)."""
+def _sweep(out: Path, windows: dict[str, Any], totals: str) -> None:
+    """Remove the files the manifest no longer lists (older generations)."""
     current = {entry["file"] for entry in windows.values()}
     for path in (out / WINDOWS_DIR).glob("w-*.parquet"):
         if path.name not in current:
             path.unlink(missing_ok=True)
+    for path in out.glob("totals-g*.parquet"):
+        if path.name != totals:
+            path.unlink(missing_ok=True)
 
 
-def load_store(out: str | Path) -> tuple[dict[str, Any], pl.DataFrame]:
-    """The manifest and every window's rows (``STORE_SCHEMA``), in window order.
+def _frames(out: Path, paths: list[Path]) -> pl.DataFrame:
+    """Store rows from ``paths`` (``STORE_SCHEMA``), every file checked present and readable."""
+    if not paths:
+        return pl.DataFrame(schema=STORE_SCHEMA)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise BadDataError(f"statistics store {out}: {missing[0].name} listed in {MANIFEST} is "
+                           "missing; rebuild the store with stats --rebuild")
+    try:
+        frame = pl.read_parquet([str(p) for p in paths])
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadDataError(f"statistics store {out}: a window file cannot be read ({exc}); "
+                           "rebuild the store with stats --rebuild") from None
+    return frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
+
+
+def open_store(out: str | Path) -> dict[str, Any]:
+    """The store's manifest.
 
     Raises:
         InputMissingError: no store there.
         BadDataError: a damaged store.
     """
-    from stageroute.errors import InputMissingError
-
     out = Path(out)
     manifest = read_manifest(out) if out.is_dir() else None
     if manifest is None:
         raise InputMissingError(f"statistics store {out} does not exist (no {MANIFEST} there); "
                                 f"build it with: stageroute stats --logs PATH --out {out}")
+    return manifest
+
+
+def load_store(out: str | Path, manifest: dict[str, Any] | None = None,
+               ) -> tuple[dict[str, Any], pl.DataFrame]:
+    """The manifest and every window's rows (``STORE_SCHEMA``), in window order."""
+    out = Path(out)
+    manifest = manifest if manifest is not None else open_store(out)
     names = [entry["file"] for _, entry in sorted(manifest["windows"].items(),
                                                   key=lambda item: int(item[0]))]
-    if not names:
-        return manifest, pl.DataFrame(schema=STORE_SCHEMA)
-    missing = [n for n in names if not (out / WINDOWS_DIR / n).is_file()]
-    if missing:
-        raise BadDataError(f"statistics store {out}: window file {missing[0]} listed in "
-                           f"{MANIFEST} is missing; rebuild the store with stats --rebuild")
-    try:
-        frame = pl.read_parquet([str(out / WINDOWS_DIR / n) for n in names])
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise BadDataError(f"statistics store {out}: a window file cannot be read ({exc}); "
-                           "rebuild the store with stats --rebuild") from None
-    return manifest, frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
+    return manifest, _frames(out, [out / WINDOWS_DIR / n for n in names])
+
+
+def load_totals(out: str | Path, manifest: dict[str, Any]) -> pl.DataFrame | None:
+    """The store's totals (one row per model and segment over every window; None: none kept)."""
+    name = manifest.get("totals")
+    return _frames(Path(out), [Path(out) / name]) if name else None
+
+
+def _totals(out: Path, manifest: dict[str, Any] | None, rows: pl.DataFrame | None,
+            delta: _Delta, windows: dict[str, Any], options: StoreOptions) -> pl.DataFrame:
+    """Every window merged per (model, segment): the running total that ``plan --stats`` reads
+    when no drift option asks for windows. A run adds its new rows to it (constant work per
+    run); a rebuild of windows recomputes it from them all."""
+    held = load_totals(out, manifest) if manifest is not None and not delta.dropped else None
+    if held is not None and rows is not None:
+        both = pl.concat([held.drop("window_start").with_columns(pl.lit(0).alias("__part__")),
+                          rows.select(held.drop("window_start").columns)
+                          .with_columns(pl.lit(1).alias("__part__"))], how="vertical_relaxed")
+        totals = combine(both, ["model", "segment"], order=["__part__", "window"])
+    else:
+        _, parts = load_store(out, {"windows": windows})
+        totals = combine(parts, ["model", "segment"], order=["window"])
+    first = min((int(w) for w in windows), default=0)
+    return window_frame(totals.with_columns(pl.lit(first, pl.Int64).alias("window")), options)
 
 
 def store_document(report: StoreReport) -> dict[str, Any]:
@@ -409,6 +484,7 @@ def store_document(report: StoreReport) -> dict[str, Any]:
         "windows_written": times(report.windows_written),
         "windows_merged": times(report.windows_merged),
         "windows_rebuilt": times(report.windows_rebuilt),
+        "windows_removed": times(report.windows_removed),
         "windows_total": report.windows_total,
         "rows": report.rows,
         "full_rebuild": report.full_rebuild,

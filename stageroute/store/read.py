@@ -21,7 +21,14 @@ from stageroute.estimate.stats import window_weights
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, model_figures, open_logs, stamp
 from stageroute.store.aggregate import combine
-from stageroute.store.build import StoreOptions, load_store, validated, window_frame
+from stageroute.store.build import (
+    StoreOptions,
+    load_store,
+    load_totals,
+    open_store,
+    validated,
+    window_frame,
+)
 from stageroute.store.engines import Job
 
 DAY = dt.timedelta(days=1)
@@ -154,8 +161,13 @@ def store_summary(store: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
                   drift: Drift = STATIONARY, recent: dt.timedelta = dt.timedelta(days=7),
                   ) -> LogSummary:
     """``windows_summary`` of the store in ``store`` (``plan --stats``)."""
-    manifest, parts = load_store(store)
+    manifest = open_store(store)
     length = dt.timedelta(seconds=manifest["window_seconds"])
+    newest = manifest.get("last_seen")
+    totals = None
+    if drift.stationary and newest is not None and dt.datetime.fromisoformat(newest) < as_of:
+        totals = load_totals(store, manifest)  # every row precedes as-of: no window to choose
+    parts = totals if totals is not None else load_store(store, manifest)[1]
     source = "tokens" if manifest.get("prices") is not None else "column"
     return windows_summary(parts, catalog, as_of, length, str(store), drift, recent, source)
 

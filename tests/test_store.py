@@ -1,0 +1,324 @@
+"""The statistics store (issue 10): plan --stats equals plan --logs, incremental runs read only
+new files and rewrite only the window that straddles, changed and deleted files are detected and
+their windows rebuilt, drift windows, a run stopped half-way leaves the store as it was."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from typer.testing import CliRunner
+
+from stageroute.errors import (
+    BadDataError,
+    ExitCode,
+    InputMissingError,
+    InsufficientDataError,
+    LockedError,
+    UsageError,
+)
+from stageroute.inputs.catalog import read_catalog
+from stageroute.plan import PlanConfig, make_plan, plan_document
+from stageroute.render.output import locked
+from stageroute.store import build as store_build
+from stageroute.store.aggregate import cost_quantile
+from stageroute.store.build import StoreOptions, build_store, load_store, load_totals
+from stageroute.store.read import Drift, StoreInput
+from stageroute_cli.main import app
+
+END = dt.datetime(2026, 11, 16, 2, tzinfo=dt.UTC)  # after every row of the sample
+MID = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)  # a day boundary inside the sample
+CUT = dt.datetime(2026, 10, 1, 12, tzinfo=dt.UTC)  # mid-day: the window of Oct 1 straddles it
+
+
+@pytest.fixture(scope="module")
+def sample(repo_root: Path) -> pl.DataFrame:
+    return pl.read_parquet(repo_root / "sample_logs" / "logs.parquet")
+
+
+def plan_doc(source: Any, catalog: Path, as_of: dt.datetime, feedback: Path | None = None,
+             **options: Any) -> dict[str, Any]:
+    config = PlanConfig(budget=0.002, max_deployed=3, as_of=as_of, **options)
+    return plan_document(make_plan(source, catalog, config, feedback=feedback))
+
+
+def split_feedback(frame: pl.DataFrame, directory: Path) -> tuple[pl.DataFrame, Path]:
+    """The log without its reward column, and the rewards as a separate feedback file."""
+    feedback = directory / "feedback.parquet"
+    frame.filter(pl.col("reward").is_not_null()).select("request_id", "reward").write_parquet(feedback)
+    return frame.drop("reward"), feedback
+
+
+@pytest.mark.parametrize("segments", [True, False], ids=["segments", "no-segments"])
+@pytest.mark.parametrize("feedback", [False, True], ids=["reward-column", "feedback-joined"])
+@pytest.mark.parametrize("as_of", [END, MID], ids=["after-the-log", "inside-the-log"])
+def test_plan_from_the_store_is_the_plan_from_the_logs(tmp_path: Path, sample: pl.DataFrame,
+                                                        sample_catalog: Path, segments: bool,
+                                                        feedback: bool, as_of: dt.datetime) -> None:
+    frame = sample if segments else sample.drop("segment")
+    fb = None
+    if feedback:
+        frame, fb = split_feedback(frame, tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i, part in enumerate(frame.sort("timestamp").iter_slices(25_000)):  # three files
+        part.write_parquet(logs / f"part-{i}.parquet")
+    build_store(logs, tmp_path / "stats", feedback=fb)
+    from_logs = plan_doc(logs, sample_catalog, as_of, feedback=fb)
+    from_store = plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, as_of)
+    assert from_store == from_logs  # every key, the input description and run id included
+    assert from_store["logs"]["rows_used"] > 0 and from_store["routing"]
+
+
+def test_store_rows_are_the_logs_statistics_per_window(tmp_path: Path, sample: pl.DataFrame,
+                                                       sample_logs: Path) -> None:
+    """An independent computation: per (model, segment, day) count, mean, population variance
+    and token sums by Polars on the raw rows."""
+    build_store(sample_logs, tmp_path / "stats")
+    _, store = load_store(tmp_path / "stats")
+    day = pl.col("timestamp").dt.truncate("1d").alias("window_start")
+    r, c = pl.col("reward"), pl.col("cost")
+    expected = sample.group_by("model", "segment", day).agg(
+        pl.len().alias("rows"), r.count().alias("n_reward"), r.mean().alias("mean_reward"),
+        (r.var(ddof=0) * r.count()).fill_null(0.0).alias("m2_reward"),
+        c.count().alias("n_cost"), c.mean().alias("mean_cost"),
+        (c.var(ddof=0) * c.count()).alias("m2_cost"),
+        pl.col("input_tokens").sum().cast(pl.Float64), pl.col("timestamp").min().alias("first_seen"),
+        pl.col("timestamp").max().alias("last_seen"),
+    )
+    got = store.select(expected.columns)
+    keys = ["model", "segment", "window_start"]
+    assert_frame_equal(got.sort(keys), expected.sort(keys), check_dtypes=False, rel_tol=1e-9,
+                       abs_tol=1e-12, check_column_order=False)
+    # The histogram counts every cost, and its p99.9 is within a bin (2^(1/32)) of the exact one.
+    assert int(store["cost_counts"].list.sum().sum()) == sample.height
+    exact = sample["cost"].quantile(0.999, "nearest")
+    approx = cost_quantile(store["cost_bins"], store["cost_counts"])
+    assert approx is not None and abs(np.log2(approx / exact)) <= 1 / 32
+
+
+def write_parts(frame: pl.DataFrame, directory: Path, cuts: list[dt.datetime]) -> list[Path]:
+    """``frame`` cut in time at ``cuts``: one Parquet file per piece, in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    bounds = [None, *cuts, None]
+    paths = []
+    for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        ts = pl.col("timestamp")
+        part = frame.filter((ts >= lo if lo else pl.lit(True)) & (ts < hi if hi else pl.lit(True)))
+        path = directory / f"part-{i}.parquet"
+        part.write_parquet(path)
+        paths.append(path)
+    return paths
+
+
+def test_a_new_partition_is_read_alone_and_only_the_straddled_window_is_rewritten(
+        tmp_path: Path, sample: pl.DataFrame, sample_catalog: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = tmp_path / "logs"
+    old, new = write_parts(sample, logs, [CUT])
+    new.rename(tmp_path / "later.parquet")
+    first = build_store(logs, tmp_path / "stats")
+    assert first.files_read == (str(old.resolve()),)
+    manifest = json.loads((tmp_path / "stats" / "manifest.json").read_text())
+    files_before = {e["file"] for e in manifest["windows"].values()}
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "stats" / "windows").iterdir()}
+    (tmp_path / "later.parquet").rename(new)
+    opened: list[str] = []  # every file any Parquet reader opens during the second run
+    real_scan, real_file = pl.scan_parquet, store_build.find_logs.__globals__["_merged_schema"]
+    monkeypatch.setattr(pl, "scan_parquet", lambda source, *a, **k: (
+        opened.extend([str(s) for s in (source if isinstance(source, list) else [source])]),
+        real_scan(source, *a, **k))[1])
+    monkeypatch.setitem(store_build.find_logs.__globals__, "_merged_schema",
+                        lambda files, *a: (opened.extend(files), real_file(files, *a))[1])
+    second = build_store(logs, tmp_path / "stats")
+    assert str(old.resolve()) not in opened and str(old) not in opened
+    assert any(str(new.resolve()) == f for f in opened)
+    assert second.files_read == (str(new.resolve()),) and second.files_known == 1
+    assert second.files_partly_read == () and second.windows_rebuilt == ()
+    assert second.windows_merged == (dt.datetime(2026, 10, 1, tzinfo=dt.UTC),)
+    assert all(w > dt.datetime(2026, 10, 1, tzinfo=dt.UTC) for w in second.windows_written)
+    # Every window file from before is untouched except the straddled one's (a new generation).
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "stats" / "windows").iterdir()}
+    kept = {name for name in files_before if name in after and after[name] == mtimes[name]}
+    assert files_before - kept == {"w-20261001T000000Z-g1.parquet"}
+    monkeypatch.undo()
+    # And the store equals one built in one run over both files (to rounding).
+    build_store(logs, tmp_path / "fresh")
+    _, a = load_store(tmp_path / "stats")
+    _, b = load_store(tmp_path / "fresh")
+    keys = ["window_start", "model", "segment"]
+    assert_frame_equal(a.sort(keys), b.sort(keys), rel_tol=1e-12)
+    assert plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, END) == \
+        plan_doc(logs, sample_catalog, END)
+
+
+def test_a_rerun_with_nothing_new_reads_nothing_and_writes_nothing(tmp_path: Path,
+                                                                    sample_logs: Path) -> None:
+    build_store(sample_logs, tmp_path / "stats")
+    def state() -> dict[Path, int]:  # the lock file's holder line changes with every run
+        return {p: p.stat().st_mtime_ns for p in (tmp_path / "stats").rglob("*.parquet")} | {
+            tmp_path / "stats" / "manifest.json":
+                (tmp_path / "stats" / "manifest.json").stat().st_mtime_ns}
+
+    before = state()
+    again = build_store(sample_logs, tmp_path / "stats")
+    assert again.up_to_date and again.rows == 0
+    assert state() == before
+
+
+@pytest.mark.parametrize("change", ["changed", "removed"])
+def test_a_changed_or_deleted_file_rebuilds_the_windows_it_touched(
+        tmp_path: Path, sample: pl.DataFrame, change: str) -> None:
+    logs = tmp_path / "logs"
+    parts = write_parts(sample, logs, [MID, CUT])
+    build_store(logs, tmp_path / "stats")
+    if change == "changed":
+        frame = pl.read_parquet(parts[1])
+        frame.head(frame.height - 100).write_parquet(parts[1])
+    else:
+        parts[1].unlink()
+    report = build_store(logs, tmp_path / "stats")
+    assert getattr(report, change) == (str(parts[1].resolve()),)
+    touched = report.windows_rebuilt + report.windows_removed
+    assert min(touched) == MID and dt.datetime(2026, 10, 1, tzinfo=dt.UTC) in report.windows_rebuilt
+    assert (change == "removed") == bool(report.windows_removed)
+    # The file that shares the straddled day of CUT is read for that day only.
+    assert report.files_partly_read == (str(parts[2].resolve()),)
+    build_store(logs, tmp_path / "fresh")
+    keys = ["window_start", "model", "segment"]
+    assert_frame_equal(load_store(tmp_path / "stats")[1].sort(keys),
+                       load_store(tmp_path / "fresh")[1].sort(keys), rel_tol=1e-12)
+    assert_frame_equal(load_totals(tmp_path / "stats", load_store(tmp_path / "stats")[0]).sort(keys),  # type: ignore[union-attr]
+                       load_totals(tmp_path / "fresh", load_store(tmp_path / "fresh")[0]).sort(keys),  # type: ignore[union-attr]
+                       rel_tol=1e-12)
+
+
+def test_a_copied_partition_is_refused(tmp_path: Path, sample: pl.DataFrame) -> None:
+    logs = tmp_path / "logs"
+    parts = write_parts(sample, logs, [CUT])
+    build_store(logs, tmp_path / "stats")
+    (logs / "copy.parquet").write_bytes(parts[0].read_bytes())
+    with pytest.raises(BadDataError, match="copy, and its rows would count twice"):
+        build_store(logs, tmp_path / "stats")
+
+
+def test_a_run_stopped_before_the_manifest_leaves_the_store_as_it_was(
+        tmp_path: Path, sample: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = tmp_path / "logs"
+    old, new = write_parts(sample, logs, [CUT])
+    new.rename(tmp_path / "later.parquet")
+    build_store(logs, tmp_path / "stats")
+    before = load_store(tmp_path / "stats")
+    (tmp_path / "later.parquet").rename(new)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_build, "_write_manifest", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_store(logs, tmp_path / "stats")
+    monkeypatch.undo()
+    after = load_store(tmp_path / "stats")
+    assert after[0] == before[0]
+    assert_frame_equal(after[1], before[1])
+    build_store(logs, tmp_path / "stats")  # the next run counts the new rows once
+    build_store(logs, tmp_path / "fresh")
+    keys = ["window_start", "model", "segment"]
+    assert_frame_equal(load_store(tmp_path / "stats")[1].sort(keys),
+                       load_store(tmp_path / "fresh")[1].sort(keys), rel_tol=1e-12)
+
+
+def test_store_errors(tmp_path: Path, sample_logs: Path, sample_catalog: Path) -> None:
+    with pytest.raises(InputMissingError, match="does not exist"):
+        plan_doc(StoreInput(tmp_path / "none"), sample_catalog, END)
+    build_store(sample_logs, tmp_path / "stats")
+    with pytest.raises(UsageError, match="windows of 86400 s"):
+        build_store(sample_logs, tmp_path / "stats", StoreOptions(length=dt.timedelta(hours=6)))
+    with locked(tmp_path / "stats" / "store"), pytest.raises(LockedError):
+        build_store(sample_logs, tmp_path / "stats", StoreOptions(rebuild=True))
+    with pytest.raises(UsageError, match="falls inside the window"):  # rows after 12:00 that day
+        plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, CUT)
+    with pytest.raises(InsufficientDataError, match="no row before --as-of"):
+        plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    (tmp_path / "stats" / "manifest.json").write_text("{not json")
+    with pytest.raises(BadDataError, match="cannot be read"):
+        plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, END)
+
+
+def test_tokens_priced_logs_need_the_catalog(tmp_path: Path, write_logs: Any) -> None:
+    logs, catalog = write_logs(lambda f: f.drop("cost"))
+    with pytest.raises(UsageError, match="pass --catalog"):
+        build_store(logs, tmp_path / "stats")
+    build_store(logs, tmp_path / "stats", catalog=read_catalog(catalog)[0])
+    as_of = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    assert plan_doc(StoreInput(tmp_path / "stats"), catalog, as_of) == plan_doc(logs, catalog, as_of)
+
+
+@pytest.mark.parametrize("drift", [Drift(window=dt.timedelta(days=28)),
+                                   Drift(half_life=dt.timedelta(days=14)),
+                                   Drift(window=dt.timedelta(days=56), half_life=dt.timedelta(days=7))],
+                         ids=["window", "half-life", "both"])
+def test_drift_windows_from_the_store_equal_drift_windows_from_the_logs(
+        tmp_path: Path, sample_logs: Path, sample_catalog: Path, drift: Drift) -> None:
+    build_store(sample_logs, tmp_path / "stats")
+    as_of = dt.datetime(2026, 11, 16, tzinfo=dt.UTC)  # midnight: the logs' days are the store's
+    stationary = plan_doc(sample_logs, sample_catalog, as_of)
+    from_logs = plan_doc(sample_logs, sample_catalog, as_of, drift=drift)
+    from_store = plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, as_of, drift=drift)
+    assert from_store == from_logs
+    n = {c["model"]: c["n"] for c in from_store["candidates"]}
+    n0 = {c["model"]: c["n"] for c in stationary["candidates"]}
+    assert sum(n.values()) < sum(n0.values())  # older windows count less, or not at all
+    if drift.window is not None:
+        assert from_store["logs"]["rows_used"] < stationary["logs"]["rows_used"]
+
+
+def test_half_life_weights_are_exact(tmp_path: Path, write_logs: Any) -> None:
+    """Two days of rows: the merged state is the weighted one computed by hand."""
+    as_of = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    logs, catalog = write_logs()  # 30 hourly rows from Feb 27 00:00: days 27 (24 rows) and 28
+    build_store(logs, tmp_path / "stats")
+    from stageroute.store.read import store_summary
+
+    day = dt.timedelta(days=1)
+    summary = store_summary(tmp_path / "stats", read_catalog(catalog)[0], as_of, Drift(half_life=day))
+    frame = pl.read_parquet(logs).filter(pl.col("reward").is_not_null())
+    # age from each window's end to as-of: Feb 28 -> 0 (weight 1), Feb 27 -> 1 day (weight 1/2)
+    weight = np.where(frame["timestamp"].dt.day().to_numpy() == 27, 0.5, 1.0)
+    for model in ("alpha", "beta", "gamma"):
+        sel = frame["model"].to_numpy() == model
+        w, x = weight[sel], frame["reward"].to_numpy()[sel]
+        mean = np.sum(w * x) / np.sum(w)
+        row = summary.stats.filter(pl.col("model") == model).row(0, named=True)
+        assert row["n_reward"] == pytest.approx(np.sum(w))
+        assert row["mean_reward"] == pytest.approx(mean, rel=1e-9)
+        assert row["m2_reward"] == pytest.approx(np.sum(w * (x - mean) ** 2), rel=1e-9, abs=1e-12)
+
+
+def test_stats_command(tmp_path: Path, sample_logs: Path, sample_catalog: Path) -> None:
+    runner = CliRunner()
+    os.chdir(tmp_path)
+    first = runner.invoke(app, ["stats", "--logs", str(sample_logs), "--out", "stats", "--json"])
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert doc["up_to_date"] is False and doc["rows"] == 60_000 and len(doc["windows_written"]) == 196
+    again = runner.invoke(app, ["stats", "--logs", str(sample_logs), "--out", "stats"])
+    assert again.exit_code == 0 and "up to date" in again.stdout
+    plan = runner.invoke(app, ["plan", "--stats", "stats", "--catalog", str(sample_catalog),
+                               "--budget", "0.002", "--max-deployed", "3", "--as-of",
+                               "2026-11-16T02:00:00Z", "--json"])
+    assert plan.exit_code == 0, plan.output
+    both = runner.invoke(app, ["plan", "--stats", "stats", "--logs", str(sample_logs), "--catalog",
+                               str(sample_catalog), "--budget", "0.002", "--max-deployed", "3"])
+    assert both.exit_code == ExitCode.USAGE and "one of the two" in both.stderr
+    fb = runner.invoke(app, ["plan", "--stats", "stats", "--feedback", str(sample_logs),
+                             "--catalog", str(sample_catalog), "--budget", "0.002",
+                             "--max-deployed", "3"])
+    assert fb.exit_code == ExitCode.USAGE and "pass it to stageroute stats" in fb.stderr
