@@ -1,7 +1,7 @@
 """stageroute.toml: option values for the commands from a file, as click's ``default_map``.
 
-The file holds a table per command (``[plan]``, ``[replay]``) and shared top-level keys that go
-to every command that has the option; keys are the options' long names without the dashes
+The file holds a table per command (``[plan]``, ``[stats]``, ``[replay]``) and shared top-level
+keys that go to every command that has the option; keys are the options' long names without the dashes
 (``max-deployed`` or ``max_deployed``). Flags on the command line override the file. Relative
 paths are relative to the file's directory, so a crontab can run from anywhere.
 """
@@ -122,13 +122,13 @@ def use_config(ctx: typer.Context, value: Path | None) -> Path | None:
     commands = {info.name or info.callback.__name__: info.callback
                 for info in app.registered_commands
                 if info.callback is not None and (info.name or info.callback.__name__) in
-                ("plan", "replay")}
+                ("plan", "replay", "stats")}
     ctx.default_map = {**(ctx.default_map or {}), **read_config(path, commands)[ctx.info_name or ""]}
     return value
 
 
 EXAMPLE = """\
-# stageroute.toml: option values for `stageroute plan` and `stageroute replay`.
+# stageroute.toml: option values for `stageroute plan`, `stageroute stats` and `stageroute replay`.
 # Flags on the command line override these; an unknown key or a value of the wrong type is an
 # error (exit 2) naming the key and this file. Keys are the options' long names without the
 # dashes (`stageroute plan --help` lists them). Relative paths are relative to this file.
@@ -154,6 +154,14 @@ history = "plans"                      # every plan kept here; a rerun of a plan
 # max-changes = 1                      # add at most one model per stage
 # canary-share = 0.3                   # the exploration slice
 # min-samples = 40
+
+[stats]
+# The statistics store that `plan --stats` reads: each run summarises only new log files.
+# logs = "logs/"                       # the same logs as [plan]
+# out = "stats"
+# anchor = 2026-01-05T02:00:00Z        # windows start at the stage boundaries (plan --stats
+#                                      # cannot split a window)
+# engine = "polars"                    # or "duckdb" (with memory-limit) or "spark"
 
 [replay]
 # outcomes = "outcomes.parquet"        # full-information outcomes (stageroute import routerbench)

@@ -78,3 +78,8 @@ def test_every_synthetic_scenario_replays() -> None:
         assert 0 < ours.mean_reward <= 1 and ours.cost_over_budget < 1.5, name
         # arrivals happen during the run: the last stage's pool is larger than the first's
         assert result.schedule.pools[-1].sum() > result.schedule.pools[0].sum(), name
+
+
+def test_bench_store_runs_a_few_small_weeks(tmp_path: Path) -> None:
+    out = run("bench_store.py", "--weeks", "4", "--rows", "20000", "--dir", str(tmp_path / "store"))
+    assert "| 4 |" in out and "plan --stats" in out and "weeks 2-4" in out

@@ -454,7 +454,46 @@ EXPORT_CASES = [
          ("plan b.json", "schema_version None", "plan JSON"), command="diff",
          setup=_plans(b="{}")),
 ]
-ALL_CASES = CASES + HOSTILE_CASES + EXPORT_CASES
+
+
+def _store(copy: bool = False) -> Callable[[Path], None]:
+    """A statistics store ``store/`` built from the case's logs (in a ``logs/`` directory; with
+    ``copy``, a copy of its file lands there after the build)."""
+    def make(directory: Path) -> None:
+        from stageroute.store.build import build_store
+
+        (directory / "logs").mkdir()
+        shutil.copy(directory / "logs.parquet", directory / "logs" / "a.parquet")
+        build_store(directory / "logs", directory / "store")
+        if copy:
+            shutil.copy(directory / "logs.parquet", directory / "logs" / "b.parquet")
+    return make
+
+
+STORE_CASES = [
+    Case("plan-stats-missing", "`plan --stats` of a store that does not exist", ExitCode.INPUT_MISSING,
+         ("statistics store store", "does not exist", "stageroute stats --logs PATH --out store"),
+         drop=("--logs",), extra=("--stats", "store")),
+    Case("plan-logs-and-stats", "`plan` with both `--logs` and `--stats`", ExitCode.USAGE,
+         ("--logs PATH", "--stats DIR", "one of the two"), extra=("--stats", "store"), setup=_store()),
+    Case("plan-stats-as-of-inside-a-window", "`plan --stats --as-of` inside a window that has rows after it",
+         ExitCode.USAGE, ("--as-of 2026-02-28 03:00", "cannot split", "window boundary"),
+         drop=("--logs",), extra=("--stats", "store", "--as-of", "2026-02-28T03:00"), setup=_store()),
+    Case("plan-half-life-negative", "`plan --half-life -1d`", ExitCode.USAGE, ("--half-life",),
+         extra=("--half-life", "-1d")),
+    Case("stats-window-length-changed", "`stats --window-length` unlike the store's", ExitCode.USAGE,
+         ("windows of 1d from", "not 6h", "--rebuild"), command="stats", logs="logs",
+         extra=("--window-length", "6h"), setup=_store()),
+    Case("stats-copied-partition", "`stats` over a new file that copies a summarised one",
+         ExitCode.BAD_DATA, ("b.parquet", "copy", "count twice"), command="stats", logs="logs",
+         setup=_store(copy=True)),
+    Case("stats-no-cost-no-catalog", "`stats` of logs without `cost` and without `--catalog`",
+         ExitCode.USAGE, ("no cost column", "--catalog"), command="stats",
+         mutate=lambda f: f.drop("cost")),
+    Case("stats-unknown-engine", "`stats --engine nosuch`", ExitCode.USAGE,
+         ("--engine", "polars, duckdb, spark"), command="stats", extra=("--engine", "nosuch")),
+]
+ALL_CASES = CASES + HOSTILE_CASES + EXPORT_CASES + STORE_CASES
 
 BASE = {
     "plan": ("plan", "--logs", "{logs}", "--catalog", "catalog.csv", "--budget", "{budget}",
@@ -464,6 +503,7 @@ BASE = {
     "import": ("import", "routerbench", "wide.csv", "--output", "{output}"),
     "export": ("export", "--plan", "plan.json", "--format", "litellm", "--output", "{output}"),
     "diff": ("diff", "a.json", "b.json"),
+    "stats": ("stats", "--logs", "{logs}", "--out", "store"),
 }
 
 
@@ -647,7 +687,7 @@ def test_glpk_is_installed_here() -> None:
     assert solver_available(Solver.GLPK)
 
 
-@pytest.mark.parametrize("command", sorted(set(BASE) - {"diff"}))  # diff writes no file
+@pytest.mark.parametrize("command", sorted(set(BASE) - {"diff", "stats"}))  # no --output there
 def test_valid_run_writes_the_output(command: str, tmp_path: Path) -> None:
     case = Case("valid", "none", ExitCode.OK, (), command=command)
     result = run_case(case, tmp_path, [sys.executable, "-m", "stageroute_cli"])
@@ -672,7 +712,8 @@ def display_command(case: Case) -> str:
     defaults = {"--logs": "logs.parquet", "--budget": "0.01", "--output": "out/plan.json"}
     given = {"--logs": case.logs, "--budget": case.budget, "--output": case.output}
     changed = [f"{o} {shlex.quote(v)}" for o, v in given.items()
-               if v != defaults[o] and (case.command == "plan" or o == "--output")]
+               if v != defaults[o] and (case.command == "plan" or o == "--output"
+                                           or (case.command == "stats" and o == "--logs"))]
     words = [*(f"{k}={v}" for k, v in case.env), "stageroute", *BASE[case.command][:2 if case.command ==
              "import" else 1], f"${case.command.upper()}", *changed, *(f"(without {o})" for o in case.drop),
              *(shlex.quote(a if len(a) < 60 else f"{a[:4]}...({len(a):,} characters)") for a in case.extra)]

@@ -239,7 +239,7 @@ def test_store_errors(tmp_path: Path, sample_logs: Path, sample_catalog: Path) -
     with pytest.raises(InputMissingError, match="does not exist"):
         plan_doc(StoreInput(tmp_path / "none"), sample_catalog, END)
     build_store(sample_logs, tmp_path / "stats")
-    with pytest.raises(UsageError, match="windows of 86400 s"):
+    with pytest.raises(UsageError, match="windows of 1d from"):
         build_store(sample_logs, tmp_path / "stats", StoreOptions(length=dt.timedelta(hours=6)))
     with locked(tmp_path / "stats" / "store"), pytest.raises(LockedError):
         build_store(sample_logs, tmp_path / "stats", StoreOptions(rebuild=True))
@@ -322,3 +322,21 @@ def test_stats_command(tmp_path: Path, sample_logs: Path, sample_catalog: Path) 
                              "--catalog", str(sample_catalog), "--budget", "0.002",
                              "--max-deployed", "3"])
     assert fb.exit_code == ExitCode.USAGE and "pass it to stageroute stats" in fb.stderr
+
+
+def test_stats_and_plan_take_their_options_from_the_config_file(tmp_path: Path, sample_logs: Path,
+                                                                 sample_catalog: Path) -> None:
+    (tmp_path / "stageroute.toml").write_text(
+        f'catalog = "{sample_catalog}"\n\n[stats]\nlogs = "{sample_logs}"\nout = "store"\n'
+        'anchor = 2026-01-05T02:00:00Z\n\n[plan]\nstats = "store"\nbudget = 0.002\n'
+        'max-deployed = 3\nas-of = 2026-11-16T02:00:00Z\n')
+    os.chdir(tmp_path)
+    runner = CliRunner()
+    built = runner.invoke(app, ["stats", "-q"])
+    assert built.exit_code == 0, built.output
+    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert manifest["anchor"] == "2026-01-05T02:00:00Z"
+    planned = runner.invoke(app, ["plan", "--json"])
+    assert planned.exit_code == 0, planned.output
+    expected = plan_doc(sample_logs, sample_catalog, END)
+    assert json.loads(planned.stdout) == expected

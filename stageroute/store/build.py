@@ -29,10 +29,11 @@ import polars as pl
 from stageroute.errors import BadDataError, CannotWriteError, InputMissingError, UsageError
 from stageroute.inputs.checks import check_unique, report_violations, rules
 from stageroute.inputs.logs import open_logs
+from stageroute.inputs.sanity import duration
 from stageroute.inputs.sources import find_logs, fingerprint, resolve_files
 from stageroute.render.output import locked, write_atomic
 from stageroute.store.aggregate import combine, fold
-from stageroute.store.engines import KEYS, Job, run
+from stageroute.store.engines import ENGINES, KEYS, Job, run
 
 FORMAT = "stageroute-stats"
 VERSION = 1
@@ -78,6 +79,9 @@ class StoreOptions:
         if self.length <= dt.timedelta(0) or self.length % dt.timedelta(seconds=1):
             raise UsageError(f"--window-length must be a positive whole number of seconds, got "
                              f"{self.length}; give e.g. --window-length 1d")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got "
+                             f"{self.engine!r}; give e.g. --engine duckdb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +153,10 @@ def _check_layout(out: Path, manifest: dict[str, Any], options: StoreOptions) ->
     have = {k: manifest.get(k) for k in ("window_seconds", "anchor")}
     if have != _layout(options):
         raise UsageError(
-            f"statistics store {out} has windows of {have['window_seconds']} s from "
-            f"{have['anchor']}, not {_layout(options)['window_seconds']} s from "
-            f"{_layout(options)['anchor']}; pass the store's --window-length and --anchor, or "
-            "--rebuild to rebuild it with the new windows"
+            f"statistics store {out} has windows of "
+            f"{duration(dt.timedelta(seconds=have['window_seconds'] or 0))} from {have['anchor']}, "
+            f"not {duration(options.length)} from {_layout(options)['anchor']}; pass the store's "
+            "--window-length and --anchor, or --rebuild to rebuild it with the new windows"
         )
 
 
@@ -273,6 +277,12 @@ def _footer(file: str) -> str | None:
     return digest.hex() if digest is not None else None
 
 
+def _shown(file: str) -> str:
+    """A summarised file as messages name it: relative to the working directory when under it."""
+    relative = os.path.relpath(file)
+    return file if relative.startswith("..") else relative
+
+
 def _refuse_copies(manifest: dict[str, Any] | None, delta: _Delta) -> None:
     """A new file with the footer of a file already summarised is a copy: its rows would count
     twice (``find_logs`` catches copies among the files it reads; this, against the store)."""
@@ -284,7 +294,8 @@ def _refuse_copies(manifest: dict[str, Any] | None, delta: _Delta) -> None:
         first = known.get(_footer(file))
         if first is not None and first != file:
             raise BadDataError(
-                f"logs {file} has the same footer (rows, sizes, statistics) as {first}, which the "
+                f"logs {_shown(file)} has the same footer (rows, sizes, statistics) as "
+                f"{_shown(first)}, which the "
                 "statistics store has summarised: it is a copy, and its rows would count twice; "
                 "remove one of them"
             )

@@ -20,6 +20,7 @@ from stageroute.errors import BadDataError, InsufficientDataError, UsageError
 from stageroute.estimate.stats import window_weights
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, model_figures, open_logs, stamp
+from stageroute.inputs.sanity import duration
 from stageroute.store.aggregate import combine
 from stageroute.store.build import (
     StoreOptions,
@@ -45,7 +46,7 @@ class Drift:
     def __post_init__(self) -> None:
         for name, value in (("--window", self.window), ("--half-life", self.half_life)):
             if value is not None and value <= dt.timedelta(0):
-                raise UsageError(f"{name} must be a positive duration, got {value}; give e.g. "
+                raise UsageError(f"{name} must be a positive duration, got {duration(value)}; give e.g. "
                                  f"{name} 28d")
 
     @property
@@ -53,8 +54,9 @@ class Drift:
         return self.window is None and self.half_life is None
 
     def describe(self) -> str:
-        parts = [f"only windows that ended in the last {self.window}" if self.window else "",
-                 f"windows weighted with a half-life of {self.half_life}" if self.half_life else ""]
+        parts = [f"only windows that ended in the last {duration(self.window)}" if self.window else "",
+                 f"windows weighted with a half-life of {duration(self.half_life)}"
+                 if self.half_life else ""]
         return "drift: " + ", ".join(p for p in parts if p)
 
 
@@ -82,7 +84,7 @@ def _before(parts: pl.DataFrame, as_of: dt.datetime, length: dt.timedelta, label
         raise UsageError(
             f"--as-of {stamp(as_of)} UTC falls inside the window of {label} that starts at "
             f"{stamp(start)} and it holds rows after --as-of, which a store cannot split; pass an "
-            f"--as-of at a window boundary (windows of {length} from the store's anchor), build "
+            f"--as-of at a window boundary (windows of {duration(length)} from the store's anchor), build "
             "the store with an --anchor at your stage boundaries, or plan from --logs"
         )
     return parts.filter(pl.col("window_start") < as_of)
