@@ -15,9 +15,11 @@ from test_replay import small_world
 from typer.testing import CliRunner
 
 from stageroute.errors import UsageError
+from stageroute.optimize.route import solve_route
 from stageroute.options import Policy, format_duration, parse_duration
 from stageroute.simulate import loop as compiled
 from stageroute.simulate.drift import stage_partial, weighted_stats
+from stageroute.simulate.reference import reference_kernel
 from stageroute.simulate.replay import (
     ReplayConfig,
     make_stream,
@@ -69,6 +71,32 @@ def test_window_longer_than_the_run_is_the_stationary_replay() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(served_s, served_w, strict=True))
     np.testing.assert_array_equal(stationary.reward, windowed.reward)
     np.testing.assert_array_equal(stationary.cost, windowed.cost)
+
+
+@pytest.mark.parametrize("policy", [Policy.STAGEROUTE, Policy.PACED, Policy.GREEDY])
+@pytest.mark.parametrize("refresh", [None, 3])
+def test_compiled_loop_equals_the_reference_with_fractional_counts(policy, refresh) -> None:
+    """Effective counts are fractional: both loops (and the exploration slice) take them alike."""
+    outcomes, catalog = small_world(2, n_models=5, n_prompts=80)
+    cfg = world_config(half_life=10 * DAY, window=30 * DAY, refresh=refresh, min_samples=15)
+    setup = prepare(outcomes, catalog, cfg)
+    stream = make_stream(len(outcomes.samples), setup.config.horizon, 1)
+    record: list[np.ndarray] = []
+
+    def kernel(*args):  # type: ignore[no-untyped-def]
+        record.append(args[7].copy())
+        compiled.run_queries(*args)
+
+    fast: list[np.ndarray] = []
+    slow: list[np.ndarray] = []
+    args = (policy, outcomes, setup.schedule, stream, setup.config, setup.alpha, setup.scale,
+            setup.prices)
+    run_fast = run_policy(*args, kernel=kernel, served=fast)
+    run_slow = run_policy(*args, kernel=reference_kernel(solve_route), served=slow)
+    assert np.concatenate(fast).tolist() == np.concatenate(slow).tolist()
+    assert run_fast.deployed == run_slow.deployed
+    counts = np.concatenate([r[compiled.N_R] for r in record])
+    assert (counts != np.round(counts)).any()  # the test did meet fractional counts
 
 
 def test_a_huge_half_life_is_nearly_stationary() -> None:
@@ -167,6 +195,8 @@ def test_cli_replay_takes_window_and_half_life(routerbench) -> None:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert (doc["window"], doc["half_life"]) == ("28d", "14d")
+    text = CliRunner().invoke(app, args[:-2])  # the report names the drift options
+    assert text.exit_code == 0 and "statistics: window 28d, half-life 14d" in text.stdout
     bad = CliRunner().invoke(app, [*args[:-4], "--window", "soon"])
     assert bad.exit_code != 0 and "--window" in bad.output
 
