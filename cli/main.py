@@ -406,6 +406,12 @@ def replay(
     canary_share: opt.CanaryShare = DEFAULT_CANARY_SHARE,
     min_samples: opt.MinSamples = DEFAULT_MIN_SAMPLES,
     epsilon: Annotated[float, typer.Option(help="Exploration rate of epsilon-greedy.")] = 0.1,
+    window: Annotated[str | None, typer.Option(help="Drift: a stage's bounds count only the "
+                                               "stages that ended less than this before it "
+                                               "(e.g. 28d). Default: all (stationary).")] = None,
+    half_life: Annotated[str | None, typer.Option(help="Drift: weight each earlier stage's "
+                                                  "statistics by 2^(-age / half-life) (e.g. "
+                                                  "14d). Default: none (stationary).")] = None,
     start: Annotated[str | None, typer.Option(help="Time of the first query (default: the first "
                                               "release in the catalog).")] = None,
     end: Annotated[str | None, typer.Option(help="Time after the last query (default: one stage "
@@ -439,6 +445,8 @@ def replay(
             end=parse_datetime(end, "--end") if end is not None else None,
             refresh=parse_refresh(refresh), cost_gamma=cost_gamma, budget_safe=budget_safe,
             canary_share=canary_share, min_samples=min_samples,
+            window=parse_duration(window, "--window") if window is not None else None,
+            half_life=parse_duration(half_life, "--half-life") if half_life is not None else None,
         )
         with _progress_bar(quiet, "replaying") as advance:
             result = replay_from_files(outcomes, catalog, config, progress=advance)

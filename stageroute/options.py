@@ -57,6 +57,21 @@ def parse_duration(text: str, option: str = "--stage-length") -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
+def format_duration(length: dt.timedelta) -> str:
+    """A duration as ``parse_duration`` reads it, in the largest unit that divides it: '28d',
+    '36h', '90m', '1.5s'.
+
+    >>> format_duration(dt.timedelta(days=28)), format_duration(dt.timedelta(hours=36))
+    ('28d', '36h')
+    """
+    total = length / dt.timedelta(seconds=1)
+    for unit in ("d", "h", "m"):
+        count = total / _UNITS[unit]
+        if count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{total:f}".rstrip("0").rstrip(".") + "s"
+
+
 def parse_datetime(text: str | None, option: str = "--as-of") -> dt.datetime:
     """ISO 8601 date or datetime (UTC when no offset is given); None or 'now' -> now (UTC)."""
     if text is None or text.strip().lower() == "now":

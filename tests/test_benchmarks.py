@@ -52,7 +52,8 @@ def test_bench_replay_kernels_run(routerbench: Path) -> None:
     assert bench_replay.loop_only(matrix, 3, horizon=2000) > 0
 
 
-@pytest.mark.parametrize("script", ["bench_replay.py", "deployed_results.py", "scenarios.py"])
+@pytest.mark.parametrize("script", ["bench_replay.py", "deployed_results.py", "scenarios.py",
+                                    "drift.py"])
 def test_benchmark_scripts_import(script: str) -> None:
     code = f"import runpy; runpy.run_path({str(BENCH / script)!r}, run_name='not_main')"
     result = subprocess.run([sys.executable, "-c", code], cwd=BENCH, capture_output=True, text=True,

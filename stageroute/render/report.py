@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stageroute.diff import PlanDiff
+from stageroute.options import format_duration
 from stageroute.plan import Plan
 from stageroute.simulate.evaluate import MIN_SEEDS
 from stageroute.simulate.replay import ReplayResult
@@ -259,6 +260,10 @@ def render_replay(result: ReplayResult, console: Console) -> None:
     console.print(f"[bold]Replay[/] {cfg.horizon:,} queries, {cfg.stages} stages, "
                   f"{cfg.seeds} seed(s) from {cfg.first_seed}")
     console.print(f"budget {cfg.budget:.4g}/query, max deployed {cfg.max_deployed}")
+    drift = [f"{name} {format_duration(length)}" for name, length in
+             (("window", cfg.window), ("half-life", cfg.half_life)) if length is not None]
+    if drift:  # the default (stationary) prints nothing here
+        console.print("statistics: " + ", ".join(drift) + " (drift; default: stationary)")
     intervals = (f"{pm} is the half-width of the 95% interval over seeds" if cfg.seeds >= MIN_SEEDS
                  else f"no interval ({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''} < {MIN_SEEDS})")
     _packed_line(console, "gamma", [

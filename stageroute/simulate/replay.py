@@ -31,9 +31,10 @@ from stageroute.optimize.deploy import (
     solve_deploy_exhaustive,
 )
 from stageroute.optimize.explore import deploy_caps, explorable, refill
-from stageroute.options import Policy, Radius, iso_date
+from stageroute.options import Policy, Radius, format_duration, iso_date
 from stageroute.render.output import iso_utc, json_number
 from stageroute.simulate import loop as compiled
+from stageroute.simulate.drift import seconds, stage_ages, stage_partial, weighted_stats
 from stageroute.simulate.evaluate import Frontier, Scores, ranks, score
 
 LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON,
@@ -50,7 +51,9 @@ class ReplayConfig(SharedConfig):
     """What to simulate; validated on construction (``stages`` None: round(T^(1/3))).
 
     ``refresh``: routing tables per stage, each held fixed until the next (None: a new table for
-    every query, the paper's setting).
+    every query, the paper's setting). ``window`` / ``half_life``: the bounds of a stage count only
+    the earlier stages that ended less than ``window`` before it starts, each weighted by
+    2^(-age / half_life) (``simulate.drift``); both None: every query so far (stationary).
     """
 
     horizon: int = 100_000
@@ -62,9 +65,15 @@ class ReplayConfig(SharedConfig):
     end: dt.datetime | None = None
     first_seed: int = 0
     refresh: int | None = None
+    window: dt.timedelta | None = None
+    half_life: dt.timedelta | None = None
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
+        for option, length in (("--window", self.window), ("--half-life", self.half_life)):
+            if length is not None and length <= dt.timedelta(0):
+                raise UsageError(f"{option} must be a positive duration, got {length}; give e.g. "
+                                 f"{option} 28d")
         if self.refresh is not None and not 1 <= self.refresh <= self.horizon:
             raise UsageError(f"--refresh must be 'query' or an integer in [1, --horizon "
                              f"{self.horizon}], got {self.refresh}; give e.g. --refresh 7")
@@ -249,8 +258,13 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
     dropped = np.zeros(k_stages, dtype=np.int64)
     deployed: list[tuple[int, ...]] = []
     current: tuple[int, ...] = ()
+    drift = config.window is not None or config.half_life is not None
+    partials = np.zeros((k_stages if drift else 0, 6, n_models))
     for k in range(k_stages):
         lo, hi = schedule.bounds[k], schedule.bounds[k + 1]
+        if drift:  # the earlier stages' own statistics, weighted by age (simulate.drift)
+            stats = weighted_stats(partials[:k], stage_ages(schedule.windows, k),
+                                   seconds(config.window), seconds(config.half_life))
         prior = price_cost(prices[0], prices[1], typical_tokens(
             stats[compiled.MEAN_C], stats[compiled.N_C], prices[0], prices[1]))
         current = _stage_set(policy, k, current, schedule.pools[k], stats, kn, prior, alpha,
@@ -267,6 +281,8 @@ def run_policy(policy: Policy, outcomes: OutcomeMatrix, schedule: Schedule, stre
         )
         if served is not None:
             served.append(out_model)
+        if drift:
+            partials[k] = stage_partial(out_model, out_reward, out_cost, n_models)
         reward[k] = out_reward.sum()
         cost[k] = out_cost.sum()
         dropped[k] = int((out_model < 0).sum())
@@ -443,6 +459,27 @@ def _summaries(config: ReplayConfig, runs: dict[Policy, list[Run]], oracle: list
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What every policy and seed of a replay shares (the arguments of ``run_policy`` besides the
+    policy and the stream): the resolved config, the timeline, max_share per model, the cost
+    scale and the list prices."""
+
+    config: ReplayConfig
+    schedule: Schedule
+    alpha: NDArray[np.float64]
+    scale: float
+    prices: NDArray[np.float64]
+
+
+def prepare(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig) -> Setup:
+    """Resolve ``config`` on the outcomes and lay out the stages (see ``replay`` for errors)."""
+    config = resolve(config, outcomes)
+    scale = config.cost_scale or float(np.quantile(outcomes.cost, 0.999)) or 1.0
+    return Setup(config, make_schedule(catalog, outcomes, config), _alpha(outcomes, catalog),
+                 scale, _prices(outcomes, catalog))
+
+
 def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
            progress: Callable[[int, int], None] | None = None) -> ReplayResult:
     """Simulate every requested policy on ``config.seeds`` streams and compare with the oracle.
@@ -451,11 +488,8 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
         UsageError: bad span or parameters; BadDataError: an outcome model missing from the
             catalog; InfeasibleError: throughput caps.
     """
-    config = resolve(config, outcomes)
-    alpha = _alpha(outcomes, catalog)
-    schedule = make_schedule(catalog, outcomes, config)
-    scale = config.cost_scale or float(np.quantile(outcomes.cost, 0.999)) or 1.0
-    prices = _prices(outcomes, catalog)
+    setup = prepare(outcomes, catalog, config)
+    config, schedule, alpha, scale = setup.config, setup.schedule, setup.alpha, setup.scale
     oracle = _oracle(outcomes, schedule, config, alpha)
     sizes = np.diff(schedule.bounds).astype(np.float64)
     oracle_total = float(_oracle_totals(oracle, sizes)[0].sum())
@@ -466,7 +500,7 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
         stream = make_stream(len(outcomes.samples), config.horizon, seed)
         for learner in learning:
             runs[learner].append(run_policy(learner, outcomes, schedule, stream, config, alpha,
-                                            scale, prices))
+                                            scale, setup.prices))
             done += 1
             if progress:
                 progress(done, config.seeds * len(learning))
@@ -519,6 +553,8 @@ def replay_document(result: ReplayResult) -> dict[str, Any]:
         "first_seed": cfg.first_seed,
         "radius": str(cfg.radius),
         "refresh": cfg.refresh if cfg.refresh is not None else "query",
+        "window": format_duration(cfg.window) if cfg.window is not None else None,
+        "half_life": format_duration(cfg.half_life) if cfg.half_life is not None else None,
         "cost_gamma": json_number(cfg.resolve_cost_gamma(float(cfg.gamma))),
         "budget_safe": cfg.budget_safe,
         "canary_share": json_number(cfg.canary_share),
