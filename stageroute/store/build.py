@@ -32,33 +32,21 @@ from stageroute.inputs.logs import open_logs
 from stageroute.inputs.sanity import duration
 from stageroute.inputs.sources import find_logs, fingerprint, resolve_files
 from stageroute.render.output import locked, write_atomic
-from stageroute.store.aggregate import combine, fold
+from stageroute.store.aggregate import EPOCH, FINE_SCHEMA, combine, fold
 from stageroute.store.engines import ENGINES, KEYS, Job, run
 
 FORMAT = "stageroute-stats"
 VERSION = 1
 MANIFEST = "manifest.json"
 WINDOWS_DIR = "windows"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
 
 STORE_SCHEMA: dict[str, pl.DataType] = {
     "window_start": pl.Datetime("us", "UTC"),
     "window": pl.Int64(),
     "model": pl.String(),
     "segment": pl.String(),
-    "rows": pl.Int64(),
-    "n_reward": pl.Int64(),
-    "mean_reward": pl.Float64(),
-    "m2_reward": pl.Float64(),
-    "n_cost": pl.Int64(),
-    "mean_cost": pl.Float64(),
-    "m2_cost": pl.Float64(),
-    "input_tokens": pl.Float64(),
-    "n_input_tokens": pl.Int64(),
-    "output_tokens": pl.Float64(),
-    "n_output_tokens": pl.Int64(),
-    "first_seen": pl.Datetime("us", "UTC"),
-    "last_seen": pl.Datetime("us", "UTC"),
+    **{name: dtype for name, dtype in FINE_SCHEMA.items() if name != "bin"},
     "cost_bins": pl.List(pl.Int32()),
     "cost_counts": pl.List(pl.Int64()),
 }

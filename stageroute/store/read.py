@@ -149,7 +149,7 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
         rows_used=int(known["rows"].sum()),
         first_seen=first if known.height else None,  # type: ignore[arg-type]
         last_seen=last,  # type: ignore[arg-type]
-        unknown=unknown.rename({"rows": "rows"}),
+        unknown=unknown,
         cost_p999=scale,
         mean_input_tokens=mean_in,
         mean_output_tokens=mean_out,
