@@ -340,3 +340,56 @@ def test_stats_and_plan_take_their_options_from_the_config_file(tmp_path: Path, 
     assert planned.exit_code == 0, planned.output
     expected = plan_doc(sample_logs, sample_catalog, END)
     assert json.loads(planned.stdout) == expected
+
+
+@pytest.mark.parametrize("damage", [
+    lambda m: {**m, "files": []},
+    lambda m: {**m, "windows": {"0": {"file": "../../etc/passwd"}}},
+    lambda m: {**m, "window_seconds": "1d"},
+    lambda m: {**m, "anchor": "yesterday"},
+    lambda m: {**m, "totals": "/tmp/x.parquet"},
+    lambda m: {**m, "files": {"a": {"size": 1}}},
+], ids=["files-list", "window-path", "window-seconds", "anchor", "totals-path", "file-entry"])
+def test_a_damaged_manifest_is_refused_with_the_fix(tmp_path: Path, sample_logs: Path,
+                                                   sample_catalog: Path, damage: Any) -> None:
+    build_store(sample_logs, tmp_path / "stats")
+    path = tmp_path / "stats" / "manifest.json"
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    for attempt in (lambda: build_store(sample_logs, tmp_path / "stats"),
+                    lambda: plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, END)):
+        with pytest.raises(BadDataError, match="is damaged .*stats --rebuild"):
+            attempt()
+    build_store(sample_logs, tmp_path / "stats", StoreOptions(rebuild=True))  # the fix works
+    assert plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, END) == \
+        plan_doc(sample_logs, sample_catalog, END)
+
+
+def test_a_damaged_window_file_is_refused(tmp_path: Path, sample_logs: Path,
+                                          sample_catalog: Path) -> None:
+    build_store(sample_logs, tmp_path / "stats")
+    window = sorted((tmp_path / "stats" / "windows").iterdir())[-1]
+    pl.DataFrame({"x": [1]}).write_parquet(window)
+    with pytest.raises(BadDataError, match="cannot be read as the store's"):
+        plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, MID.replace(month=11, day=15))
+    window.write_bytes(b"not parquet")
+    with pytest.raises(BadDataError, match="cannot be read"):
+        plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, MID.replace(month=11, day=15))
+
+
+def test_the_store_never_lives_with_the_logs_or_in_a_foreign_directory(
+        tmp_path: Path, sample_logs: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.parquet").write_bytes(sample_logs.read_bytes())
+    with pytest.raises(UsageError, match="holds the logs it would summarise"):
+        build_store(logs, logs)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="holds other files and no statistics store"):
+        build_store(logs, tmp_path / "mine")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    (tmp_path / "file").write_text("x")
+    from stageroute.errors import CannotWriteError
+
+    with pytest.raises(CannotWriteError):
+        build_store(logs, tmp_path / "file")

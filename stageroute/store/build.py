@@ -19,6 +19,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import polars as pl
 
 from stageroute.errors import BadDataError, CannotWriteError, InputMissingError, UsageError
 from stageroute.inputs.checks import check_unique, report_violations, rules
+from stageroute.inputs.files import first_line
 from stageroute.inputs.logs import open_logs
 from stageroute.inputs.sanity import duration
 from stageroute.inputs.sources import find_logs, fingerprint, resolve_files
@@ -130,7 +132,44 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
     if manifest.get("version") != VERSION:
         raise BadDataError(f"statistics store {out} has format version {manifest.get('version')}, "
                            f"this stageroute reads {VERSION}; rebuild it with stats --rebuild")
+    problem = _manifest_problem(manifest)
+    if problem is not None:
+        raise BadDataError(f"statistics store {out}: {MANIFEST} is damaged ({problem}); rebuild "
+                           "the store with stats --rebuild")
     return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's structure (None: nothing); names only this code writes."""
+    def whole(x: object) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    if not (whole(manifest.get("window_seconds")) and manifest["window_seconds"] > 0):
+        return "window_seconds is not a positive integer"
+    try:
+        dt.datetime.fromisoformat(str(manifest.get("anchor")))
+        for key in ("last_seen",):
+            if manifest.get(key) is not None:
+                dt.datetime.fromisoformat(str(manifest[key]))
+    except ValueError:
+        return "anchor or last_seen is not a time"
+    if not whole(manifest.get("generation")):
+        return "generation is not an integer"
+    files, windows = manifest.get("files"), manifest.get("windows")
+    if not isinstance(files, dict) or not all(
+            isinstance(e, dict) and all(whole(e.get(k)) for k in ("size", "mtime_ns", "rows"))
+            and isinstance(e.get("windows"), list) and all(whole(w) or isinstance(w, int)
+                                                           for w in e["windows"])
+            for e in files.values()):
+        return "the files it lists are not (size, mtime_ns, rows, windows) entries"
+    if not isinstance(windows, dict) or not all(
+            isinstance(e, dict) and re.fullmatch(r"w-\d{8}T\d{6}Z-g\d+\.parquet", str(e.get("file")))
+            and re.fullmatch(r"-?\d+", w) for w, e in windows.items()):
+        return "the windows it lists are not window files of the store"
+    totals = manifest.get("totals")
+    if totals is not None and not re.fullmatch(r"totals-g\d+\.parquet", str(totals)):
+        return "totals is not a totals file of the store"
+    return None
 
 
 def _layout(options: StoreOptions) -> dict[str, Any]:
@@ -155,14 +194,6 @@ def window_frame(frame: pl.DataFrame, options: StoreOptions) -> pl.DataFrame:
     start = (pl.col("window") * length_us + anchor_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     return frame.with_columns(start.alias("window_start")).select(
         pl.col(c).cast(t) for c, t in STORE_SCHEMA.items()).sort("model", "segment", nulls_last=True)
-
-
-def read_window(out: Path, name: str) -> pl.DataFrame:
-    try:
-        return pl.read_parquet(out / WINDOWS_DIR / name)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise BadDataError(f"statistics store {out}: window file {name} cannot be read ({exc}); "
-                           "rebuild the store with stats --rebuild") from None
 
 
 def _parquet_bytes(frame: pl.DataFrame) -> bytes:
@@ -236,6 +267,7 @@ def build_store(logs: str | Path, out: str | Path, options: StoreOptions = Store
     out = Path(out)
     listed, _, _, _ = resolve_files(logs)
     files = {os.path.abspath(f): file_state(f) for f in listed}
+    _check_out(out, files)
     fb_files = find_logs(feedback, kind="feedback").files if feedback is not None else ()
     prices = None if catalog is None else {
         row["model"]: [row["usd_per_mtok_in"], row["usd_per_mtok_out"]]
@@ -287,6 +319,19 @@ def _refuse_copies(manifest: dict[str, Any] | None, delta: _Delta) -> None:
                 "statistics store has summarised: it is a copy, and its rows would count twice; "
                 "remove one of them"
             )
+
+
+def _check_out(out: Path, files: dict[str, Any]) -> None:
+    """``out`` is a store, or new, or empty; never where the logs are read from."""
+    home = os.path.abspath(out) + os.sep
+    inside = next((f for f in files if f.startswith(home)), None)
+    if inside is not None:
+        raise UsageError(f"--out {out} holds the logs it would summarise ({_shown(inside)}): its "
+                         "window files would be read as logs next time; put the store elsewhere")
+    if out.is_dir() and not (out / MANIFEST).exists() and any(
+            p.name != "store.lock" and p.name != WINDOWS_DIR for p in out.iterdir()):
+        raise UsageError(f"--out {out} is a directory that holds other files and no statistics "
+                         "store; pass a new or empty directory (or the store's own)")
 
 
 def _build(logs: str | Path, out: Path, manifest: dict[str, Any] | None,
@@ -351,7 +396,7 @@ def _write_windows(out: Path, rows: pl.DataFrame | None, old: dict[str, Any],
         w = int(w)
         start = options.anchor + w * options.length
         if str(w) in windows:
-            held = read_window(out, windows[str(w)]["file"]).drop("window_start")
+            held = _frames(out, [out / WINDOWS_DIR / windows[str(w)]["file"]]).drop("window_start")
             both = pl.concat([held.with_columns(pl.lit(0).alias("__part__")),
                               frame.select(held.columns).with_columns(pl.lit(1).alias("__part__"))],
                              how="vertical_relaxed")
@@ -411,10 +456,10 @@ def _frames(out: Path, paths: list[Path]) -> pl.DataFrame:
                            "missing; rebuild the store with stats --rebuild")
     try:
         frame = pl.read_parquet([str(p) for p in paths])
+        return frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise BadDataError(f"statistics store {out}: a window file cannot be read ({exc}); "
-                           "rebuild the store with stats --rebuild") from None
-    return frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
+        raise BadDataError(f"statistics store {out}: a window file cannot be read as the store's "
+                           f"({first_line(exc)}); rebuild the store with stats --rebuild") from None
 
 
 def open_store(out: str | Path) -> dict[str, Any]:
