@@ -24,7 +24,7 @@ import polars as pl
 
 from _common import best_of
 from stageroute.plan import PlanConfig, make_plan
-from stageroute.store.build import StoreOptions, build_store
+from stageroute.store.build import StoreOptions, StoreReport, build_store
 from stageroute.store.read import StoreInput
 
 START = dt.datetime(2025, 11, 17, 2, tzinfo=dt.UTC)  # a Monday, 02:00 UTC: the stage boundary
@@ -66,6 +66,25 @@ def week_partition(directory: Path, week: int, rows: int) -> Path:
     return path
 
 
+def timed_build(logs: Path, store: Path, repeat: int = 3) -> tuple[float, StoreReport]:
+    """The best of ``repeat`` runs of ``stats`` over the new partition, each from the same store
+    (restored from a copy between runs, untimed): a busy machine's noise is not the store's."""
+    backup = store.with_name("stats-before")
+    shutil.rmtree(backup, ignore_errors=True)
+    if store.exists():
+        shutil.copytree(store, backup)
+    best = float("inf")
+    for attempt in range(repeat):
+        if attempt:
+            shutil.rmtree(store)
+            if backup.exists():
+                shutil.copytree(backup, store)
+        start = time.perf_counter()
+        report = build_store(logs, store, StoreOptions(anchor=START))
+        best = min(best, time.perf_counter() - start)
+    return best, report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weeks", type=int, default=52)
@@ -81,15 +100,13 @@ def main() -> None:
     for week in range(args.weeks):
         week_partition(args.dir, week, args.rows)
         as_of = START + (week + 1) * WEEK
-        start = time.perf_counter()
-        report = build_store(args.dir / "logs", store, StoreOptions(anchor=START))
-        built = time.perf_counter() - start
+        built, report = timed_build(args.dir / "logs", store)
         config = PlanConfig(budget=0.002, max_deployed=3, as_of=as_of)
         planned = best_of(lambda config=config: make_plan(StoreInput(store), cat, config), 3)
         rows.append((week + 1, built, planned, len(report.files_read), len(report.windows_written),
                      len(report.windows_merged), report.windows_total))
         print(f"week {week + 1}: stats {built:.2f} s, plan --stats {planned:.3f} s", file=sys.stderr)
-    print(f"\nWeekly cron, {args.rows:,} rows per week (seconds; plan: best of 3)\n")
+    print(f"\nWeekly cron, {args.rows:,} rows per week (seconds, best of 3)\n")
     print("| week | stats | plan --stats | stats + plan | files read | windows new | windows merged | windows in store |")
     print("|---|---|---|---|---|---|---|---|")
     for week, built, planned, read, new, merged, total in rows:
