@@ -40,7 +40,7 @@ from stageroute.optimize.deploy import (
 from stageroute.optimize.explore import deploy_caps, refill
 from stageroute.optimize.route import Routing
 from stageroute.optimize.solver import require_solver
-from stageroute.options import window_start
+from stageroute.options import format_duration, window_start
 from stageroute.render.output import iso_utc, json_number
 from stageroute.store.read import STATIONARY, Drift, StoreInput, logs_by_window, store_summary
 
@@ -551,9 +551,11 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "canary_share": json_number(cfg.canary_share),
         "min_samples": cfg.min_samples,
         "cost_scale": json_number(plan.cost_scale),
+        "drift": {"window": format_duration(cfg.drift.window) if cfg.drift.window else None,
+                  "half_life": format_duration(cfg.drift.half_life) if cfg.drift.half_life else None},
         "logs": {"rows": plan.logs.rows, "rows_used": plan.logs.rows_used,
                  "first": iso_utc(plan.logs.first_seen), "last": iso_utc(plan.logs.last_seen),
-                 "cost_source": plan.logs.cost_source,
+                 "cost_source": plan.logs.cost_source, "source": plan.logs.source,
                  "unknown_models": dict(plan.logs.unknown.iter_rows())},
         "candidates": [
             {"model": m.model, "n": m.n_reward, "mean_reward": json_number(m.mean_reward),

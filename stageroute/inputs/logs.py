@@ -51,6 +51,7 @@ class LogSummary:
     cost_source: str  # "column" or "tokens"
     label: str
     notes: tuple[str, ...] = ()  # how the inputs were read (links, partition keys), for the plan
+    source: str = "logs"  # "logs" (read now) or "stats" (a statistics store)
 
 
 def stamp(moment: dt.datetime) -> str:

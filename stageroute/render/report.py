@@ -150,8 +150,10 @@ def _plan_heading(plan: Plan, console: Console) -> None:
     logs = plan.logs
     _packed_line(console, "solver", [
         f"{cfg.solver}", f"gamma {plan.gamma:.4g} ({cfg.radius})", f"run {plan.run_id}",
-        f"logs: {logs.rows:,} rows", f"{logs.rows_used:,} used", f"cost from {logs.cost_source}",
+        f"{'statistics store' if logs.source == 'stats' else 'logs'} {logs.label}: {logs.rows:,} rows",
+        f"{logs.rows_used:,} used", f"cost from {logs.cost_source}",
         f"cost scale {plan.cost_scale:.4g}",
+        *([cfg.drift.describe()] if not cfg.drift.stationary else []),
     ])
     console.print()
 

@@ -31,8 +31,8 @@ from stageroute.errors import BadDataError, CannotWriteError, InputMissingError,
 from stageroute.inputs.checks import check_unique, report_violations, rules
 from stageroute.inputs.files import first_line
 from stageroute.inputs.logs import open_logs
-from stageroute.inputs.sanity import duration
 from stageroute.inputs.sources import find_logs, fingerprint, resolve_files
+from stageroute.options import format_duration as duration
 from stageroute.render.output import locked, write_atomic
 from stageroute.store.aggregate import EPOCH, FINE_SCHEMA, combine, fold
 from stageroute.store.engines import ENGINES, KEYS, Job, run

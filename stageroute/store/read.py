@@ -9,6 +9,7 @@ so that ``plan --stats`` and ``plan --logs`` give the same plan on the same rows
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from stageroute.errors import BadDataError, InsufficientDataError, UsageError
 from stageroute.estimate.stats import window_weights
 from stageroute.inputs.files import quote
 from stageroute.inputs.logs import LogSummary, model_figures, open_logs, stamp
-from stageroute.inputs.sanity import duration
+from stageroute.options import format_duration as duration
 from stageroute.store.aggregate import combine
 from stageroute.store.build import (
     StoreOptions,
@@ -171,7 +172,8 @@ def store_summary(store: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
         totals = load_totals(store, manifest)  # every row precedes as-of: no window to choose
     parts = totals if totals is not None else load_store(store, manifest)[1]
     source = "tokens" if manifest.get("prices") is not None else "column"
-    return windows_summary(parts, catalog, as_of, length, str(store), drift, recent, source)
+    summary = windows_summary(parts, catalog, as_of, length, str(store), drift, recent, source)
+    return dataclasses.replace(summary, source="stats")
 
 
 def logs_by_window(logs: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
