@@ -262,3 +262,17 @@ def test_the_cli_exits_69_for_a_missing_engine(sample: pl.DataFrame, tmp_path: P
                                       str(tmp_path / "store"), "--engine", "duckdb"])
     assert result.exit_code == 69
     assert "pip install 'stageroute[duckdb]'" in result.output
+
+
+def test_the_engines_benchmark_runs_on_a_small_log(repo_root: Path, tmp_path: Path) -> None:
+    """benchmarks/bench_engines.py completes and prints its table (the README's figures come
+    from it); it checks itself that the three stores are equal."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(repo_root / "benchmarks" / "bench_engines.py"),
+                             "--rows", "20000", "--dir", str(tmp_path)], cwd=repo_root,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "| Spark, local[*] | 0 |" in result.stdout
+    assert "The three stores are equal" in result.stdout
