@@ -143,6 +143,39 @@ def test_engines_price_requests_from_tokens_alike(sample: pl.DataFrame, tmp_path
         assert_same_store(stores["polars"], stores[engine])
 
 
+
+def hive_by_model(logs: pl.DataFrame, root: Path) -> None:
+    """Files under model=<id>/ without a model column, times in Europe/Paris."""
+    for (model,), part in logs.partition_by("model", as_dict=True).items():
+        (root / f"model={model}").mkdir(parents=True)
+        part.drop("model").with_columns(pl.col("timestamp").dt.convert_time_zone("Europe/Paris")
+                                        ).write_parquet(root / f"model={model}" / "part.parquet")
+
+
+def mixed_files(logs: pl.DataFrame, root: Path) -> None:
+    """Naive millisecond times (read as UTC), integer request ids, columns some files lack."""
+    root.mkdir()
+    logs = logs.with_columns(pl.col("timestamp").dt.replace_time_zone(None).dt.cast_time_unit("ms"),
+                             pl.int_range(pl.len()).alias("request_id"))
+    third = logs.height // 3
+    logs.slice(0, third).write_parquet(root / "a.parquet")
+    logs.slice(third, third).drop("segment", "propensity").write_parquet(root / "b.parquet")
+    logs.slice(2 * third).drop("reward").write_parquet(root / "c.parquet")
+
+
+@pytest.mark.parametrize("layout", [hive_by_model, mixed_files])
+def test_engines_read_the_layouts_polars_reads_alike(layout: Any, sample: pl.DataFrame,
+                                                     tmp_path: Path) -> None:
+    layout(sample.head(20_000), tmp_path / "logs")
+    stores = build_all(tmp_path / "logs", tmp_path, "layout",
+                       opts={"length": dt.timedelta(hours=3)})
+    frame = load_store(stores["polars"])[1]
+    assert frame["rows"].sum() == 20_000
+    assert frame["model"].n_unique() == sample.head(20_000)["model"].n_unique()
+    for engine in ENGINES[1:]:
+        assert_same_store(stores["polars"], stores[engine])
+
+
 BAD = {
     "reward above 1": (lambda f: f.with_columns(
         pl.when(pl.int_range(pl.len()) == 7).then(1.5).otherwise(pl.col("reward")).alias("reward"))),
@@ -238,6 +271,13 @@ def test_a_missing_engine_says_how_to_install_it(engine: str, package: str, inst
     assert install in str(caught.value)
     assert caught.value.exit_code == ExitCode.NO_SOLVER == 69
     assert not (tmp_path / "store" / "manifest.json").exists()
+
+
+def test_a_spark_master_that_is_no_url_is_a_usage_error() -> None:
+    from stageroute.store import spark_engine
+
+    with pytest.raises(UsageError, match="--spark-master must be a Spark master URL"):
+        spark_engine.session("bogus://x")
 
 
 def test_spark_without_java_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

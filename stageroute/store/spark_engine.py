@@ -10,6 +10,7 @@ master it needs a temporary directory they share (``TMPDIR``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import polars as pl
 
-from stageroute.errors import EngineUnavailableError
+from stageroute.errors import EngineUnavailableError, UsageError
 from stageroute.inputs.sources import unreadable
 from stageroute.store.engines import Job, Tables
 from stageroute.store.sql import (
@@ -38,6 +39,7 @@ from stageroute.store.sql import (
 
 INSTALL = "pip install 'stageroute[spark]'"
 JAVA_INSTALL = "apt-get install -y openjdk-17-jre-headless"
+MASTERS = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[[\d, ]+\]|yarn|(spark|k8s|mesos)://\S+")
 _session: tuple[str, Any] | None = None
 
 
@@ -62,6 +64,9 @@ def session(master: str) -> Any:
     output (banners, warnings) is discarded: stageroute does not print, and Spark's errors reach
     it as exceptions."""
     global _session
+    if not MASTERS.fullmatch(master):
+        raise UsageError(f"--spark-master must be a Spark master URL (local[*], local[4], "
+                         f"spark://host:7077, yarn, k8s://...), got {master!r}")
     load_pyspark()
     from pyspark import SparkConf, SparkContext
     from pyspark.java_gateway import launch_gateway
