@@ -9,7 +9,7 @@ PIN := -c constraints.txt --build-constraint constraints.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test install install-test glpk lint bench sample lock clean
+.PHONY: help demo test install install-test glpk java lint bench sample lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' \
@@ -37,13 +37,17 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 glpk: ## install GLPK's glpsol with apt-get when it is missing
 	@command -v glpsol >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq glpk-utils; }
 
+# Spark (stats --engine spark, tested in local mode) runs on Java 17 or newer.
+java: ## install Java 17 (for the Spark engine's tests) with apt-get when java is missing
+	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
+
 demo: install ## install, then plan the next stage on the shipped sample log
 	$(BIN)/stageroute plan --logs sample_logs/logs.parquet --catalog sample_logs/catalog.csv \
 		--budget 0.002 --max-deployed 3 --as-of 2026-11-16T02:00:00Z
 	@echo
 	@echo "Run it yourself: $(BIN)/stageroute --help (or: source $(BIN)/activate; stageroute --help)"
 
-test: install-test glpk ## install the test dependencies (and GLPK), run the whole test suite
+test: install-test glpk java ## install the test dependencies (and GLPK, Java), run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: install-test ## ruff and mypy

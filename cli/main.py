@@ -78,7 +78,7 @@ EXIT_CODES = """Exit codes (docs/errors.md):
   2    usage: an option value that makes no sense, or an output that is an input
   10   infeasible: the budget or the max_share caps cannot be met
   11   solver time limit ($STAGEROUTE_SOLVER_TIME_LIMIT seconds, default 60)
-  65   bad data      66  input missing      69  no solver
+  65   bad data      66  input missing      69  no solver or stats engine
   67   insufficient data: nothing usable, too many unknown models, or stale logs
   73   cannot write the output (or stdout, when no output file was written)
   75   locked: another run writes the same output or history

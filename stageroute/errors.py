@@ -73,6 +73,12 @@ class SolverUnavailableError(StagerouteError):
     exit_code = ExitCode.NO_SOLVER
 
 
+class EngineUnavailableError(StagerouteError):
+    """The requested statistics engine (DuckDB, or Spark and its Java) is not installed."""
+
+    exit_code = ExitCode.NO_SOLVER
+
+
 class SolverTimeLimitError(StagerouteError):
     """The solver hit its time limit before proving an optimum (or infeasibility)."""
 

@@ -47,6 +47,30 @@ FINE_SCHEMA: dict[str, pl.DataType] = {
 }
 SUMMED = ("rows", "input_tokens", "n_input_tokens", "output_tokens", "n_output_tokens")
 
+# The same aggregations in SQL, which the DuckDB and Spark engines both run (``store.sql``), over
+# prepared rows whose time is ``ts_us`` (microseconds since the epoch, UTC); ``fine_aggs`` is the
+# Polars form. Sums of nothing are 0, as Polars' are; every other column is as its FINE_SCHEMA.
+FINE_SQL: dict[str, str] = {
+    "rows": "count(*)",
+    **{name: sql for kind in ("reward", "cost") for name, sql in (
+        (f"n_{kind}", f"count({kind})"),
+        (f"mean_{kind}", f"avg({kind})"),
+        (f"m2_{kind}", f"var_pop({kind}) * count({kind})"))},
+    **{name: sql for tok in ("input_tokens", "output_tokens") for name, sql in (
+        (tok, f"coalesce(sum({tok}), CAST(0 AS DOUBLE))"),
+        (f"n_{tok}", f"count({tok})"))},
+    "first_seen": "min(ts_us)",
+    "last_seen": "max(ts_us)",
+}
+
+
+def cost_bin_sql(cost: str) -> str:
+    """``cost_bin`` in SQL: log2 as ln(cost) / ln(2), as Polars computes it, so that the bins are
+    the same; null for a cost that is not finite (NaN compares above every number in SQL)."""
+    return (f"CASE WHEN {cost} IS NULL OR NOT ({cost} > 0) THEN {ZERO_BIN} "
+            f"WHEN {cost} - {cost} = 0 THEN CAST(floor(ln({cost}) / ln(2) * {BINS_PER_OCTAVE}) "
+            "AS INT) END")
+
 
 def cost_bin(cost: pl.Expr) -> pl.Expr:
     """The cost's bin: floor(log2(cost) * BINS_PER_OCTAVE), ``ZERO_BIN`` for costs not above 0
@@ -67,6 +91,15 @@ def window_index(ts: pl.Expr, anchor: dt.datetime, length: dt.timedelta) -> pl.E
     anchor_us = (anchor - EPOCH) // dt.timedelta(microseconds=1)
     length_us = length // dt.timedelta(microseconds=1)
     return ((ts.dt.epoch("us") - anchor_us) // length_us).cast(pl.Int64).alias("window")
+
+
+def window_sql(ts_us: str, anchor: dt.datetime, length: dt.timedelta, div: str) -> str:
+    """``window_index`` in SQL over a time in microseconds (BIGINT): a floor division built from
+    the truncating ``%`` and integer division ``div`` (DuckDB ``//``, Spark ``div``), exact."""
+    anchor_us = (anchor - EPOCH) // dt.timedelta(microseconds=1)
+    length_us = length // dt.timedelta(microseconds=1)
+    d = f"({ts_us} - {anchor_us})"
+    return f"(({d} - ((({d} % {length_us}) + {length_us}) % {length_us})) {div} {length_us})"
 
 
 def window_start(index: int, anchor: dt.datetime, length: dt.timedelta) -> dt.datetime:

@@ -71,13 +71,13 @@ def polars_tables(job: Job) -> Tables:
 def _duckdb(job: Job) -> Tables:
     from stageroute.store.duckdb_engine import duckdb_tables
 
-    return duckdb_tables(job)  # type: ignore[no-any-return]
+    return duckdb_tables(job)
 
 
 def _spark(job: Job) -> Tables:
     from stageroute.store.spark_engine import spark_tables
 
-    return spark_tables(job)  # type: ignore[no-any-return]
+    return spark_tables(job)
 
 
 RUNNERS: dict[str, Callable[[Job], Tables]] = {"polars": polars_tables, "duckdb": _duckdb,
