@@ -1,0 +1,339 @@
+"""Off-policy replay from production logs (SPEC 11): what a policy would have earned on them.
+
+Adaptive policies (StageRoute, the learning baselines) run the replay method on the log
+(``simulate.offloop``); fixed tables (a plan's routing table, uniform over the available models,
+the logging policy itself) are estimated with IPS, SNIPS and DR (``simulate.offpolicy``). The
+checks that decide whether an estimate can be trusted are here: a refusal raises, a doubt becomes
+a warning in the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from stageroute.config import SharedConfig
+from stageroute.errors import BadDataError, UsageError
+from stageroute.estimate.prior import price_cost, typical_tokens
+from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, load_bandit_log
+from stageroute.inputs.catalog import load_catalog
+from stageroute.inputs.outcomes import OutcomeMatrix, available_mask
+from stageroute.inputs.previous import read_plan
+from stageroute.options import Policy
+from stageroute.render.output import json_number
+from stageroute.simulate import loop as compiled
+from stageroute.simulate.offloop import replay_events
+from stageroute.simulate.offpolicy import (
+    BOOTSTRAP_RESAMPLES,
+    CHECK_MIN_ROWS,
+    DEFAULT_MIN_KEPT,
+    MAX_BLOCKS,
+    Diagnostics,
+    Estimate,
+    Estimator,
+    bootstrap_totals,
+    fixed_tables,
+    overlap_warnings,
+    table_probabilities,
+    uniform_probabilities,
+)
+from stageroute.simulate.replay import (
+    ReplayConfig,
+    _alpha,
+    _prices,
+    _stage_set,
+    default_stages,
+    policy_knobs,
+)
+
+ADAPTIVE = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Policy.EPSILON)
+FIXED = ("uniform", "logging", "plan")
+DEFAULT_POLICIES = ("stageroute", "greedy", "epsilon-greedy", "uniform", "logging")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OffPolicyConfig(SharedConfig):
+    """What to estimate on a log; validated on construction.
+
+    ``policies``: adaptive policy names (``ADAPTIVE``) and fixed tables (``FIXED``; ``plan``
+    needs ``plan``, a plan JSON). ``stages``: K stages evenly over the log's time span (None:
+    round(n^(1/3)) of the events expected to be kept). ``min_kept``: fewer kept events (or a
+    smaller effective sample) makes a warning.
+    """
+
+    policies: tuple[str, ...] = DEFAULT_POLICIES
+    plan: Path | None = None
+    logging: LoggingPolicy = LoggingPolicy.LOGGED
+    stages: int | None = None
+    refresh: int | None = None
+    epsilon: float = 0.1
+    seed: int = 0
+    min_kept: int = DEFAULT_MIN_KEPT
+
+    def __post_init__(self) -> None:
+        SharedConfig.__post_init__(self)
+        known = {str(p) for p in ADAPTIVE} | set(FIXED)
+        for name in self.policies:
+            if name not in known:
+                raise UsageError(f"--policy {name!r} cannot be estimated from logs (no outcome "
+                                 f"table); choose from {', '.join(sorted(known))}")
+        if "plan" in self.policies and self.plan is None:
+            raise UsageError("--policy plan needs --plan FILE (a plan JSON written by "
+                             "'stageroute plan --output')")
+        if self.min_kept < 1:
+            raise UsageError(f"--min-kept must be an integer >= 1, got {self.min_kept}")
+        if self.stages is not None and self.stages < 1:
+            raise UsageError(f"--stages must be an integer >= 1, got {self.stages}")
+        if not (math.isfinite(self.epsilon) and 0 <= self.epsilon <= 1):
+            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class OffPolicyResult:
+    config: OffPolicyConfig
+    budget: float  # resolved (from --relative-budget where given)
+    events: int
+    stages: int
+    p_min: float
+    estimates: tuple[Estimate, ...]
+    warnings: tuple[str, ...]  # about the log as a whole
+    label: str
+
+
+def check_log(log: BanditLog, stages: NDArray[np.int64]) -> list[str]:
+    """Refuse a deterministic logger; warn where propensities look wrong (see README).
+
+    Per (stage, available set) cell with at least ``CHECK_MIN_ROWS`` requests, the mean of
+    1/propensity estimates the number of models the logger could choose (E[1/p(a_i)] = the size
+    of its support): it must lie between the number of distinct models the cell shows and the
+    size of the available set, within 4 standard errors and 10%.
+    """
+    if bool((log.propensity >= 1.0).all()):
+        raise BadDataError(
+            f"logs {log.label}: every propensity is 1, so the logger was deterministic and never "
+            "tried another model for any request; no off-policy estimate is possible. Log with "
+            "some exploration (e.g. a canary share) and log its propensities"
+        )
+    out = []
+    if log.no_reward_rows:
+        out.append(f"{log.no_reward_rows} rows without a reward were left out; the estimates "
+                   "assume feedback is missing at random")
+    cell = stages * log.available.shape[0] + log.pattern
+    keys, inverse, counts = np.unique(cell, return_inverse=True, return_counts=True)
+    inv = 1.0 / log.propensity
+    mean = np.bincount(inverse, weights=inv) / counts
+    var = np.bincount(inverse, weights=inv * inv) / counts - mean * mean
+    seen = np.unique(inverse * len(log.models) + log.model) // len(log.models)
+    distinct = np.bincount(seen, minlength=keys.size)
+    size = log.available.sum(axis=1)[keys % log.available.shape[0]]
+    tol = np.maximum(4.0 * np.sqrt(np.maximum(var, 0.0) / counts), 0.1 * distinct)
+    bad = (counts >= CHECK_MIN_ROWS) & ((mean < distinct - tol) | (mean > size + tol))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[np.argmax(np.abs(mean - distinct)[bad])])
+        out.append(
+            f"propensities do not sum to about 1 over the available models: in stage "
+            f"{keys[k] // log.available.shape[0] + 1}, on {counts[k]} requests with {size[k]} "
+            f"models available, the mean of 1/propensity is {mean[k]:.3g} where it should lie "
+            f"between {distinct[k]} (models seen serving) and {size[k]}; check that 'propensity' "
+            "is the probability of the served model among those available at the request"
+        )
+    return out
+
+
+def _plan_table(path: Path, models: tuple[str, ...]) -> NDArray[np.float64]:
+    """The routing table of a plan JSON as weights over the catalog's models."""
+    doc = read_plan(path)
+    routing = doc.get("routing")
+    index = {m: j for j, m in enumerate(models)}
+    w = np.zeros(len(models))
+    rows = routing if isinstance(routing, list) else []
+    for row in rows:
+        model, prob = (row.get("model"), row.get("probability")) if isinstance(row, dict) else (
+            None, None)
+        if model not in index or not isinstance(prob, int | float) or not prob >= 0:
+            raise BadDataError(f"plan {path}: routing entry {row!r} is not a catalog model with a "
+                               "probability >= 0; pass a plan written by 'stageroute plan'")
+        w[index[model]] = float(prob)
+    if not w.sum() > 0:
+        raise BadDataError(f"plan {path} has no routing table with a probability > 0; pass a "
+                           "plan written by 'stageroute plan'")
+    return w
+
+
+def _stage_index(log: BanditLog, k: int) -> tuple[NDArray[np.int64], NDArray[np.datetime64]]:
+    """Each event's stage (K stages evenly over the log's span) and the K+1 boundary times."""
+    t0 = log.times[0]
+    span = (log.times[-1] - t0) + np.timedelta64(1, "us")
+    edges = t0 + (span * (np.arange(k + 1) / k)).astype("timedelta64[us]")
+    return np.clip(np.searchsorted(edges, log.times, side="right") - 1, 0, k - 1), edges
+
+
+def _replay_config(config: OffPolicyConfig, log: BanditLog, stages: int) -> ReplayConfig:
+    shared = {f.name: getattr(config, f.name) for f in fields(SharedConfig)}
+    return ReplayConfig(**shared, horizon=log.size, stages=stages, seeds=1,
+                        policies=tuple(Policy(p) for p in config.policies if p in set(ADAPTIVE)) or
+                        (Policy.STAGEROUTE,), epsilon=config.epsilon, first_seed=config.seed,
+                        refresh=config.refresh)
+
+
+def replay_method(policy: Policy, log: BanditLog, catalog: pl.DataFrame, config: ReplayConfig,
+                  stage: NDArray[np.int64], edges: NDArray[np.datetime64], min_kept: int
+                  ) -> Estimate:
+    """The replay method of ``policy`` on ``log``: its mean reward and cost over kept events."""
+    n_models = len(log.models)
+    shim = OutcomeMatrix((), log.models, np.zeros((0, n_models)), np.zeros((0, n_models)))
+    alpha, prices = _alpha(shim, catalog), _prices(shim, catalog)
+    scale = config.cost_scale or float(np.quantile(log.cost, 0.999)) or 1.0
+    kn = policy_knobs(policy, config, scale)
+    mode = {Policy.EPSILON: compiled.MODE_EPSILON, Policy.UNIFORM: compiled.MODE_UNIFORM}.get(
+        policy, compiled.MODE_ROUTE)
+    p_min = float(log.propensity.min())
+    accept = p_min / log.propensity
+    rng = np.random.default_rng(config.first_seed)
+    draws = rng.random(log.size)
+    served = np.zeros(n_models, dtype=bool)
+    served[np.unique(log.model)] = True  # the logger's support: no other model can be replayed
+    at_start = available_mask(catalog, log.models, edges[:-1])
+    at_end = available_mask(catalog, log.models, edges[1:] - np.timedelta64(1, "us"))
+    pools = at_start & at_end & served[None, :]
+    stats = np.zeros((6, n_models))
+    pace_state = np.array([0.0, 0.0, log.size * p_min])
+    kept = np.zeros(log.size, dtype=np.int64)
+    reward = np.zeros(log.size)
+    cost = np.zeros(log.size)
+    bounds = np.searchsorted(stage, np.arange(pools.shape[0] + 1))
+    current: tuple[int, ...] = ()
+    for k in range(pools.shape[0]):
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        if hi == lo or not pools[k].any():
+            continue
+        prior = price_cost(prices[0], prices[1], typical_tokens(
+            stats[compiled.MEAN_C], stats[compiled.N_C], prices[0], prices[1]))
+        current = _stage_set(policy, k, current, pools[k], stats, kn, prior, alpha, config,
+                             float(hi - lo) * p_min)
+        replay_events(np.array(current, dtype=np.int64), alpha, log.model[lo:hi],
+                      log.reward[lo:hi], log.cost[lo:hi], accept[lo:hi], draws[lo:hi], stats,
+                      prior, kn, config.budget, policy is Policy.PACED, pace_state, mode,
+                      config.epsilon, config.allow_drop, config.canary_share,
+                      float(config.min_samples), config.refresh or 0, p_min, kept[lo:hi],
+                      reward[lo:hi], cost[lo:hi])
+    return _kept_estimate(str(policy), kept > 0, reward, cost, config.first_seed, min_kept)
+
+
+def _kept_estimate(name: str, keep: NDArray[np.bool_], reward: NDArray[np.float64],
+                   cost: NDArray[np.float64], seed: int, min_kept: int) -> Estimate:
+    """Mean reward and cost of the kept events, block-bootstrapped in time order."""
+    r, c = reward[keep], cost[keep]
+    n = int(keep.sum())
+    diag = Diagnostics(int(keep.size), n, n / max(keep.size, 1), float(n), 1.0 if n else 0.0)
+    warn = overlap_warnings(name, diag, min_kept)
+    if n == 0:
+        return Estimate(name, Estimator.REPLAY, 0.0, 0.0, (0.0, 0.0), (0.0, 0.0), diag, warn)
+    totals, count = bootstrap_totals(np.column_stack([r, c]), seed)
+    lo_r, hi_r = np.percentile(totals[:, 0] / count, [2.5, 97.5])
+    lo_c, hi_c = np.percentile(totals[:, 1] / count, [2.5, 97.5])
+    return Estimate(name, Estimator.REPLAY, float(r.mean()), float(c.mean()),
+                    (float(lo_r), float(hi_r)), (float(lo_c), float(hi_c)), diag, warn)
+
+
+def resolve_budget(config: OffPolicyConfig, log: BanditLog) -> float:
+    """The budget in currency: a relative budget is a fraction of the largest per-model mean
+    cost in the log."""
+    if not config.relative_budget:
+        return config.budget
+    n = np.bincount(log.model, minlength=len(log.models))
+    total = np.bincount(log.model, weights=log.cost, minlength=len(log.models))
+    top = float((total[n > 0] / n[n > 0]).max())
+    if not top > 0:
+        raise BadDataError("every model's mean cost in the logs is 0, so --relative-budget has "
+                           "nothing to be relative to; give --budget in currency instead")
+    return config.budget * top
+
+
+def evaluate_log(log: BanditLog, catalog: pl.DataFrame, config: OffPolicyConfig
+                 ) -> OffPolicyResult:
+    """Estimate every policy of ``config`` on ``log`` (see the module docstring).
+
+    Raises:
+        BadDataError: a deterministic logger, a broken plan file; UsageError: bad options.
+    """
+    p_min = float(log.propensity.min())
+    k = config.stages or default_stages(max(1, int(log.size * p_min)))
+    stage, edges = _stage_index(log, k)
+    notes = check_log(log, stage)
+    budget = resolve_budget(config, log)
+    rconfig = replace(_replay_config(config, log, k), budget=budget, relative_budget=False)
+    rconfig = replace(rconfig, gamma=rconfig.resolve_gamma(len(log.models), log.size))
+    targets: dict[str, NDArray[np.float64] | None] = {}
+    for name in dict.fromkeys(config.policies):
+        if name == "uniform":
+            targets[name] = uniform_probabilities(log.available)
+        elif name == "logging":
+            targets[name] = None
+        elif name == "plan":
+            assert config.plan is not None
+            targets[name] = table_probabilities(_plan_table(config.plan, log.models),
+                                                log.available)
+    fixed = iter(fixed_tables(log, targets, config.seed, config.min_kept) if targets else [])
+    estimates: list[Estimate] = []
+    for name in dict.fromkeys(config.policies):
+        if name in targets:  # ips, snips, dr (or on-policy for the logging policy)
+            estimates += [next(fixed) for _ in range(1 if targets[name] is None else 3)]
+        else:
+            estimates.append(replay_method(Policy(name), log, catalog, rconfig, stage, edges,
+                                           config.min_kept))
+    return OffPolicyResult(config, budget, log.size, k, p_min, tuple(estimates), tuple(notes),
+                           log.label)
+
+
+def evaluate_log_files(logs: str | Path, catalog: str | Path, config: OffPolicyConfig
+                       ) -> OffPolicyResult:
+    """Load the logs and the catalog, then ``evaluate_log``."""
+    cat = load_catalog(catalog)
+    return evaluate_log(load_bandit_log(logs, cat, config.logging), cat, config)
+
+
+def offpolicy_document(result: OffPolicyResult) -> dict[str, Any]:
+    """The replay document of SPEC 7 for logs: one entry per (policy, estimator)."""
+    cfg = result.config
+
+    def pair(ci: tuple[float, float]) -> list[float | None]:
+        return [json_number(ci[0]), json_number(ci[1])]
+
+    policies = []
+    for e in result.estimates:
+        policies.append({
+            "policy": e.policy, "mean_reward": json_number(e.mean_reward),
+            "mean_cost": json_number(e.mean_cost),
+            "cost_over_budget": json_number(e.mean_cost / result.budget),
+            "ci95": {"mean_reward": pair(e.ci_reward), "mean_cost": pair(e.ci_cost)},
+            "estimator": str(e.estimator),
+            "diagnostics": {"events": e.diagnostics.events, "kept": e.diagnostics.kept,
+                            "kept_share": json_number(e.diagnostics.kept_share),
+                            "effective_sample_size": json_number(
+                                e.diagnostics.effective_sample_size),
+                            "max_weight": json_number(e.diagnostics.max_weight)},
+            "warnings": list(e.warnings),
+        })
+    return {
+        "schema_version": 1, "source": "logs", "horizon": result.events, "stages": result.stages,
+        "seeds": 1, "budget": json_number(result.budget), "max_deployed": cfg.max_deployed,
+        "oracle_value": None, "policies": policies,
+        "logging_policy": str(cfg.logging), "smallest_propensity": json_number(result.p_min),
+        "refresh": cfg.refresh if cfg.refresh is not None else "query",
+        "first_seed": cfg.seed, "min_kept": cfg.min_kept,
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "max_blocks": MAX_BLOCKS,
+                      "interval": "percentile 2.5-97.5"},
+        "warnings": list(dict.fromkeys(
+            list(result.warnings) + [w for e in result.estimates for w in e.warnings])),
+    }
+
+
+__all__ = ["OffPolicyConfig", "OffPolicyResult", "evaluate_log", "evaluate_log_files",
+           "offpolicy_document"]
