@@ -191,7 +191,7 @@ def test_correct_propensities_pass_the_check_and_wrong_ones_warn() -> None:
         stages = np.arange(log.size) * 10 // log.size
         assert check_log(log, stages) == []
     halved = log.__class__(**{**{f: getattr(log, f) for f in log.__slots__},
-                              "propensity": np.minimum(2.0 * log.propensity, 1.0)})
+                              "propensity": 0.5 * log.propensity})
     (warning,) = check_log(halved, stages)
     assert "propensities do not sum to about 1" in warning and "mean of 1/propensity" in warning
 
@@ -250,13 +250,27 @@ def test_too_few_kept_events_warn_on_stderr_and_in_the_json(tmp_path: Path) -> N
 def test_wrong_propensities_warn_on_the_cli(tmp_path: Path) -> None:
     matrix, _ = table("routerbench")
     _, frame = make_log("routerbench", 20_000, 4, skewed(len(matrix.models)))
-    frame.with_columns(pl.lit(0.5).alias("propensity")).write_parquet(tmp_path / "logs.parquet")
+    frame.with_columns(pl.col("propensity") * 0.6).write_parquet(tmp_path / "logs.parquet")
     result = _cli("--logs", "logs.parquet", "--catalog", str(ROUTERBENCH / "catalog.csv"),
                   "--budget", "0.002", "--max-deployed", "3", "--policy", "uniform", "--json",
                   cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "stageroute: warning: propensities do not sum to about 1" in result.stderr
-    assert any("propensities do not sum" in w for w in json.loads(result.stdout)["warnings"])
+    warnings = json.loads(result.stdout)["warnings"]
+    assert any("propensities do not sum" in w for w in warnings)
+    assert any("mean importance weight" in w for w in warnings)  # 1 / 0.6 on average
+
+
+def test_a_policy_off_the_loggers_support_is_flagged() -> None:
+    """A logger that never serves two of the models: uniform over all puts traffic there."""
+    matrix, catalog = table("routerbench")
+    w = np.ones(len(matrix.models))
+    w[:2] = 0.0
+    log, _ = make_log("routerbench", 5000, 3, w)
+    cfg = OffPolicyConfig(budget=0.002, max_deployed=3, policies=("uniform",))
+    (ips, *_) = evaluate_log(log, catalog, cfg).estimates
+    assert any("mean importance weight" in x and "did not choose" in x for x in ips.warnings)
+    assert check_log(log, np.zeros(log.size, dtype=np.int64)) == []
 
 
 def test_a_declared_uniform_logger_needs_no_propensity_column(tmp_path: Path) -> None:

@@ -124,6 +124,26 @@ def _interval(values: NDArray[np.float64]) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def support_warning(name: str, w: NDArray[np.float64]) -> tuple[str, ...]:
+    """E[w] is the share of the policy's traffic on models the logger could choose (1 with full
+    overlap): a mean weight clearly below 1 means IPS counts the rest as reward 0; clearly above
+    1, the propensities are too small."""
+    if w.size < 2:
+        return ()
+    mean = float(w.mean())
+    se = float(w.std()) / math.sqrt(w.size)
+    if mean > 1.0 + 0.02 + 4.0 * se:
+        return (f"policy {name}: the mean importance weight is {mean:.3f}, above 1: the logged "
+                "propensities are too small for the models this policy serves, so IPS "
+                "overstates its reward and cost (SNIPS and DR less so); check the propensities",)
+    if mean >= 1.0 - 0.02 - 4.0 * se:
+        return ()
+    return (f"policy {name}: the mean importance weight is {mean:.3f}, not 1: about "
+            f"{1.0 - mean:.0%} of its traffic goes to models the logger did not choose at the "
+            "time, which IPS counts as reward 0 and cost 0, SNIPS renormalises away and DR fills "
+            "in from the per-model means; trust none of them for that share",)
+
+
 def diagnostics(w: NDArray[np.float64]) -> Diagnostics:
     """Overlap of a target with the logger from the importance weights ``w``."""
     kept = int((w > 0).sum())
@@ -166,7 +186,7 @@ def fixed_tables(log: BanditLog, targets: dict[str, NDArray[np.float64] | None],
             out.append(Estimate(name, Estimator.ON_POLICY, f[1] / n, f[2] / n,
                                 _interval(t[:, 1] / count), _interval(t[:, 2] / count), diag))
             continue
-        warn = overlap_warnings(name, diag, min_kept)
+        warn = overlap_warnings(name, diag, min_kept) + support_warning(name, cols[:, 5 * k])
         with np.errstate(divide="ignore", invalid="ignore"):
             point = {
                 Estimator.IPS: (f[1] / n, f[2] / n, t[:, 1] / count, t[:, 2] / count),

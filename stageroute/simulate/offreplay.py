@@ -107,12 +107,14 @@ class OffPolicyResult:
 
 
 def check_log(log: BanditLog, stages: NDArray[np.int64]) -> list[str]:
-    """Refuse a deterministic logger; warn where propensities look wrong (see README).
+    """Refuse a deterministic logger; warn where propensities are too small (see README).
 
-    Per (stage, available set) cell with at least ``CHECK_MIN_ROWS`` requests, the mean of
-    1/propensity estimates the number of models the logger could choose (E[1/p(a_i)] = the size
-    of its support): it must lie between the number of distinct models the cell shows and the
-    size of the available set, within 4 standard errors and 10%.
+    Per (stage, available set) cell with at least ``CHECK_MIN_ROWS`` requests and per model a,
+    (1/n) sum over the cell's requests served by a of 1/propensity estimates the share of the
+    cell's requests for which the logger could choose a: it cannot exceed 1, nor can the sum over
+    the models exceed the number available (each within 4 standard errors and 10%). Propensities
+    that are too large cannot be told apart from a logger that changed the models it could
+    choose, and are not checked (all equal to 1, a deterministic logger, is refused).
     """
     if bool((log.propensity >= 1.0).all()):
         raise BadDataError(
@@ -124,29 +126,35 @@ def check_log(log: BanditLog, stages: NDArray[np.int64]) -> list[str]:
     if log.no_reward_rows:
         out.append(f"{log.no_reward_rows} rows without a reward were left out; the estimates "
                    "assume feedback is missing at random")
-    cell = stages * log.available.shape[0] + log.pattern
+    n_sets, n_models = log.available.shape
+    cell = stages * n_sets + log.pattern
     keys, inverse, counts = np.unique(cell, return_inverse=True, return_counts=True)
     inv = 1.0 / log.propensity
-    mean = np.bincount(inverse, weights=inv) / counts
-    var = np.bincount(inverse, weights=inv * inv) / counts - mean * mean
-    seen = np.unique(inverse * len(log.models) + log.model) // len(log.models)
-    distinct = np.bincount(seen, minlength=keys.size)
-    size = log.available.sum(axis=1)[keys % log.available.shape[0]]
-    tol = np.maximum(4.0 * np.sqrt(np.maximum(var, 0.0) / counts), 0.1 * distinct)
-    bad = (counts >= CHECK_MIN_ROWS) & ((mean < distinct - tol) | (mean > size + tol))
-    if bad.any():
-        k = int(np.flatnonzero(bad)[np.argmax(np.abs(mean - distinct)[bad])])
+    pair = inverse * n_models + log.model
+    sums = np.bincount(pair, weights=inv, minlength=keys.size * n_models).reshape(-1, n_models)
+    square = np.bincount(pair, weights=inv * inv, minlength=keys.size * n_models)
+    n = counts[:, None].astype(np.float64)
+    share: NDArray[np.float64] = sums / n
+    se = np.sqrt(np.maximum(square.reshape(-1, n_models) / n - share ** 2, 0.0) / n)
+    total, size = share.sum(axis=1), log.available.sum(axis=1)[keys % n_sets]
+    total_se = np.sqrt((se ** 2).sum(axis=1))
+    judged = counts >= CHECK_MIN_ROWS
+    over = judged[:, None] & (share > 1.1 + 4.0 * se)
+    over_total = judged & (total > 1.1 * size + 4.0 * total_se)
+    if over.any() or over_total.any():
+        k = int(np.flatnonzero(over.any(axis=1) | over_total)[0])
         out.append(
             f"propensities do not sum to about 1 over the available models: in stage "
-            f"{keys[k] // log.available.shape[0] + 1}, on {counts[k]} requests with {size[k]} "
-            f"models available, the mean of 1/propensity is {mean[k]:.3g} where it should lie "
-            f"between {distinct[k]} (models seen serving) and {size[k]}; check that 'propensity' "
-            "is the probability of the served model among those available at the request"
+            f"{keys[k] // n_sets + 1}, on {counts[k]} requests with {size[k]} models available, "
+            f"the mean of 1/propensity is {total[k]:.3g} (at most {size[k]}) and model "
+            f"{log.models[int(np.argmax(share[k]))]!r} serves as if it were chosen "
+            f"{share[k].max():.3g} times per request (at most 1); check that 'propensity' is the "
+            "probability of the served model among those available at the request"
         )
     return out
 
 
-def _plan_table(path: Path, models: tuple[str, ...]) -> NDArray[np.float64]:
+def plan_table(path: Path, models: tuple[str, ...]) -> NDArray[np.float64]:
     """The routing table of a plan JSON as weights over the catalog's models."""
     doc = read_plan(path)
     routing = doc.get("routing")
@@ -278,8 +286,12 @@ def evaluate_log(log: BanditLog, catalog: pl.DataFrame, config: OffPolicyConfig
             targets[name] = None
         elif name == "plan":
             assert config.plan is not None
-            targets[name] = table_probabilities(_plan_table(config.plan, log.models),
-                                                log.available)
+            targets[name] = pi = table_probabilities(plan_table(config.plan, log.models),
+                                                     log.available)
+            empty = int((pi.sum(axis=1) == 0)[log.pattern].sum())
+            if empty:
+                notes.append(f"plan: {empty} of {log.size} requests had none of the plan's models "
+                             "available; they count as refused (reward 0, cost 0)")
     fixed = iter(fixed_tables(log, targets, config.seed, config.min_kept) if targets else [])
     estimates: list[Estimate] = []
     for name in dict.fromkeys(config.policies):
