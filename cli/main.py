@@ -500,7 +500,7 @@ def _replay_logs(a: dict[str, Any]) -> None:
             policies=tuple(dict.fromkeys(a["policy"] or default)), plan=a["plan_file"],
             logging=choice(LoggingPolicy, a["logging_policy"], "--logging-policy"),
             stages=a["stages"], refresh=parse_refresh(a["refresh"]), epsilon=a["epsilon"],
-            seed=a["seed"], min_kept=a["min_kept"], gamma=parse_gamma(a["gamma"]),
+            seed=a["seed"], seeds=a["seeds"], min_kept=a["min_kept"], gamma=parse_gamma(a["gamma"]),
             delta=a["delta"], radius=choice(Radius, a["radius"], "--radius"),
             solver=choice(Solver, a["solver"], "--solver"), allow_drop=a["allow_drop"],
             cost_scale=a["cost_scale"], cost_clip=parse_pair(a["cost_clip"], "--cost-clip"),

@@ -63,8 +63,9 @@ class OffPolicyConfig(SharedConfig):
 
     ``policies``: adaptive policy names (``ADAPTIVE``) and fixed tables (``FIXED``; ``plan``
     needs ``plan``, a plan JSON). ``stages``: K stages evenly over the log's time span (None:
-    round(n^(1/3)) of the events expected to be kept). ``min_kept``: fewer kept events (or a
-    smaller effective sample) makes a warning.
+    round(n^(1/3)) of the events expected to be kept). ``seeds``: runs of the replay method
+    (acceptance draws from ``seed``, ``seed + 1``, ...) averaged per adaptive policy.
+    ``min_kept``: fewer kept events (or a smaller effective sample) makes a warning.
     """
 
     policies: tuple[str, ...] = DEFAULT_POLICIES
@@ -74,6 +75,7 @@ class OffPolicyConfig(SharedConfig):
     refresh: int | None = None
     epsilon: float = 0.1
     seed: int = 0
+    seeds: int = 1
     min_kept: int = DEFAULT_MIN_KEPT
 
     def __post_init__(self) -> None:
@@ -86,6 +88,8 @@ class OffPolicyConfig(SharedConfig):
         if "plan" in self.policies and self.plan is None:
             raise UsageError("--policy plan needs --plan FILE (a plan JSON written by "
                              "'stageroute plan --output')")
+        if not 1 <= self.seeds <= 1000:
+            raise UsageError(f"--seeds must be an integer in [1, 1000], got {self.seeds}")
         if self.min_kept < 1:
             raise UsageError(f"--min-kept must be an integer >= 1, got {self.min_kept}")
         if self.stages is not None and self.stages < 1:
@@ -191,9 +195,10 @@ def _replay_config(config: OffPolicyConfig, log: BanditLog, stages: int) -> Repl
 
 
 def replay_method(policy: Policy, log: BanditLog, catalog: pl.DataFrame, config: ReplayConfig,
-                  stage: NDArray[np.int64], edges: NDArray[np.datetime64], min_kept: int
-                  ) -> Estimate:
-    """The replay method of ``policy`` on ``log``: its mean reward and cost over kept events."""
+                  stage: NDArray[np.int64], edges: NDArray[np.datetime64], seed: int
+                  ) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64]]:
+    """One run of the replay method of ``policy`` on ``log`` (acceptance draws from ``seed``):
+    which events it kept, and their reward and cost."""
     n_models = len(log.models)
     shim = OutcomeMatrix((), log.models, np.zeros((0, n_models)), np.zeros((0, n_models)))
     alpha, prices = _alpha(shim, catalog), _prices(shim, catalog)
@@ -203,7 +208,7 @@ def replay_method(policy: Policy, log: BanditLog, catalog: pl.DataFrame, config:
         policy, compiled.MODE_ROUTE)
     p_min = float(log.propensity.min())
     accept = p_min / log.propensity
-    rng = np.random.default_rng(config.first_seed)
+    rng = np.random.default_rng(seed)
     draws = rng.random(log.size)
     served = np.zeros(n_models, dtype=bool)
     served[np.unique(log.model)] = True  # the logger's support: no other model can be replayed
@@ -231,23 +236,38 @@ def replay_method(policy: Policy, log: BanditLog, catalog: pl.DataFrame, config:
                       config.epsilon, config.allow_drop, config.canary_share,
                       float(config.min_samples), config.refresh or 0, p_min, kept[lo:hi],
                       reward[lo:hi], cost[lo:hi])
-    return _kept_estimate(str(policy), kept > 0, reward, cost, config.first_seed, min_kept)
+    return kept > 0, reward, cost
 
 
-def _kept_estimate(name: str, keep: NDArray[np.bool_], reward: NDArray[np.float64],
-                   cost: NDArray[np.float64], seed: int, min_kept: int) -> Estimate:
-    """Mean reward and cost of the kept events, block-bootstrapped in time order."""
-    r, c = reward[keep], cost[keep]
-    n = int(keep.sum())
-    diag = Diagnostics(int(keep.size), n, n / max(keep.size, 1), float(n), 1.0 if n else 0.0)
+def replay_estimate(name: str, runs: list[tuple[NDArray[np.bool_], NDArray[np.float64],
+                                                NDArray[np.float64]]],
+                    seed: int, min_kept: int) -> Estimate:
+    """The mean over runs (seeds) of the kept events' mean reward and cost, with a 95% interval
+    from two variances: the log's sampling noise (a block bootstrap of each run's kept events in
+    time order, averaged) and the policy's own randomness (between runs, / runs):
+    mean +- 1.96 sqrt(mean_s se_s^2 + var_s(m_s) / S)."""
+    means, variances, kept = [], [], []
+    for s, (keep, reward, cost) in enumerate(runs):
+        kept.append(int(keep.sum()))
+        if kept[-1] == 0:
+            continue
+        r, c = reward[keep], cost[keep]
+        totals, count = bootstrap_totals(np.column_stack([r, c]), seed + s)
+        means.append([r.mean(), c.mean()])
+        variances.append((totals / count[:, None]).var(axis=0))
+    n = round(sum(kept) / len(kept))
+    size = int(runs[0][0].size)
+    diag = Diagnostics(size, n, n / max(size, 1), float(n), 1.0 if n else 0.0)
     warn = overlap_warnings(name, diag, min_kept)
-    if n == 0:
+    if not means:
         return Estimate(name, Estimator.REPLAY, 0.0, 0.0, (0.0, 0.0), (0.0, 0.0), diag, warn)
-    totals, count = bootstrap_totals(np.column_stack([r, c]), seed)
-    lo_r, hi_r = np.percentile(totals[:, 0] / count, [2.5, 97.5])
-    lo_c, hi_c = np.percentile(totals[:, 1] / count, [2.5, 97.5])
-    return Estimate(name, Estimator.REPLAY, float(r.mean()), float(c.mean()),
-                    (float(lo_r), float(hi_r)), (float(lo_c), float(hi_c)), diag, warn)
+    m, v = np.array(means), np.array(variances)
+    between = m.var(axis=0, ddof=1) / len(m) if len(m) > 1 else np.zeros(2)
+    half = 1.96 * np.sqrt(v.mean(axis=0) + between)
+    centre = m.mean(axis=0)
+    return Estimate(name, Estimator.REPLAY, float(centre[0]), float(centre[1]),
+                    (float(centre[0] - half[0]), float(centre[0] + half[0])),
+                    (float(centre[1] - half[1]), float(centre[1] + half[1])), diag, warn)
 
 
 def resolve_budget(config: OffPolicyConfig, log: BanditLog) -> float:
@@ -298,8 +318,9 @@ def evaluate_log(log: BanditLog, catalog: pl.DataFrame, config: OffPolicyConfig
         if name in targets:  # ips, snips, dr (or on-policy for the logging policy)
             estimates += [next(fixed) for _ in range(1 if targets[name] is None else 3)]
         else:
-            estimates.append(replay_method(Policy(name), log, catalog, rconfig, stage, edges,
-                                           config.min_kept))
+            runs = [replay_method(Policy(name), log, catalog, rconfig, stage, edges, seed)
+                    for seed in range(config.seed, config.seed + config.seeds)]
+            estimates.append(replay_estimate(name, runs, config.seed, config.min_kept))
     return OffPolicyResult(config, budget, log.size, k, p_min, tuple(estimates), tuple(notes),
                            log.label)
 
@@ -335,7 +356,7 @@ def offpolicy_document(result: OffPolicyResult) -> dict[str, Any]:
         })
     return {
         "schema_version": 1, "source": "logs", "horizon": result.events, "stages": result.stages,
-        "seeds": 1, "budget": json_number(result.budget), "max_deployed": cfg.max_deployed,
+        "seeds": cfg.seeds, "budget": json_number(result.budget), "max_deployed": cfg.max_deployed,
         "oracle_value": None, "policies": policies,
         "logging_policy": str(cfg.logging), "smallest_propensity": json_number(result.p_min),
         "refresh": cfg.refresh if cfg.refresh is not None else "query",
