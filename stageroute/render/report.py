@@ -515,4 +515,5 @@ def render_offpolicy(result: OffPolicyResult, console: Console) -> None:
     console.print(table)
     console.print("replay: the replay method (Li et al.), kept events only; ips / snips / dr: "
                   "inverse propensity, self-normalised, doubly robust; on-policy: the log's "
-                  "own means. Intervals: block bootstrap over time.")
+                  "own means. Intervals: block bootstrap over time (replay: plus the variance "
+                  "between the --seeds runs).")
