@@ -515,6 +515,10 @@ OFFPOLICY_CASES = [
     Case("offpolicy-plan-missing", "`replay --logs --policy plan` without `--plan`",
          ExitCode.USAGE, ("--policy plan needs --plan FILE",), command="offpolicy",
          mutate=_propensity(0.5), extra=("--policy", "plan")),
+    Case("offpolicy-plan-unknown-model", "`replay --logs --plan` routing to a model outside the "
+         "catalog", ExitCode.BAD_DATA, ("plan plan.json", "mystery-7b", "not a catalog model"),
+         command="offpolicy", extra=("--plan", "plan.json"),
+         setup=_plans(plan=_plan_json(("alpha", 0.5), ("mystery-7b", 0.5)))),
     Case("offpolicy-both-inputs", "`replay` with both `--outcomes` and `--logs`", ExitCode.USAGE,
          ("--outcomes PATH", "--logs PATH", "one of the two"), command="offpolicy",
          mutate=_propensity(0.5), extra=("--outcomes", "outcomes.parquet")),
