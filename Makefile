@@ -62,6 +62,7 @@ bench: install ## run every benchmark of the README's "Performance" section
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_deploy.py
 	$(BIN)/python benchmarks/bench_help.py
+	$(BIN)/python benchmarks/bench_offpolicy.py
 
 # The newest releases within pyproject.toml's ranges, resolved in a scratch venv.
 lock: ## re-resolve constraints.txt to the newest releases pyproject.toml allows

@@ -379,8 +379,6 @@ def _log_input(logs: Path | None, stats: Path | None) -> Any:
     --max-deployed 2 --horizon 20000 --policy stageroute --policy oracle --json
 """)
 def replay(
-    outcomes: Annotated[Path, typer.Option(help="Full-information outcomes (long format: sample_id, "
-                                           "model, reward, cost), Parquet or CSV.")],
     catalog: opt.Catalog,
     max_deployed: opt.MaxDeployed,
     budget: opt.Budget = None,
@@ -427,8 +425,26 @@ def replay(
                                               "curves and the deployment timeline.")] = None,
     quiet: opt.Quiet = False,
     config_file: opt.ConfigFile = None,
+    outcomes: Annotated[Path | None, typer.Option(
+        help="Full-information outcomes (long format: sample_id, model, reward, cost), Parquet or "
+        "CSV; or --logs.")] = None,
+    logs: Annotated[Path | None, typer.Option(
+        help="Off-policy replay on request logs with propensities (see README, Off-policy "
+        "replay) instead of --outcomes. E.g. --logs 'logs/*.parquet'")] = None,
+    plan_file: Annotated[Path | None, typer.Option(
+        "--plan", help="With --logs: a plan JSON whose routing table is estimated (--policy "
+        "plan).")] = None,
+    logging_policy: Annotated[str, typer.Option(
+        metavar="logged|uniform", help="With --logs: the logger's probabilities, from the "
+        "'propensity' column (logged) or 1 / the models available (uniform).")] = "logged",
+    min_kept: Annotated[int, typer.Option(
+        help="With --logs: warn when a policy keeps fewer events (or has a smaller effective "
+        "sample size).")] = 200,
 ) -> None:
-    """Simulate StageRoute, the oracle and baselines on a full-information outcome table."""
+    """Simulate StageRoute, the oracle and baselines on a full-information outcome table, or
+    estimate them off-policy from request logs (--logs)."""
+    if logs is not None or outcomes is None:
+        return _replay_logs(locals())
     outputs = {"--output": output, "--plot": plot}
     with process.command(outputs, {"--outcomes": outcomes, "--catalog": catalog}) as session:
         from stageroute.simulate.replay import ReplayConfig, replay_document, replay_from_files
@@ -457,6 +473,45 @@ def replay(
         _emit(replay_document(result), json_out, output, session, quiet)
         if not json_out and not (quiet and output is not None):
             _render("render_replay", result)
+
+
+def _replay_logs(a: dict[str, Any]) -> None:
+    """replay --logs: off-policy estimates from request logs (SPEC 11)."""
+    with process.command({"--output": a["output"]}, {"--logs": a["logs"], "--catalog": a["catalog"],
+                                                     "--plan": a["plan_file"]}) as session:
+        from stageroute.errors import UsageError
+        from stageroute.inputs.banditlog import LoggingPolicy
+        from stageroute.simulate.offreplay import (
+            DEFAULT_POLICIES,
+            OffPolicyConfig,
+            evaluate_log_files,
+            offpolicy_document,
+        )
+
+        if (a["logs"] is None) == (a["outcomes"] is None):
+            raise UsageError("give a full-information table with --outcomes PATH, or request logs "
+                             "with --logs PATH (one of the two)")
+        if a["plot"] is not None:
+            raise UsageError("--plot needs --outcomes (an oracle frontier); leave it out with --logs")
+        value, relative = pick_budget(a["budget"], a["relative_budget"])
+        default = DEFAULT_POLICIES + (("plan",) if a["plan_file"] is not None else ())
+        config = OffPolicyConfig(
+            budget=value, relative_budget=relative, max_deployed=a["max_deployed"],
+            policies=tuple(dict.fromkeys(a["policy"] or default)), plan=a["plan_file"],
+            logging=choice(LoggingPolicy, a["logging_policy"], "--logging-policy"),
+            stages=a["stages"], refresh=parse_refresh(a["refresh"]), epsilon=a["epsilon"],
+            seed=a["seed"], seeds=a["seeds"], min_kept=a["min_kept"], gamma=parse_gamma(a["gamma"]),
+            delta=a["delta"], radius=choice(Radius, a["radius"], "--radius"),
+            solver=choice(Solver, a["solver"], "--solver"), allow_drop=a["allow_drop"],
+            cost_scale=a["cost_scale"], cost_clip=parse_pair(a["cost_clip"], "--cost-clip"),
+            cost_gamma=a["cost_gamma"], budget_safe=a["budget_safe"],
+            canary_share=a["canary_share"], min_samples=a["min_samples"])
+        result = evaluate_log_files(a["logs"], a["catalog"], config)
+        doc = offpolicy_document(result)
+        process.warn(doc["warnings"])
+        _emit(doc, a["json_out"], a["output"], session, a["quiet"])
+        if not a["json_out"] and not (a["quiet"] and a["output"] is not None):
+            _render("render_offpolicy", result)
 
 
 @app.command(epilog="""Examples:

@@ -77,12 +77,13 @@ def take() -> list[str]:
     return found
 
 
-def _wrap_document(kind: str, module: Any, name: str) -> None:
-    _ORIGINALS[kind] = getattr(module, name)
+def _wrap_document(kind: str, module: Any, name: str, key: str = "") -> None:
+    key = key or kind  # _ORIGINALS[key]: looked up per call, so that a test can replace it
+    _ORIGINALS[key] = getattr(module, name)
 
-    @functools.wraps(_ORIGINALS[kind])
+    @functools.wraps(_ORIGINALS[key])
     def checked(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        doc = _ORIGINALS[kind](*args, **kwargs)
+        doc = _ORIGINALS[key](*args, **kwargs)
         check(kind, doc, name)
         return doc
 
@@ -175,6 +176,9 @@ def install() -> None:
 
     _wrap_document("plan", stageroute.plan, "plan_document")
     _wrap_document("replay", stageroute.simulate.replay, "replay_document")
+    import stageroute.simulate.offreplay
+
+    _wrap_document("replay", stageroute.simulate.offreplay, "offpolicy_document", "offpolicy")
     _wrap_popen()
 
 

@@ -84,3 +84,8 @@ def test_every_synthetic_scenario_replays() -> None:
 def test_bench_store_runs_a_few_small_weeks(tmp_path: Path) -> None:
     out = run("bench_store.py", "--weeks", "4", "--rows", "20000", "--dir", str(tmp_path / "store"))
     assert "| 4 |" in out and "plan --stats" in out and "weeks 2-4" in out
+
+
+def test_bench_offpolicy_runs_on_a_small_log(routerbench: Path) -> None:
+    out = run("bench_offpolicy.py", "--rows", "30000", "--repeat", "1")
+    assert "replay method, stageroute, refresh query" in out and "IPS, SNIPS, DR" in out

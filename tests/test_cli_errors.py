@@ -493,7 +493,41 @@ STORE_CASES = [
     Case("stats-unknown-engine", "`stats --engine nosuch`", ExitCode.USAGE,
          ("--engine", "polars, duckdb, spark"), command="stats", extra=("--engine", "nosuch")),
 ]
-ALL_CASES = CASES + HOSTILE_CASES + EXPORT_CASES + STORE_CASES
+def _propensity(value: float) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    return lambda frame: frame.with_columns(pl.lit(value).alias("propensity"))
+
+
+# replay --logs (off-policy, README "Off-policy replay"): what cannot be estimated is refused.
+OFFPOLICY_CASES = [
+    Case("offpolicy-no-propensity", "`replay --logs`: logs without `propensity`, logger not "
+         "declared uniform", ExitCode.BAD_DATA,
+         ("logs.parquet", "no column 'propensity'", "--logging-policy uniform"), command="offpolicy",
+         drop=("--logging-policy",)),
+    Case("offpolicy-deterministic", "`replay --logs`: every propensity is 1 (a deterministic "
+         "logger)", ExitCode.BAD_DATA, ("every propensity is 1", "deterministic", "exploration"),
+         command="offpolicy", mutate=_propensity(1.0), drop=("--logging-policy",)),
+    Case("offpolicy-propensity-range", "`replay --logs`: a propensity of 0", ExitCode.BAD_DATA,
+         ("column 'propensity'", "outside (0, 1]", "r0005"), command="offpolicy",
+         mutate=lambda f: _set("propensity", 0.0)(_propensity(0.5)(f)), drop=("--logging-policy",)),
+    Case("offpolicy-oracle", "`replay --logs --policy oracle` (no outcome table)", ExitCode.USAGE,
+         ("--policy 'oracle'", "cannot be estimated from logs"), command="offpolicy",
+         mutate=_propensity(0.5), extra=("--policy", "oracle")),
+    Case("offpolicy-plan-missing", "`replay --logs --policy plan` without `--plan`",
+         ExitCode.USAGE, ("--policy plan needs --plan FILE",), command="offpolicy",
+         mutate=_propensity(0.5), extra=("--policy", "plan")),
+    Case("offpolicy-plan-unknown-model", "`replay --logs --plan` routing to a model outside the "
+         "catalog", ExitCode.BAD_DATA, ("plan plan.json", "mystery-7b", "not a catalog model"),
+         command="offpolicy", extra=("--plan", "plan.json"),
+         setup=_plans(plan=_plan_json(("alpha", 0.5), ("mystery-7b", 0.5)))),
+    Case("offpolicy-both-inputs", "`replay` with both `--outcomes` and `--logs`", ExitCode.USAGE,
+         ("--outcomes PATH", "--logs PATH", "one of the two"), command="offpolicy",
+         mutate=_propensity(0.5), extra=("--outcomes", "outcomes.parquet")),
+    Case("offpolicy-plot", "`replay --logs --plot`", ExitCode.USAGE,
+         ("--plot needs --outcomes",), command="offpolicy", mutate=_propensity(0.5),
+         extra=("--plot", "out/p.png")),
+]
+
+ALL_CASES = CASES + HOSTILE_CASES + EXPORT_CASES + STORE_CASES + OFFPOLICY_CASES
 
 BASE = {
     "plan": ("plan", "--logs", "{logs}", "--catalog", "catalog.csv", "--budget", "{budget}",
@@ -504,6 +538,8 @@ BASE = {
     "export": ("export", "--plan", "plan.json", "--format", "litellm", "--output", "{output}"),
     "diff": ("diff", "a.json", "b.json"),
     "stats": ("stats", "--logs", "{logs}", "--out", "store"),
+    "offpolicy": ("replay", "--logs", "{logs}", "--catalog", "catalog.csv", "--budget", "0.002",
+                  "--max-deployed", "2", "--logging-policy", "uniform", "--output", "{output}"),
 }
 
 

@@ -42,8 +42,10 @@ SPEC_REPLAY = {
 
 
 def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    """``node`` with a local ``$ref`` followed."""
-    while "$ref" in node:
+    """``node`` with a local ``$ref`` followed (through the ``else`` of a conditional $ref: the
+    full-information branch of the replay's policy entries)."""
+    while "$ref" in node or "$ref" in node.get("else", {}):
+        node = node if "$ref" in node else node["else"]
         node = schema["$defs"][node["$ref"].removeprefix("#/$defs/")]
     return node
 

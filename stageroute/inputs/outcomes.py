@@ -179,9 +179,11 @@ def _np_time(t: dt.datetime) -> np.datetime64:
 
 
 def simulate_log(outcomes: OutcomeMatrix, catalog: pl.DataFrame, rows: int,
-                 start: dt.datetime, end: dt.datetime, seed: int) -> pl.DataFrame:
-    """A bandit-feedback log: random prompts, each served by a model drawn uniformly among those
-    available then, with that pair's real reward and cost and the logging propensity."""
+                 start: dt.datetime, end: dt.datetime, seed: int,
+                 weights: NDArray[np.float64] | None = None) -> pl.DataFrame:
+    """A bandit-feedback log: random prompts, each served by a model drawn among those available
+    then (uniformly, or with probability proportional to ``weights`` [N] > 0), with that pair's
+    real reward and cost and the logging propensity."""
     rng = np.random.default_rng(seed)
     t0, t1 = _np_time(start), _np_time(end)
     times = t0 + ((t1 - t0) * (np.arange(rows) / rows)).astype("timedelta64[us]")
@@ -189,9 +191,12 @@ def simulate_log(outcomes: OutcomeMatrix, catalog: pl.DataFrame, rows: int,
     if not avail.any(axis=1).all():
         raise BadDataError("some requests fall where no model of the catalog is available")
     prompt = rng.integers(0, len(outcomes.samples), rows)
-    k = avail.sum(axis=1)
-    pick = np.floor(rng.random(rows) * k).astype(np.int64)
-    model = np.argmax(np.cumsum(avail, axis=1) > pick[:, None], axis=1)
+    mass = avail * (np.ones(avail.shape[1]) if weights is None else weights)[None, :]
+    cum = np.cumsum(mass, axis=1)
+    k = cum[:, -1]
+    model = np.minimum(np.argmax(cum > (rng.random(rows) * k)[:, None], axis=1),
+                       avail.shape[1] - 1)
+    k = k / mass[np.arange(rows), model]
     return pl.DataFrame({
         "request_id": [f"sim-{seed}-{i}" for i in range(rows)],
         "timestamp": pl.Series(times).dt.replace_time_zone("UTC"),

@@ -23,6 +23,7 @@ from stageroute.diff import PlanDiff
 from stageroute.options import format_duration
 from stageroute.plan import Plan
 from stageroute.simulate.evaluate import MIN_SEEDS
+from stageroute.simulate.offreplay import OffPolicyResult
 from stageroute.simulate.replay import ReplayResult
 from stageroute.store.build import StoreReport
 
@@ -490,3 +491,31 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield advance
+
+
+def render_offpolicy(result: OffPolicyResult, console: Console) -> None:
+    """Off-policy estimates from logs: one row per (policy, estimator) with its 95% bootstrap
+    interval and overlap diagnostics."""
+    console.width = max(console.width, 150)
+    cfg = result.config
+    console.print(f"[bold]Off-policy replay[/] {result.events:,} logged events ({result.label}), "
+                  f"{result.stages} stages, logging policy {cfg.logging}, smallest propensity "
+                  f"{result.p_min:.3g}")
+    console.print(f"budget {result.budget:.4g}/query, max deployed {cfg.max_deployed}")
+    table = Table(box=box.SIMPLE_HEAD)
+    for header in ("policy", "estimator", "reward [95%]", "cost [95%]", "cost/budget", "kept",
+                   "ESS", "max w"):
+        table.add_column(header, no_wrap=True,
+                         justify="left" if header in ("policy", "estimator") else "right")
+    for e in result.estimates:
+        d = e.diagnostics
+        table.add_row(e.policy, str(e.estimator),
+                      f"{e.mean_reward:.4f} [{e.ci_reward[0]:.4f}, {e.ci_reward[1]:.4f}]",
+                      f"{e.mean_cost:.3g} [{e.ci_cost[0]:.3g}, {e.ci_cost[1]:.3g}]",
+                      f"{e.mean_cost / result.budget:.3f}", f"{d.kept:,} ({d.kept_share:.1%})",
+                      f"{d.effective_sample_size:,.0f}", f"{d.max_weight:.3g}")
+    console.print(table)
+    console.print("replay: the replay method (Li et al.), kept events only; ips / snips / dr: "
+                  "inverse propensity, self-normalised, doubly robust; on-policy: the log's "
+                  "own means. Intervals: block bootstrap over time (replay: plus the variance "
+                  "between the --seeds runs).")

@@ -1,0 +1,225 @@
+"""Off-policy estimates of fixed routing tables from a bandit log: IPS, SNIPS, doubly robust.
+
+A fixed table pi (a plan's routing table, uniform over the available models, or the logging policy
+itself) serves request i with pi(a | A_i), its weights restricted to the set A_i of models
+available then and renormalised. With the logged model a_i, its propensity p_i and the weight
+w_i = pi(a_i | A_i) / p_i, the value V(pi) of a per-request outcome y (reward, or cost) is
+estimated by
+
+    IPS     (1/n) sum_i w_i y_i
+    SNIPS   sum_i w_i y_i / sum_i w_i
+    DR      (1/n) sum_i [ sum_a pi(a | A_i) yhat(s_i, a) + w_i (y_i - yhat(s_i, a_i)) ]
+
+with yhat the log's mean of y per (segment, model) (per model where the cell is empty; the
+direct part). Intervals: a block bootstrap (contiguous blocks in time order, so that drift within
+a block stays together), percentiles 2.5 and 97.5, the direct part held fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stageroute.inputs.banditlog import BanditLog
+
+BOOTSTRAP_RESAMPLES = 1000
+MAX_BLOCKS = 1000
+DEFAULT_MIN_KEPT = 200
+# The propensity check: a (stage, available set) cell needs this many requests to be judged.
+CHECK_MIN_ROWS = 200
+
+
+class Estimator(StrEnum):
+    IPS = "ips"
+    SNIPS = "snips"
+    DR = "dr"
+    ON_POLICY = "on-policy"  # the logging policy itself: the plain means
+    REPLAY = "replay"  # the replay method (Li et al.), for adaptive policies
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostics:
+    """Overlap figures: events with a weight > 0 (or accepted), (sum w)^2 / sum w^2, max w."""
+
+    events: int
+    kept: int
+    kept_share: float
+    effective_sample_size: float
+    max_weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One policy's value under one estimator, with 95% bootstrap intervals."""
+
+    policy: str
+    estimator: Estimator
+    mean_reward: float
+    mean_cost: float
+    ci_reward: tuple[float, float]
+    ci_cost: tuple[float, float]
+    diagnostics: Diagnostics
+    warnings: tuple[str, ...] = ()
+
+
+def table_probabilities(weights: NDArray[np.float64], available: NDArray[np.bool_]
+                        ) -> NDArray[np.float64]:
+    """pi(a | A) [P, N] of a table ``weights`` [N] on each available set: restricted and
+    renormalised (a row of zeros where none of the table's models is available)."""
+    w: NDArray[np.float64] = available * weights[None, :]
+    total = w.sum(axis=1, keepdims=True)
+    out: NDArray[np.float64] = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+    return out
+
+
+def uniform_probabilities(available: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Uniform over the models available at each request."""
+    return table_probabilities(np.ones(available.shape[1]), available)
+
+
+def cell_means(log: BanditLog, y: NDArray[np.float64]) -> NDArray[np.float64]:
+    """yhat [S, N]: the log's mean of ``y`` per (segment, model); per model where the cell is
+    empty, the overall mean where the model never served."""
+    s, n = len(log.segments), len(log.models)
+    cell = log.segment * n + log.model
+    count = np.bincount(cell, minlength=s * n).reshape(s, n)
+    total = np.bincount(cell, weights=y, minlength=s * n).reshape(s, n)
+    per_model_n = count.sum(axis=0)
+    per_model = np.where(per_model_n > 0, total.sum(axis=0) / np.maximum(per_model_n, 1),
+                         float(y.mean()))
+    return np.where(count > 0, total / np.maximum(count, 1), per_model[None, :])
+
+
+def _blocks(n: int) -> NDArray[np.int64]:
+    """Start indices of the bootstrap's contiguous blocks."""
+    return np.unique(np.linspace(0, n, min(n, MAX_BLOCKS) + 1).astype(np.int64)[:-1])
+
+
+def bootstrap_totals(columns: NDArray[np.float64], seed: int,
+                     resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[NDArray[np.float64],
+                                                                    NDArray[np.float64]]:
+    """Block-bootstrap resamples of the column sums of ``columns`` [n, q] and of the row count.
+
+    Returns ([resamples, q] sums, [resamples] counts).
+    """
+    n = columns.shape[0]
+    starts = _blocks(n)
+    sums = np.add.reduceat(columns, starts, axis=0)
+    sizes = np.diff(np.append(starts, n)).astype(np.float64)
+    b = starts.size
+    # resample r draws b blocks with replacement: its counts, from one flat bincount
+    picks = np.random.default_rng(seed).integers(0, b, size=(resamples, b))
+    picks += np.arange(resamples)[:, None] * b
+    flat = np.bincount(picks.ravel(), minlength=resamples * b)
+    counts: NDArray[np.float64] = flat.reshape(resamples, b).astype(np.float64)
+    return counts @ sums, counts @ sizes
+
+
+def _interval(values: NDArray[np.float64]) -> tuple[float, float]:
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def support_warning(name: str, w: NDArray[np.float64]) -> tuple[str, ...]:
+    """E[w] is the share of the policy's traffic on models the logger could choose (1 with full
+    overlap): a mean weight clearly below 1 means IPS counts the rest as reward 0; clearly above
+    1, the propensities are too small."""
+    if w.size < 2:
+        return ()
+    mean = float(w.mean())
+    se = float(w.std()) / math.sqrt(w.size)
+    if mean > 1.0 + 0.02 + 4.0 * se:
+        return (f"policy {name}: the mean importance weight is {mean:.3f}, above 1: the logged "
+                "propensities are too small for the models this policy serves, so IPS "
+                "overstates its reward and cost (SNIPS and DR less so); check the propensities",)
+    if mean >= 1.0 - 0.02 - 4.0 * se:
+        return ()
+    return (f"policy {name}: the mean importance weight is {mean:.3f}, not 1: about "
+            f"{1.0 - mean:.0%} of its traffic goes to models the logger did not choose at the "
+            "time, which IPS counts as reward 0 and cost 0, SNIPS renormalises away and DR fills "
+            "in from the per-model means; trust none of them for that share",)
+
+
+def diagnostics(w: NDArray[np.float64]) -> Diagnostics:
+    """Overlap of a target with the logger from the importance weights ``w``."""
+    kept = int((w > 0).sum())
+    sq = float((w * w).sum())
+    return Diagnostics(int(w.size), kept, kept / max(w.size, 1),
+                       float(w.sum()) ** 2 / sq if sq > 0 else 0.0,
+                       float(w.max()) if w.size else 0.0)
+
+
+def _target_columns(log: BanditLog, pi: NDArray[np.float64] | None) -> NDArray[np.float64]:
+    """Per event: w, w r, w c and the DR terms of reward and cost of the table ``pi`` (None: the
+    logging policy, w = 1 and DR = the plain outcome)."""
+    r, c = log.reward, log.cost
+    if pi is None:
+        one = np.ones(log.size)
+        return np.column_stack([one, r, c, r, c])
+    w = pi[log.pattern, log.model] / log.propensity
+    r_hat, c_hat = cell_means(log, r), cell_means(log, c)
+    # the direct part per (available set, segment): sum_a pi(a | A) yhat(s, a)
+    dm_r = (pi @ r_hat.T)[log.pattern, log.segment]
+    dm_c = (pi @ c_hat.T)[log.pattern, log.segment]
+    dr_r = dm_r + w * (r - r_hat[log.segment, log.model])
+    dr_c = dm_c + w * (c - c_hat[log.segment, log.model])
+    return np.column_stack([w, w * r, w * c, dr_r, dr_c])
+
+
+def fixed_tables(log: BanditLog, targets: dict[str, NDArray[np.float64] | None], seed: int,
+                 min_kept: int) -> list[Estimate]:
+    """IPS, SNIPS and DR of each table ``pi`` [P, N] of ``targets`` (None: the logging policy,
+    estimated on-policy by the log's means). Reward and cost are both estimated; one bootstrap
+    (the same resamples) serves every target. Each estimate carries its overlap warnings."""
+    cols = np.hstack([_target_columns(log, pi) for pi in targets.values()])
+    totals, count = bootstrap_totals(cols, seed)
+    full, n = cols.sum(axis=0), float(log.size)
+    out = []
+    for k, (name, pi) in enumerate(targets.items()):
+        f, t = full[5 * k: 5 * k + 5], totals[:, 5 * k: 5 * k + 5]
+        diag = diagnostics(cols[:, 5 * k])
+        if pi is None:
+            out.append(Estimate(name, Estimator.ON_POLICY, f[1] / n, f[2] / n,
+                                _interval(t[:, 1] / count), _interval(t[:, 2] / count), diag))
+            continue
+        warn = overlap_warnings(name, diag, min_kept) + support_warning(name, cols[:, 5 * k])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            point = {
+                Estimator.IPS: (f[1] / n, f[2] / n, t[:, 1] / count, t[:, 2] / count),
+                Estimator.SNIPS: (f[1] / f[0], f[2] / f[0], t[:, 1] / t[:, 0], t[:, 2] / t[:, 0]),
+                Estimator.DR: (f[3] / n, f[4] / n, t[:, 3] / count, t[:, 4] / count),
+            }
+        out += [Estimate(name, est, _finite(vr), _finite(vc), _interval(_keep(br)),
+                         _interval(_keep(bc)), diag, warn)
+                for est, (vr, vc, br, bc) in point.items()]
+    return out
+
+
+def _finite(x: float) -> float:
+    return float(x) if math.isfinite(x) else 0.0
+
+
+def _keep(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Resamples with a defined ratio (SNIPS over resamples where no weight is > 0 is not)."""
+    kept = values[np.isfinite(values)]
+    return kept if kept.size else np.zeros(1)
+
+
+def overlap_warnings(name: str, diag: Diagnostics, min_kept: int) -> tuple[str, ...]:
+    """Why an estimate rests on too little: few kept events, or a small effective sample."""
+    out = []
+    if diag.kept < min_kept:
+        out.append(f"policy {name}: only {diag.kept} of {diag.events} logged events are kept "
+                    f"(the policy's choice matches the log), fewer than --min-kept {min_kept}; "
+                    "the estimate rests on too few events, log longer or log with more "
+                    "exploration")
+    elif diag.effective_sample_size < min_kept:
+        out.append(f"policy {name}: the effective sample size is "
+                   f"{diag.effective_sample_size:.0f} (largest weight {diag.max_weight:.3g}), "
+                   f"below --min-kept {min_kept}; a few heavily weighted events decide the "
+                   "estimate, trust DR or SNIPS over IPS and log with more exploration")
+    return tuple(out)

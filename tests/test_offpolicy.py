@@ -1,0 +1,321 @@
+"""Off-policy replay from logs (SPEC 11): fixed-table estimators (IPS, SNIPS, DR) against the truth
+of full-information tables and a brute-force computation, the replay method against the
+full-information replay, and the refusals and warnings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import REPO_ROOT, ROUTERBENCH
+
+from stageroute.errors import BadDataError
+from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, bandit_log
+from stageroute.inputs.catalog import load_catalog
+from stageroute.inputs.outcomes import OutcomeMatrix, load_outcomes, simulate_log, to_matrix
+from stageroute.options import Policy
+from stageroute.simulate.offpolicy import (
+    Estimator,
+    fixed_tables,
+    table_probabilities,
+    uniform_probabilities,
+)
+from stageroute.simulate.offreplay import OffPolicyConfig, check_log, evaluate_log, offpolicy_document
+from stageroute.simulate.replay import ReplayConfig, replay
+
+MMLUPRO = ROUTERBENCH.parent / "mmlupro"
+START = {"routerbench": dt.datetime(2023, 10, 1, tzinfo=dt.UTC),
+         "mmlupro": dt.datetime(2024, 6, 1, tzinfo=dt.UTC)}
+SPAN = dt.timedelta(days=240)
+
+
+@cache
+def table(name: str) -> tuple[OutcomeMatrix, pl.DataFrame]:
+    root = ROUTERBENCH if name == "routerbench" else MMLUPRO
+    if not (root / "outcomes.parquet").is_file():
+        pytest.skip(f"shared data {root} missing")
+    return to_matrix(load_outcomes(root / "outcomes.parquet")), load_catalog(root / "catalog.csv")
+
+
+def skewed(n: int) -> np.ndarray:
+    """A skewed logger: weights 1..8 spread over the models (a fixed order)."""
+    return np.linspace(1.0, 8.0, n)[np.random.default_rng(7).permutation(n)]
+
+
+def make_log(name: str, rows: int, seed: int, weights: np.ndarray | None) -> tuple[BanditLog, pl.DataFrame]:
+    matrix, catalog = table(name)
+    start = START[name]
+    frame = simulate_log(matrix, catalog, rows, start, start + SPAN, seed, weights)
+    return bandit_log(frame, catalog, LoggingPolicy.LOGGED, f"{name}-{seed}"), frame
+
+
+def truth(log: BanditLog, matrix: OutcomeMatrix, pi: np.ndarray) -> tuple[float, float]:
+    """V(pi) from the full table: per request sum_a pi(a | A_i) x the model's mean over prompts."""
+    order = [log.models.index(m) for m in matrix.models]
+    mu_r = np.zeros(len(log.models))
+    mu_c = np.zeros(len(log.models))
+    mu_r[order], mu_c[order] = matrix.mean_reward, matrix.mean_cost
+    per = pi[log.pattern]
+    return float((per @ mu_r).mean()), float((per @ mu_c).mean())
+
+
+def _weights(log: BanditLog, matrix: OutcomeMatrix, w: np.ndarray | None) -> np.ndarray:
+    """Table weights over the log's (catalog) models from weights over the matrix's models."""
+    out = np.zeros(len(log.models))
+    out[[log.models.index(m) for m in matrix.models]] = 1.0 if w is None else w
+    return out
+
+
+def _plan_weights(log: BanditLog, matrix: OutcomeMatrix) -> np.ndarray:
+    """A plan-like table: 0.5 / 0.3 / 0.2 on three models (one of them released late)."""
+    w = np.zeros(len(matrix.models))
+    w[0], w[-1], w[len(w) // 2] = 0.5, 0.3, 0.2
+    return _weights(log, matrix, w)
+
+
+@pytest.mark.parametrize("name", ["routerbench", "mmlupro"])
+def test_fixed_table_intervals_cover_the_truth_of_the_full_table(name: str) -> None:
+    """50 logs per logger (uniform; skewed with logged propensities): the 95% interval of every
+    fixed-table reward estimate covers V(pi) of the full table in >= 90% of them. Costs are
+    heavier-tailed: each >= 86% (43 of 50) and >= 90% over all tables and estimators."""
+    matrix, _ = table(name)
+    for logger in (None, skewed(len(matrix.models))):
+        hits: dict[tuple[str, str, int], int] = {}
+        for seed in range(50):
+            log, _ = make_log(name, 3000, seed, logger)
+            targets = {"plan": table_probabilities(_plan_weights(log, matrix), log.available),
+                       "uniform": uniform_probabilities(log.available), "logging": None}
+            logging_pi = table_probabilities(_weights(log, matrix, logger), log.available)
+            for e in fixed_tables(log, targets, seed, 200):
+                pi = targets[e.policy]
+                true_r, true_c = truth(log, matrix, logging_pi if pi is None else pi)
+                for k, (value, ci) in enumerate(((true_r, e.ci_reward), (true_c, e.ci_cost))):
+                    key = (e.policy, str(e.estimator), k)
+                    hits[key] = hits.get(key, 0) + int(ci[0] <= value <= ci[1])
+        assert len(hits) == 2 * 7
+        reward = {k: v for k, v in hits.items() if k[2] == 0}
+        cost = {k: v for k, v in hits.items() if k[2] == 1}
+        assert min(reward.values()) >= 45, reward
+        assert min(cost.values()) >= 43 and sum(cost.values()) >= 0.90 * 50 * len(cost), cost
+
+
+def test_ips_and_snips_match_a_brute_force_computation() -> None:
+    """Per request, by hand: the models available at its time, the table renormalised on them,
+    the weight pi / propensity; then IPS and SNIPS, and DR with the per-model means."""
+    matrix, catalog = table("routerbench")
+    log, frame = make_log("routerbench", 400, 11, skewed(len(matrix.models)))
+    weights = {m: 0.1 * (i + 1) for i, m in enumerate(sorted(matrix.models)[:4])}
+    rows = frame.sort("timestamp", maintain_order=True).iter_rows(named=True)
+    info = {r["model"]: r for r in catalog.iter_rows(named=True)}
+    wr = wc = ws = 0.0
+    for row in rows:
+        t = row["timestamp"]
+        avail = [m for m, r in info.items()
+                 if r["released"] <= t and (r["retired"] is None or t < r["retired"])]
+        mass = sum(weights.get(m, 0.0) for m in avail)
+        pi = weights.get(row["model"], 0.0) / mass if mass > 0 else 0.0
+        w = pi / row["propensity"]
+        wr, wc, ws = wr + w * row["reward"], wc + w * row["cost"], ws + w
+    vec = np.array([weights.get(m, 0.0) for m in log.models])
+    targets = {"plan": table_probabilities(vec, log.available)}
+    got = {e.estimator: e for e in fixed_tables(log, targets, 0, 10)}
+    assert got[Estimator.IPS].mean_reward == pytest.approx(wr / 400, rel=1e-12)
+    assert got[Estimator.IPS].mean_cost == pytest.approx(wc / 400, rel=1e-12)
+    assert got[Estimator.SNIPS].mean_reward == pytest.approx(wr / ws, rel=1e-12)
+    assert got[Estimator.SNIPS].mean_cost == pytest.approx(wc / ws, rel=1e-12)
+    pi = table_probabilities(vec, log.available)[log.pattern, log.model]
+    for e in got.values():
+        assert e.ci_reward[0] <= e.mean_reward <= e.ci_reward[1]
+        assert e.diagnostics.kept == int((pi > 0).sum())
+
+
+def test_dr_with_the_logged_model_alone_is_its_mean() -> None:
+    """Every model available (constant propensities), a table on one model: the DR correction
+    sums to zero and SNIPS is the plain mean, so both are that model's mean reward in the log."""
+    matrix, catalog = table("routerbench")
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    frame = simulate_log(matrix, catalog, 2000, start, start + SPAN, 5, skewed(len(matrix.models)))
+    log = bandit_log(frame, catalog, LoggingPolicy.LOGGED, "constant")
+    j = log.models.index("claude-v1")
+    one = np.zeros(len(log.models))
+    one[j] = 1.0
+    targets = {"plan": table_probabilities(one, log.available)}
+    est = {e.estimator: e for e in fixed_tables(log, targets, 0, 10)}
+    assert est[Estimator.DR].mean_reward == pytest.approx(log.reward[log.model == j].mean(), rel=1e-9)
+    assert est[Estimator.SNIPS].mean_reward == pytest.approx(log.reward[log.model == j].mean(), rel=1e-9)
+
+
+@pytest.mark.parametrize(("logger", "refresh"), [("uniform", None), ("uniform", 7), ("skewed", None)])
+def test_the_replay_method_agrees_with_the_full_information_replay(logger: str,
+                                                                   refresh: int | None) -> None:
+    """StageRoute on a log (replay method, 5 runs) and on the full table (10 seeds, as many
+    queries as the replay kept, the same stages and span): the full replay's mean reward and cost
+    lie in the replay method's intervals."""
+    matrix, catalog = table("routerbench")
+    weights = None if logger == "uniform" else skewed(len(matrix.models))
+    log, _ = make_log("routerbench", 60_000 if weights is None else 250_000, 3, weights)
+    cfg = OffPolicyConfig(budget=0.3, relative_budget=True, max_deployed=3,
+                          policies=("stageroute",), refresh=refresh, seeds=5)
+    result = evaluate_log(log, catalog, cfg)
+    (e,) = result.estimates
+    assert e.estimator is Estimator.REPLAY
+    assert abs(e.diagnostics.kept - log.size * log.propensity.min()) < 0.05 * e.diagnostics.kept
+    full = replay(matrix, catalog, ReplayConfig(
+        budget=result.budget, max_deployed=3, horizon=e.diagnostics.kept, stages=result.stages,
+        seeds=10, policies=(Policy.STAGEROUTE,), start=START["routerbench"],
+        end=START["routerbench"] + SPAN, refresh=refresh)).policies[0]
+    assert e.ci_reward[0] <= full.mean_reward <= e.ci_reward[1]
+    assert e.ci_cost[0] <= full.mean_cost <= e.ci_cost[1]
+    assert e.ci_reward[1] - e.ci_reward[0] < 0.04
+
+
+def test_the_replay_method_keeps_each_event_with_the_smallest_propensity() -> None:
+    """Rejection sampling: whatever the policy routes, an event is kept with probability p_min."""
+    matrix, catalog = table("routerbench")
+    log, _ = make_log("routerbench", 40_000, 8, skewed(len(matrix.models)))
+    p = log.propensity.min()
+    cfg = OffPolicyConfig(budget=0.3, relative_budget=True, max_deployed=3,
+                          policies=("stageroute", "greedy", "epsilon-greedy"))
+    for e in evaluate_log(log, catalog, cfg).estimates:
+        kept = e.diagnostics.kept
+        assert abs(kept - p * log.size) < 4 * np.sqrt(p * log.size), (e.policy, kept, p * log.size)
+
+
+def test_correct_propensities_pass_the_check_and_wrong_ones_warn() -> None:
+    matrix, _ = table("mmlupro")
+    for logger in (None, skewed(len(matrix.models))):
+        log, _ = make_log("mmlupro", 20_000, 2, logger)
+        stages = np.arange(log.size) * 10 // log.size
+        assert check_log(log, stages) == []
+    halved = log.__class__(**{**{f: getattr(log, f) for f in log.__slots__},
+                              "propensity": 0.5 * log.propensity})
+    (warning,) = check_log(halved, stages)
+    assert "propensities do not sum to about 1" in warning and "mean of 1/propensity" in warning
+
+
+def test_a_deterministic_logger_is_refused() -> None:
+    log, _ = make_log("routerbench", 500, 1, None)
+    one = log.__class__(**{**{f: getattr(log, f) for f in log.__slots__},
+                           "propensity": np.ones(log.size)})
+    with pytest.raises(BadDataError, match="every propensity is 1"):
+        check_log(one, np.zeros(log.size, dtype=np.int64))
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stageroute_cli", "replay", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=300,
+                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_the_cli_prints_the_replay_document_with_estimators_and_diagnostics(tmp_path: Path) -> None:
+    matrix, _ = table("routerbench")
+    _, frame = make_log("routerbench", 20_000, 4, skewed(len(matrix.models)))
+    frame.write_parquet(tmp_path / "logs.parquet")
+    plan = {"schema_version": 1, "routing": [{"model": "claude-v1", "probability": 0.4},
+                                              {"model": "gpt-3.5-turbo-1106", "probability": 0.6}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    result = _cli("--logs", "logs.parquet", "--catalog", str(ROUTERBENCH / "catalog.csv"),
+                  "--relative-budget", "0.3", "--max-deployed", "3", "--plan", "plan.json",
+                  "--json", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["source"] == "logs" and doc["horizon"] == 20_000
+    seen = {(p["policy"], p["estimator"]) for p in doc["policies"]}
+    assert {("stageroute", "replay"), ("uniform", "ips"), ("uniform", "snips"), ("uniform", "dr"),
+            ("logging", "on-policy"), ("plan", "dr")} <= seen
+    for p in doc["policies"]:
+        lo, hi = p["ci95"]["mean_reward"]
+        assert lo <= p["mean_reward"] <= hi and p["diagnostics"]["events"] == 20_000
+    assert doc["warnings"] == [] and "warning" not in result.stderr
+
+
+def test_too_few_kept_events_warn_on_stderr_and_in_the_json(tmp_path: Path) -> None:
+    _, frame = make_log("routerbench", 3000, 4, None)
+    frame.write_parquet(tmp_path / "logs.parquet")
+    result = _cli("--logs", "logs.parquet", "--catalog", str(ROUTERBENCH / "catalog.csv"),
+                  "--budget", "0.002", "--max-deployed", "3", "--policy", "stageroute",
+                  "--policy", "uniform", "--min-kept", "1000", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    (replayed,) = [p for p in doc["policies"] if p["policy"] == "stageroute"]
+    assert replayed["diagnostics"]["kept"] < 1000
+    assert any("fewer than --min-kept 1000" in w for w in replayed["warnings"])
+    assert "stageroute: warning: policy stageroute: only" in result.stderr
+    assert not any("policy uniform" in w for w in doc["warnings"])  # 3000 kept, ESS 3000
+
+
+def test_wrong_propensities_warn_on_the_cli(tmp_path: Path) -> None:
+    matrix, _ = table("routerbench")
+    _, frame = make_log("routerbench", 20_000, 4, skewed(len(matrix.models)))
+    frame.with_columns(pl.col("propensity") * 0.6).write_parquet(tmp_path / "logs.parquet")
+    result = _cli("--logs", "logs.parquet", "--catalog", str(ROUTERBENCH / "catalog.csv"),
+                  "--budget", "0.002", "--max-deployed", "3", "--policy", "uniform", "--json",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "stageroute: warning: propensities do not sum to about 1" in result.stderr
+    warnings = json.loads(result.stdout)["warnings"]
+    assert any("propensities do not sum" in w for w in warnings)
+    assert any("mean importance weight" in w for w in warnings)  # 1 / 0.6 on average
+
+
+def test_a_policy_off_the_loggers_support_is_flagged() -> None:
+    """A logger that never serves two of the models: uniform over all puts traffic there."""
+    matrix, catalog = table("routerbench")
+    w = np.ones(len(matrix.models))
+    w[:2] = 0.0
+    log, _ = make_log("routerbench", 5000, 3, w)
+    cfg = OffPolicyConfig(budget=0.002, max_deployed=3, policies=("uniform",))
+    (ips, *_) = evaluate_log(log, catalog, cfg).estimates
+    assert any("mean importance weight" in x and "did not choose" in x for x in ips.warnings)
+    assert check_log(log, np.zeros(log.size, dtype=np.int64)) == []
+
+
+def test_a_declared_uniform_logger_needs_no_propensity_column(tmp_path: Path) -> None:
+    log, frame = make_log("routerbench", 5000, 6, None)
+    frame.drop("propensity").write_parquet(tmp_path / "logs.parquet")
+    args = ("--logs", "logs.parquet", "--catalog", str(ROUTERBENCH / "catalog.csv"), "--budget",
+            "0.002", "--max-deployed", "3", "--policy", "uniform", "--json")
+    refused = _cli(*args, cwd=tmp_path)
+    assert refused.returncode == 65 and "no column 'propensity'" in refused.stderr
+    declared = _cli(*args, "--logging-policy", "uniform", cwd=tmp_path)
+    assert declared.returncode == 0, declared.stderr
+    ips = json.loads(declared.stdout)["policies"][0]
+    assert ips["estimator"] == "ips" and ips["mean_reward"] == pytest.approx(log.reward.mean())
+
+
+def test_the_document_of_the_library_validates() -> None:
+    log, _ = make_log("routerbench", 5000, 6, None)
+    _, catalog = table("routerbench")
+    doc = offpolicy_document(evaluate_log(log, catalog, OffPolicyConfig(
+        budget=0.002, max_deployed=2, policies=("greedy", "uniform", "logging"))))
+    assert [p["estimator"] for p in doc["policies"]] == ["replay", "ips", "snips", "dr", "on-policy"]
+
+
+def test_dr_uses_the_mean_per_segment_and_model_by_hand() -> None:
+    """DR's direct part per (segment, model), recomputed with Polars group-bys and a loop."""
+    matrix, catalog = table("routerbench")
+    _, frame = make_log("routerbench", 3000, 9, skewed(len(matrix.models)))
+    rng = np.random.default_rng(0)
+    frame = frame.with_columns(pl.Series("segment", rng.choice(["chat", "code", "math"], frame.height)))
+    log = bandit_log(frame, catalog, LoggingPolicy.LOGGED, "segments")
+    assert log.segments == ("chat", "code", "math")
+    weights = np.zeros(len(log.models))
+    weights[[log.models.index(m) for m in ("claude-v1", "gpt-4-1106-preview")]] = (0.7, 0.3)
+    pi = table_probabilities(weights, log.available)
+    (dr,) = [e for e in fixed_tables(log, {"plan": pi}, 0, 10) if e.estimator is Estimator.DR]
+    cells = {(r["segment"], r["model"]): r["reward"] for r in
+             frame.group_by("segment", "model").agg(pl.col("reward").mean()).iter_rows(named=True)}
+    total = 0.0
+    for i in range(log.size):
+        seg, a = log.segments[log.segment[i]], log.model[i]
+        row = pi[log.pattern[i]]
+        direct = sum(row[j] * cells[(seg, log.models[j])] for j in np.flatnonzero(row))
+        total += direct + row[a] / log.propensity[i] * (log.reward[i] - cells[(seg, log.models[a])])
+    assert dr.mean_reward == pytest.approx(total / log.size, rel=1e-10)
