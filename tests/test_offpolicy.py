@@ -83,8 +83,8 @@ def _plan_weights(log: BanditLog, matrix: OutcomeMatrix) -> np.ndarray:
 @pytest.mark.parametrize("name", ["routerbench", "mmlupro"])
 def test_fixed_table_intervals_cover_the_truth_of_the_full_table(name: str) -> None:
     """50 logs per logger (uniform; skewed with logged propensities): the 95% interval of every
-    fixed-table reward estimate covers V(pi) of the full table in >= 90% of them. Costs are
-    heavier-tailed: each >= 86% (43 of 50) and >= 90% over all tables and estimators."""
+    fixed-table estimate covers V(pi) of the full table: each in >= 86% of them (43 of 50), and
+    >= 90% pooled over the tables and estimators, for rewards and for costs (BCa intervals)."""
     matrix, _ = table(name)
     for logger in (None, skewed(len(matrix.models))):
         hits: dict[tuple[str, str, int], int] = {}
@@ -102,8 +102,13 @@ def test_fixed_table_intervals_cover_the_truth_of_the_full_table(name: str) -> N
         assert len(hits) == 2 * 7
         reward = {k: v for k, v in hits.items() if k[2] == 0}
         cost = {k: v for k, v in hits.items() if k[2] == 1}
-        assert min(reward.values()) >= 45, reward
-        assert min(cost.values()) >= 43 and sum(cost.values()) >= 0.90 * 50 * len(cost), cost
+        # Each count is Binomial(50, ~0.95): below 45 with probability ~4% even for an exact
+        # interval, so across the 56 counts of this test a couple fall to 43-44 by chance. What a
+        # calibrated interval guarantees, and what is asserted: every count >= 43 (86%) and the
+        # pooled coverage of each kind >= 90% (per dataset and logger).
+        for kind in (reward, cost):
+            assert min(kind.values()) >= 43, kind
+            assert sum(kind.values()) >= 0.90 * 50 * len(kind), kind
 
 
 def test_ips_and_snips_match_a_brute_force_computation() -> None:
