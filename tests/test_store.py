@@ -385,8 +385,12 @@ def test_the_store_never_lives_with_the_logs_or_in_a_foreign_directory(
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "a.parquet").write_bytes(sample_logs.read_bytes())
-    with pytest.raises(UsageError, match="holds the logs it would summarise"):
-        build_store(logs, logs)
+    for out in (logs, logs / "stats"):
+        with pytest.raises(UsageError, match="own Parquet files and read them as logs"):
+            build_store(logs, out)
+    with pytest.raises(UsageError, match="own Parquet files"):
+        build_store(str(tmp_path / "**" / "*.parquet"), tmp_path / "stats")
+    build_store(str(logs / "*.parquet"), logs / "stats")  # the glob never reaches the store's files
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(UsageError, match="holds other files and no statistics store"):
@@ -397,3 +401,87 @@ def test_the_store_never_lives_with_the_logs_or_in_a_foreign_directory(
 
     with pytest.raises(CannotWriteError):
         build_store(logs, tmp_path / "file")
+
+
+def test_a_rebuild_stopped_half_way_leaves_the_store_as_it_was(
+        tmp_path: Path, sample: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = tmp_path / "logs"
+    old, new = write_parts(sample, logs, [CUT])
+    new.rename(tmp_path / "later.parquet")
+    build_store(logs, tmp_path / "stats")
+    (tmp_path / "later.parquet").rename(new)
+    build_store(logs, tmp_path / "stats")  # generation 2; most windows are still g1 files
+    before = load_store(tmp_path / "stats")
+    calls = {"n": 0}
+    real = store_build.write_atomic
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(store_build, "write_atomic", failing)
+    with pytest.raises(KeyboardInterrupt):
+        build_store(logs, tmp_path / "stats", StoreOptions(rebuild=True))
+    monkeypatch.undo()
+    after = load_store(tmp_path / "stats")
+    assert after[0] == before[0]
+    assert_frame_equal(after[1], before[1])
+
+
+def test_a_renamed_file_is_no_copy(tmp_path: Path, sample: pl.DataFrame) -> None:
+    logs = tmp_path / "logs"
+    parts = write_parts(sample, logs, [CUT])
+    build_store(logs, tmp_path / "stats")
+    parts[0].rename(logs / "renamed.parquet")
+    report = build_store(logs, tmp_path / "stats")
+    assert report.removed == (str(parts[0].resolve()),)
+    build_store(logs, tmp_path / "fresh")
+    keys = ["window_start", "model", "segment"]
+    assert_frame_equal(load_store(tmp_path / "stats")[1].sort(keys),
+                       load_store(tmp_path / "fresh")[1].sort(keys), rel_tol=1e-12)
+
+
+def test_token_prices_of_the_store_must_be_the_catalog_s(tmp_path: Path, write_logs: Any) -> None:
+    logs, catalog = write_logs(lambda f: f.drop("cost"))
+    build_store(logs, tmp_path / "stats", catalog=read_catalog(catalog)[0])
+    cheaper = tmp_path / "cheaper.csv"
+    text = catalog.read_text().splitlines()
+    cheaper.write_text("\n".join([text[0], *(line.replace(",3.0,6.0", ",0.3,0.6") for line in text[1:])]) + "\n")
+    assert cheaper.read_text() != catalog.read_text()
+    with pytest.raises(UsageError, match="priced the tokens of model 'gamma'"):
+        plan_doc(StoreInput(tmp_path / "stats"), cheaper, dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+
+
+def test_rows_without_a_cost_are_refused_with_a_half_life_too(tmp_path: Path, write_logs: Any) -> None:
+    logs, catalog = write_logs(lambda f: f.with_columns(
+        pl.when(pl.col("request_id") == "r0005").then(None).otherwise(pl.col("cost")).alias("cost")))
+    build_store(logs, tmp_path / "stats")  # no catalog: every model may lack a cost here
+    as_of = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    for drift in (Drift(), Drift(half_life=dt.timedelta(days=2))):
+        with pytest.raises(BadDataError, match="column 'cost' is empty in 1 row"):
+            plan_doc(StoreInput(tmp_path / "stats"), catalog, as_of, drift=drift)
+
+
+def test_a_drift_window_shorter_than_the_store_s_windows_is_refused(tmp_path: Path,
+                                                                    sample_logs: Path,
+                                                                    sample_catalog: Path) -> None:
+    build_store(sample_logs, tmp_path / "stats", StoreOptions(length=dt.timedelta(days=7)))
+    with pytest.raises(UsageError, match="shorter than the windows"):
+        plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, END,
+                 drift=Drift(window=dt.timedelta(days=1)))
+
+
+@pytest.mark.parametrize("as_of", [END, MID], ids=["after-the-log", "inside-the-log"])
+def test_hive_partitioned_logs_plan_the_same_from_the_store(tmp_path: Path, sample: pl.DataFrame,
+                                                            sample_catalog: Path,
+                                                            as_of: dt.datetime) -> None:
+    logs = tmp_path / "logs"
+    month = pl.col("timestamp").dt.strftime("%Y-%m")
+    for (key,), part in sample.with_columns(month.alias("m")).partition_by("m", as_dict=True).items():
+        (logs / f"month={key}").mkdir(parents=True)
+        part.drop("m").write_parquet(logs / f"month={key}" / "part.parquet")
+    build_store(logs, tmp_path / "stats")
+    assert plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, as_of) == \
+        plan_doc(logs, sample_catalog, as_of)

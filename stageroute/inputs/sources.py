@@ -101,17 +101,17 @@ def unreadable(source: LogSource, exc: BaseException) -> BadDataError:
     )
 
 
-def _segments_match(parts: tuple[str, ...], segments: tuple[str, ...]) -> bool:
+def segments_match(parts: tuple[str, ...], segments: tuple[str, ...]) -> bool:
     """Whether path ``parts`` match glob ``segments`` ('**' spans any number of directories)."""
     if not segments:
         return not parts
     head = segments[0]
     if head == "**":
-        return any(_segments_match(parts[i:], segments[1:]) for i in range(len(parts) + 1)
+        return any(segments_match(parts[i:], segments[1:]) for i in range(len(parts) + 1)
                    if not any(p.startswith(".") for p in parts[:i]))
     if not parts or (parts[0].startswith(".") and not head.startswith(".")):
         return False
-    return fnmatch.fnmatchcase(parts[0], head) and _segments_match(parts[1:], segments[1:])
+    return fnmatch.fnmatchcase(parts[0], head) and segments_match(parts[1:], segments[1:])
 
 
 def _walk(root: Path) -> list[Path]:
@@ -138,7 +138,7 @@ def _glob(pattern: str) -> list[Path]:
     fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
     root = Path(*parts[:fixed]) if fixed else Path(".")
     segments = tuple(parts[fixed:])
-    return [p for p in _walk(root) if _segments_match(p.relative_to(root).parts, segments)]
+    return [p for p in _walk(root) if segments_match(p.relative_to(root).parts, segments)]
 
 
 def _real_files(candidates: list[Path], label: str, kind: str) -> tuple[list[str], list[str]]:

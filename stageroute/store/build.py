@@ -31,7 +31,7 @@ from stageroute.errors import BadDataError, CannotWriteError, InputMissingError,
 from stageroute.inputs.checks import check_unique, report_violations, rules
 from stageroute.inputs.files import first_line
 from stageroute.inputs.logs import open_logs
-from stageroute.inputs.sources import find_logs, fingerprint, resolve_files
+from stageroute.inputs.sources import find_logs, fingerprint, resolve_files, segments_match
 from stageroute.options import format_duration as duration
 from stageroute.render.output import locked, write_atomic
 from stageroute.store.aggregate import EPOCH, FINE_SCHEMA, combine, fold
@@ -40,6 +40,7 @@ from stageroute.store.engines import ENGINES, KEYS, Job, run
 FORMAT = "stageroute-stats"
 VERSION = 1
 MANIFEST = "manifest.json"
+MAX_WINDOW_SECONDS = 36500 * 86400
 WINDOWS_DIR = "windows"
 
 
@@ -144,13 +145,14 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
     def whole(x: object) -> bool:
         return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
-    if not (whole(manifest.get("window_seconds")) and manifest["window_seconds"] > 0):
-        return "window_seconds is not a positive integer"
+    if not (whole(manifest.get("window_seconds"))
+            and 0 < manifest["window_seconds"] <= MAX_WINDOW_SECONDS):
+        return "window_seconds is not a positive integer of at most 100 years"
     try:
-        dt.datetime.fromisoformat(str(manifest.get("anchor")))
-        for key in ("last_seen",):
-            if manifest.get(key) is not None:
-                dt.datetime.fromisoformat(str(manifest[key]))
+        times = [manifest.get("anchor")] + ([manifest["last_seen"]]
+                                            if manifest.get("last_seen") is not None else [])
+        if any(dt.datetime.fromisoformat(str(t)).tzinfo is None for t in times):
+            return "anchor or last_seen has no time zone"
     except ValueError:
         return "anchor or last_seen is not a time"
     if not whole(manifest.get("generation")):
@@ -267,7 +269,7 @@ def build_store(logs: str | Path, out: str | Path, options: StoreOptions = Store
     out = Path(out)
     listed, _, _, _ = resolve_files(logs)
     files = {os.path.abspath(f): file_state(f) for f in listed}
-    _check_out(out, files)
+    _check_out(out, files, logs)
     fb_files = find_logs(feedback, kind="feedback").files if feedback is not None else ()
     prices = None if catalog is None else {
         row["model"]: [row["usd_per_mtok_in"], row["usd_per_mtok_out"]]
@@ -309,7 +311,7 @@ def _refuse_copies(manifest: dict[str, Any] | None, delta: _Delta) -> None:
     if manifest is None:
         return
     known = {entry.get("footer"): file for file, entry in manifest["files"].items()
-             if file not in delta.changed and entry.get("rows")}
+             if file not in delta.changed and file not in delta.removed and entry.get("rows")}
     for file in delta.whole:
         first = known.get(_footer(file))
         if first is not None and first != file:
@@ -321,9 +323,43 @@ def _refuse_copies(manifest: dict[str, Any] | None, delta: _Delta) -> None:
             )
 
 
-def _check_out(out: Path, files: dict[str, Any]) -> None:
+def _would_read(logs: str | Path, out: Path) -> bool:
+    """Whether a later ``resolve_files(logs)`` would take the store's own files for logs."""
+    text = str(logs)
+    mine = [os.path.abspath(out / WINDOWS_DIR / "w-x.parquet"), os.path.abspath(out / "totals-g1.parquet")]
+    if any(ch in text for ch in "*?[") and not Path(text).exists():
+        parts = Path(os.path.abspath(text)).parts
+        fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+        root = Path(*parts[:fixed])
+        return any(Path(f).is_relative_to(root)
+                   and segments_match(Path(f).relative_to(root).parts, tuple(parts[fixed:]))
+                   for f in mine)
+    if Path(text).is_dir():
+        return any(Path(f).is_relative_to(os.path.abspath(text)) for f in mine)
+    return False
+
+
+def _next_generation(out: Path) -> int:
+    """A generation no file of the store uses yet: a rebuild must never overwrite a file that the
+    current manifest still lists (a run stopped half-way leaves the store as it was)."""
+    used = [int(m.group(1)) for p in (*out.glob("totals-g*.parquet"),
+                                      *(out / WINDOWS_DIR).glob("w-*.parquet"))
+            if (m := re.search(r"-g(\d+)\.parquet$", p.name))]
+    try:
+        listed = read_manifest(out)
+    except BadDataError:
+        listed = None
+    if listed is not None:
+        used.append(int(listed["generation"]))
+    return max(used, default=0) + 1
+
+
+def _check_out(out: Path, files: dict[str, Any], logs: str | Path) -> None:
     """``out`` is a store, or new, or empty; never where the logs are read from."""
     home = os.path.abspath(out) + os.sep
+    if _would_read(logs, out):
+        raise UsageError(f"--out {out} is where --logs {logs} would find the store's own Parquet "
+                         "files and read them as logs; put the store elsewhere")
     inside = next((f for f in files if f.startswith(home)), None)
     if inside is not None:
         raise UsageError(f"--out {out} holds the logs it would summarise ({_shown(inside)}): its "
@@ -360,8 +396,11 @@ def _build(logs: str | Path, out: Path, manifest: dict[str, Any] | None,
         job = Job(scan, delta.whole, delta.partial, tuple(sorted(delta.dropped)), options.anchor,
                   options.length, options.memory_limit, options.spark_master)
         rows, file_windows = validated(job, options.engine)
-    inputs = {**inputs, "prices": inputs["prices"] if priced else None}
-    generation = (manifest["generation"] + 1) if manifest is not None else 1
+    hive = manifest.get("hive", False) if manifest is not None else False
+    if delta.whole or delta.partial:
+        hive = scan.source.hive
+    inputs = {**inputs, "prices": inputs["prices"] if priced else None, "hive": hive}
+    generation = _next_generation(out)
     old_windows: dict[str, Any] = manifest["windows"] if manifest is not None else {}
     written, merged, rebuilt, windows = _write_windows(out, rows, old_windows, delta.dropped,
                                                        options, generation)

@@ -91,10 +91,35 @@ def _before(parts: pl.DataFrame, as_of: dt.datetime, length: dt.timedelta, label
     return parts.filter(pl.col("window_start") < as_of)
 
 
+def _check_drift(drift: Drift, length: dt.timedelta, label: str) -> None:
+    if drift.window is not None and drift.window < length:
+        raise UsageError(
+            f"--window {duration(drift.window)} is shorter than the windows of {label} "
+            f"({duration(length)}), which count whole; give a --window of at least "
+            f"{duration(length)}, or build the store with a shorter --window-length"
+        )
+
+
+def _check_prices(manifest: dict[str, object], catalog: pl.DataFrame, store: str | Path) -> None:
+    """A store priced from tokens used its catalog's prices: the plan's catalog must agree."""
+    prices = manifest.get("prices")
+    if not isinstance(prices, dict):
+        return
+    for row in catalog.select("model", "usd_per_mtok_in", "usd_per_mtok_out").iter_rows():
+        held = prices.get(row[0])
+        if held is not None and [held[0], held[1]] != [row[1], row[2]]:
+            raise UsageError(
+                f"statistics store {store} priced the tokens of model {quote(row[0])} at "
+                f"{held[0]}/{held[1]} USD per Mtok (in/out) but the catalog says {row[1]}/{row[2]}; "
+                "rerun stats with this --catalog (it rebuilds the store), or plan with the "
+                "catalog the store was built with"
+            )
+
+
 def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.datetime,
                     length: dt.timedelta, label: str, drift: Drift = STATIONARY,
                     recent: dt.timedelta = dt.timedelta(days=7), cost_source: str = "column",
-                    notes: tuple[str, ...] = ()) -> LogSummary:
+                    notes: tuple[str, ...] = (), footers: bool = True) -> LogSummary:
     """A ``LogSummary`` from store rows (``store.build.STORE_SCHEMA``) for a plan at ``as_of``.
 
     Raises:
@@ -123,8 +148,9 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
     weighted = "__weight__" if drift.half_life is not None else None
     per_model = combine(kept, ["model"], order=["window_start", "segment"], weight=weighted)
     known = per_model.filter(is_known)
-    unpriced = known.filter(pl.col("n_cost") < pl.col("rows"))
-    if unpriced.height and weighted is None:
+    unpriced = (kept.filter(is_known).group_by("model").agg(pl.col("rows", "n_cost").sum())
+                .filter(pl.col("n_cost") < pl.col("rows")).sort("model"))
+    if unpriced.height:
         row = unpriced.row(0, named=True)
         raise BadDataError(
             f"logs {label}, column 'cost' is empty in {row['rows'] - row['n_cost']} row(s) of "
@@ -132,7 +158,12 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
             "prices); rebuild the store from logs with costs"
         )
     unknown = per_model.filter(~is_known).select("model", "rows").sort("model")
-    all_before = parts["last_seen"].max() < as_of and drift.stationary  # type: ignore[operator]
+    # Without Parquet footers (hive layouts) the logs' pass knows neither the total nor whether
+    # every row precedes as-of: it counts the rows before as-of, and keeps every last_seen.
+    all_before = (footers and drift.stationary
+                  and parts["last_seen"].max() < as_of)  # type: ignore[operator]
+    if not footers:
+        total = int(before["rows"].sum())
     # Like the logs' pass when every row precedes as-of (footers): the span starts at the first
     # row of any model, and only models seen in the log's last `recent` carry last_seen.
     first = (parts["first_seen"].min() if all_before else known["first_seen"].min())
@@ -166,13 +197,16 @@ def store_summary(store: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
     """``windows_summary`` of the store in ``store`` (``plan --stats``)."""
     manifest = open_store(store)
     length = dt.timedelta(seconds=manifest["window_seconds"])
+    _check_drift(drift, length, f"statistics store {store}")
+    _check_prices(manifest, catalog, store)
     newest = manifest.get("last_seen")
     totals = None
     if drift.stationary and newest is not None and dt.datetime.fromisoformat(newest) < as_of:
         totals = load_totals(store, manifest)  # every row precedes as-of: no window to choose
     parts = totals if totals is not None else load_store(store, manifest)[1]
     source = "tokens" if manifest.get("prices") is not None else "column"
-    summary = windows_summary(parts, catalog, as_of, length, str(store), drift, recent, source)
+    summary = windows_summary(parts, catalog, as_of, length, str(store), drift, recent, source,
+                              footers=not manifest.get("hive", False))
     return dataclasses.replace(summary, source="stats")
 
 
@@ -181,6 +215,7 @@ def logs_by_window(logs: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
                    recent: dt.timedelta = dt.timedelta(days=7)) -> LogSummary:
     """``windows_summary`` of the logs grouped by day, the days ending at ``as_of`` (a drift
     option on ``plan --logs``): the store's aggregation, in memory."""
+    _check_drift(drift, DAY, f"logs {logs} (grouped by day)")
     scan, notes = open_logs(logs, catalog, feedback)
     options = StoreOptions(length=DAY, anchor=as_of)
     job = Job(scan, scan.source.files, (), (), as_of, DAY)
@@ -188,4 +223,4 @@ def logs_by_window(logs: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
     parts = window_frame(rows, options)
     source = "tokens" if scan.cost_from_tokens else "column"
     return windows_summary(parts, catalog, as_of, DAY, scan.source.label, drift, recent, source,
-                           notes)
+                           notes, footers=not scan.source.hive)
