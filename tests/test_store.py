@@ -448,7 +448,8 @@ def test_token_prices_of_the_store_must_be_the_catalog_s(tmp_path: Path, write_l
     build_store(logs, tmp_path / "stats", catalog=read_catalog(catalog)[0])
     cheaper = tmp_path / "cheaper.csv"
     text = catalog.read_text().splitlines()
-    cheaper.write_text("\n".join([text[0], *(line.replace(",3.0,6.0", ",0.3,0.6") for line in text[1:])]) + "\n")
+    lines = [text[0], *(line.replace(",3.0,6.0", ",0.3,0.6") for line in text[1:])]
+    cheaper.write_text("\n".join(lines) + "\n")
     assert cheaper.read_text() != catalog.read_text()
     with pytest.raises(UsageError, match="priced the tokens of model 'gamma'"):
         plan_doc(StoreInput(tmp_path / "stats"), cheaper, dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
