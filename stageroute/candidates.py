@@ -47,8 +47,10 @@ def price_prior(stats: pl.DataFrame, summary: LogSummary) -> tuple[NDArray[np.fl
     """
     p_in = stats["usd_per_mtok_in"].to_numpy().astype(np.float64)
     p_out = stats["usd_per_mtok_out"].to_numpy().astype(np.float64)
-    if summary.mean_input_tokens is not None and summary.mean_output_tokens is not None:
-        tokens: tuple[float, float] | None = (summary.mean_input_tokens, summary.mean_output_tokens)
+    untried = bool((stats["n_cost"] == 0).any())  # only an untried model is priced from tokens
+    mean_in, mean_out = summary.tokens.value if untried else (None, None)
+    if mean_in is not None and mean_out is not None:
+        tokens: tuple[float, float] | None = (mean_in, mean_out)
         source = "the logs' token counts"
     else:
         tokens = typical_tokens(stats["mean_cost"].to_numpy().astype(np.float64),

@@ -507,7 +507,7 @@ def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
                         sort_keys=True).encode())
     for frame in (catalog, summary.stats, summary.unknown):
         h.update(frame.with_columns(pl.col(pl.Float64).round_sig_figs(9)).write_csv().encode())
-    figures = (summary.cost_p999, summary.mean_input_tokens, summary.mean_output_tokens)
+    figures = (summary.cost_p999, *(summary.tokens.value if summary.tokens.known else ()))
     h.update(repr((summary.rows, *(None if x is None else f"{x:.9g}" for x in figures))).encode())
     if kept:  # a routing refresh: the deployment it keeps (read from a file: not in the options)
         h.update(json.dumps(kept).encode())

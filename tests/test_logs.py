@@ -434,7 +434,7 @@ def test_costs_priced_from_tokens(write_logs: WriteLogs) -> None:
         costs = by_hand[row["model"]]
         assert row["n_cost"] == len(costs)
         assert row["mean_cost"] == pytest.approx(sum(costs) / len(costs), rel=1e-12)
-    assert summary.mean_input_tokens == pytest.approx(small_logs()["input_tokens"].mean())
+    assert summary.tokens.value[0] == pytest.approx(small_logs()["input_tokens"].mean())
 
 
 def test_unknown_models_are_reported_and_ignored(write_logs: WriteLogs) -> None:

@@ -35,6 +35,35 @@ from stageroute.inputs.sources import LogSource, find_logs, unreadable
 from stageroute.store.aggregate import cost_quantile, fine_polars, fold
 
 
+class TokenMeans:
+    """The mean token counts of the requests a plan uses, computed on first use: the logs' pass
+    leaves the token columns unread (a fifth of its time), and only a pool with an untried model
+    needs them (to price it from its list prices). ``known`` says whether they were asked for."""
+
+    def __init__(self, compute: Callable[[], tuple[float | None, float | None]]) -> None:
+        self._compute = compute
+        self._value: tuple[float | None, float | None] | None = None
+
+    @property
+    def value(self) -> tuple[float | None, float | None]:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
+
+    @property
+    def known(self) -> bool:
+        return self._value is not None
+
+
+def token_means(known: pl.DataFrame) -> tuple[float | None, float | None]:
+    """Mean input and output tokens from per-model token sums and counts (settled; None without)."""
+    means = []
+    for tok in ("input_tokens", "output_tokens"):
+        count = int(known[f"n_{tok}"].sum()) if known.height else 0
+        means.append(float(settle(np.array([known[tok].sum() / count]))[0]) if count else None)
+    return means[0], means[1]
+
+
 @dataclass(frozen=True, slots=True)
 class LogSummary:
     """What ``plan`` needs from the logs, computed in one pass."""
@@ -46,8 +75,7 @@ class LogSummary:
     last_seen: dt.datetime | None  # the newest row of a catalog model before as_of
     unknown: pl.DataFrame  # model, rows: models not in the catalog (ignored), before as_of
     cost_p999: float | None  # 99.9th percentile of per-request cost (max over models)
-    mean_input_tokens: float | None
-    mean_output_tokens: float | None
+    tokens: TokenMeans  # mean input and output tokens per request, read when first asked for
     cost_source: str  # "column" or "tokens"
     label: str
     notes: tuple[str, ...] = ()  # how the inputs were read (links, partition keys), for the plan
@@ -83,7 +111,7 @@ def _aggregate(scan: LogScan, data: pl.LazyFrame, used: pl.LazyFrame, timed: boo
     """The one streaming pass: per-model statistics, cost histogram and rule counts (and hashed
     id counts); the aggregation is the statistics store's (``store.aggregate``)."""
     checks = pass_checks(scan, rules(scan), full_check)
-    fine = fine_polars(used, ["model"], checks, timed=timed)
+    fine = fine_polars(used, ["model"], checks, timed=timed, tokens=False)
     queries = [fine]
     if full_check or scan.feedback is not None:
         # 64-bit hashes count the ids at a fraction of the cost of the strings; a hash collision
@@ -184,7 +212,7 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
     if strict:
         refuse_unknown(unknown, scan.source.label)
     last_seen, first, last = _recency(scan, used, known, not all_before, recent)
-    stats, scale, mean_in, mean_out = model_figures(known)
+    stats, scale = model_figures(known)
     return LogSummary(
         stats=stats.join(last_seen, on="model", how="left"),
         rows=total if total is not None else int(agg["rows"].sum()),
@@ -193,8 +221,7 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
         last_seen=last,
         unknown=unknown,
         cost_p999=scale,
-        mean_input_tokens=mean_in,
-        mean_output_tokens=mean_out,
+        tokens=TokenMeans(lambda: _token_pass(scan, as_of, all_before)),
         cost_source="tokens" if scan.cost_from_tokens else "column",
         label=scan.source.label,
     )
@@ -210,14 +237,32 @@ def refuse_unknown(unknown: pl.DataFrame, label: str) -> None:
         )
 
 
-def model_figures(known: pl.DataFrame) -> tuple[pl.DataFrame, float | None, float | None,
-                                                  float | None]:
+def _token_pass(scan: LogScan, as_of: dt.datetime, all_before: bool,
+                ) -> tuple[float | None, float | None]:
+    """Token sums and counts of the catalog models' rows before ``as_of`` (a pass over the token
+    columns only), as the store keeps them."""
+    if "input_tokens" not in scan.schema or "output_tokens" not in scan.schema:
+        return None, None
+    plain = dataclasses.replace(scan, feedback=None, cost_from_tokens=False)
+    data = plain.prepare(scan.source.scan())
+    ts = pl.col("timestamp")
+    used = data if all_before else data.filter(ts < as_of)
+    used = used.filter(pl.col("model").is_in(scan.catalog["model"].implode()))
+    aggs = [e for tok in ("input_tokens", "output_tokens")
+            for e in (pl.col(tok).sum().alias(tok), pl.col(tok).count().alias(f"n_{tok}"))]
+    try:
+        return token_means(used.select(aggs).collect(engine="streaming"))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise unreadable(scan.source, exc) from None
+
+
+def model_figures(known: pl.DataFrame) -> tuple[pl.DataFrame, float | None]:
     """From per-model aggregates (``store.aggregate.fold`` of catalog models' rows before as_of):
-    the settled statistics (``estimate.stats.settle``), the cost scale (p99.9 of the costs, from
-    the histogram) and the mean token counts (None without them)."""
+    the settled statistics (``estimate.stats.settle``) and the cost scale (p99.9 of the costs,
+    from the histogram)."""
     stats = normalise_stats(known)
     if not stats.height:
-        return stats, None, None, None
+        return stats, None
     n_r = stats["n_reward"].to_numpy().astype(np.float64)
     n_c = stats["n_cost"].to_numpy().astype(np.float64)
     mean_r, mean_c = (settle(stats[f"mean_{k}"].to_numpy().astype(np.float64)) for k in ("reward", "cost"))
@@ -228,11 +273,7 @@ def model_figures(known: pl.DataFrame) -> tuple[pl.DataFrame, float | None, floa
         pl.Series("m2_cost", settle_m2(stats["m2_cost"].to_numpy(), n_c, mean_c)),
     )
     scale = cost_quantile(known["cost_bins"], known["cost_counts"]) if known.height else None
-    means = []
-    for tok in ("input_tokens", "output_tokens"):
-        count = int(known[f"n_{tok}"].sum()) if known.height else 0
-        means.append(float(settle(np.array([known[tok].sum() / count]))[0]) if count else None)
-    return stats, scale, means[0], means[1]
+    return stats, scale
 
 
 __all__ = ["LOG_SCHEMA", "STATS_SCHEMA", "LogSource", "LogSummary", "find_logs", "summarise_logs"]

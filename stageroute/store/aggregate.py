@@ -106,11 +106,13 @@ def window_start(index: int, anchor: dt.datetime, length: dt.timedelta) -> dt.da
     return anchor + index * length
 
 
-def fine_aggs(columns: set[str] | dict[str, pl.DataType], timed: bool = True) -> list[pl.Expr]:
-    """The aggregations of the fine table (for a ``group_by(keys + [bin])``) over prepared rows."""
+def fine_aggs(columns: set[str] | dict[str, pl.DataType], timed: bool = True,
+              tokens: bool = True) -> list[pl.Expr]:
+    """The aggregations of the fine table (for a ``group_by(keys + [bin])``) over prepared rows
+    (``tokens`` False: token sums left empty, their columns not read)."""
     out = [pl.len().cast(pl.Int64).alias("rows"), *stats_aggs(pl.col("reward"), pl.col("cost"))]
     for tok in ("input_tokens", "output_tokens"):
-        t = pl.col(tok) if tok in columns else pl.lit(None, pl.Float64)
+        t = pl.col(tok) if tok in columns and tokens else pl.lit(None, pl.Float64)
         out += [t.cast(pl.Float64).sum().alias(tok), t.count().cast(pl.Int64).alias(f"n_{tok}")]
     if timed:
         ts = pl.col("timestamp")
@@ -119,11 +121,11 @@ def fine_aggs(columns: set[str] | dict[str, pl.DataType], timed: bool = True) ->
 
 
 def fine_polars(data: pl.LazyFrame, keys: list[str], extra: list[pl.Expr] = (),  # type: ignore[assignment]
-                timed: bool = True) -> pl.LazyFrame:
+                timed: bool = True, tokens: bool = True) -> pl.LazyFrame:
     """The fine table by Polars' streaming engine: ``data`` grouped by ``keys`` and cost bin."""
     schema = data.collect_schema()
     return data.with_columns(cost_bin(pl.col("cost"))).group_by(*keys, "bin").agg(
-        *fine_aggs(schema, timed), *extra)
+        *fine_aggs(schema, timed, tokens), *extra)
 
 
 def fold(fine: pl.DataFrame, keys: list[str], sums: tuple[str, ...] = ()) -> pl.DataFrame:

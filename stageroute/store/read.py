@@ -20,7 +20,14 @@ import polars as pl
 from stageroute.errors import BadDataError, InsufficientDataError, UsageError
 from stageroute.estimate.stats import window_weights
 from stageroute.inputs.files import quote
-from stageroute.inputs.logs import LogSummary, model_figures, open_logs, stamp
+from stageroute.inputs.logs import (
+    LogSummary,
+    TokenMeans,
+    model_figures,
+    open_logs,
+    stamp,
+    token_means,
+)
 from stageroute.options import format_duration as duration
 from stageroute.store.aggregate import combine
 from stageroute.store.build import (
@@ -174,7 +181,8 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
         last_seen = last_seen.with_columns(
             pl.when(pl.col("last_seen") > newest - recent).then(pl.col("last_seen"))  # type: ignore[operator]
             .alias("last_seen")).filter(pl.col("last_seen").is_not_null())
-    stats, scale, mean_in, mean_out = model_figures(known)
+    stats, scale = model_figures(known)
+    means = token_means(known)
     return LogSummary(
         stats=stats.join(last_seen, on="model", how="left"),
         rows=total,
@@ -183,8 +191,7 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
         last_seen=last,  # type: ignore[arg-type]
         unknown=unknown,
         cost_p999=scale,
-        mean_input_tokens=mean_in,
-        mean_output_tokens=mean_out,
+        tokens=TokenMeans(lambda: means),
         cost_source=cost_source,
         label=label,
         notes=notes,
