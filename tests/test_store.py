@@ -107,6 +107,17 @@ def test_store_rows_are_the_logs_statistics_per_window(tmp_path: Path, sample: p
     assert approx is not None and abs(np.log2(approx / exact)) <= 1 / 32
 
 
+def assert_same_store(a: Path, b: Path, totals: bool = False) -> None:
+    """Two stores hold the same windows (and totals) to rounding, whatever the order of rows."""
+    keys = ["window_start", "model", "segment"]
+    (ma, wa), (mb, wb) = load_store(a), load_store(b)
+    assert_frame_equal(wa.sort(keys), wb.sort(keys), rel_tol=1e-12)
+    if totals:
+        ta, tb = load_totals(a, ma), load_totals(b, mb)
+        assert ta is not None and tb is not None
+        assert_frame_equal(ta.sort(keys), tb.sort(keys), rel_tol=1e-12)
+
+
 def write_parts(frame: pl.DataFrame, directory: Path, cuts: list[dt.datetime]) -> list[Path]:
     """``frame`` cut in time at ``cuts``: one Parquet file per piece, in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -154,10 +165,7 @@ def test_a_new_partition_is_read_alone_and_only_the_straddled_window_is_rewritte
     monkeypatch.undo()
     # And the store equals one built in one run over both files (to rounding).
     build_store(logs, tmp_path / "fresh")
-    _, a = load_store(tmp_path / "stats")
-    _, b = load_store(tmp_path / "fresh")
-    keys = ["window_start", "model", "segment"]
-    assert_frame_equal(a.sort(keys), b.sort(keys), rel_tol=1e-12)
+    assert_same_store(tmp_path / "stats", tmp_path / "fresh")
     assert plan_doc(StoreInput(tmp_path / "stats"), sample_catalog, END) == \
         plan_doc(logs, sample_catalog, END)
 
@@ -195,12 +203,7 @@ def test_a_changed_or_deleted_file_rebuilds_the_windows_it_touched(
     # The file that shares the straddled day of CUT is read for that day only.
     assert report.files_partly_read == (str(parts[2].resolve()),)
     build_store(logs, tmp_path / "fresh")
-    keys = ["window_start", "model", "segment"]
-    assert_frame_equal(load_store(tmp_path / "stats")[1].sort(keys),
-                       load_store(tmp_path / "fresh")[1].sort(keys), rel_tol=1e-12)
-    assert_frame_equal(load_totals(tmp_path / "stats", load_store(tmp_path / "stats")[0]).sort(keys),  # type: ignore[union-attr]
-                       load_totals(tmp_path / "fresh", load_store(tmp_path / "fresh")[0]).sort(keys),  # type: ignore[union-attr]
-                       rel_tol=1e-12)
+    assert_same_store(tmp_path / "stats", tmp_path / "fresh", totals=True)
 
 
 def test_a_copied_partition_is_refused(tmp_path: Path, sample: pl.DataFrame) -> None:
@@ -233,9 +236,7 @@ def test_a_run_stopped_before_the_manifest_leaves_the_store_as_it_was(
     assert_frame_equal(after[1], before[1])
     build_store(logs, tmp_path / "stats")  # the next run counts the new rows once
     build_store(logs, tmp_path / "fresh")
-    keys = ["window_start", "model", "segment"]
-    assert_frame_equal(load_store(tmp_path / "stats")[1].sort(keys),
-                       load_store(tmp_path / "fresh")[1].sort(keys), rel_tol=1e-12)
+    assert_same_store(tmp_path / "stats", tmp_path / "fresh")
 
 
 def test_store_errors(tmp_path: Path, sample_logs: Path, sample_catalog: Path) -> None:
@@ -438,9 +439,7 @@ def test_a_renamed_file_is_no_copy(tmp_path: Path, sample: pl.DataFrame) -> None
     report = build_store(logs, tmp_path / "stats")
     assert report.removed == (str(parts[0].resolve()),)
     build_store(logs, tmp_path / "fresh")
-    keys = ["window_start", "model", "segment"]
-    assert_frame_equal(load_store(tmp_path / "stats")[1].sort(keys),
-                       load_store(tmp_path / "fresh")[1].sort(keys), rel_tol=1e-12)
+    assert_same_store(tmp_path / "stats", tmp_path / "fresh")
 
 
 def test_token_prices_of_the_store_must_be_the_catalog_s(tmp_path: Path, write_logs: Any) -> None:

@@ -38,7 +38,7 @@ from stageroute.store.aggregate import cost_quantile, fine_polars, fold
 class TokenMeans:
     """The mean token counts of the requests a plan uses, computed on first use: the logs' pass
     leaves the token columns unread (a fifth of its time), and only a pool with an untried model
-    needs them (to price it from its list prices). ``known`` says whether they were asked for."""
+    needs them (to price it from its list prices)."""
 
     def __init__(self, compute: Callable[[], tuple[float | None, float | None]]) -> None:
         self._compute = compute
@@ -49,10 +49,6 @@ class TokenMeans:
         if self._value is None:
             self._value = self._compute()
         return self._value
-
-    @property
-    def known(self) -> bool:
-        return self._value is not None
 
 
 def token_means(known: pl.DataFrame) -> tuple[float | None, float | None]:

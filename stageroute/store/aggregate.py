@@ -85,25 +85,36 @@ def bin_value(bins: NDArray[np.int64]) -> NDArray[np.float64]:
     return np.where(b == ZERO_BIN, 0.0, np.exp2((b + 0.5) / BINS_PER_OCTAVE))
 
 
+def _micros(anchor: dt.datetime, length: dt.timedelta) -> tuple[int, int]:
+    """The anchor (since the epoch) and the window length in microseconds."""
+    return (anchor - EPOCH) // dt.timedelta(microseconds=1), length // dt.timedelta(microseconds=1)
+
+
 def window_index(ts: pl.Expr, anchor: dt.datetime, length: dt.timedelta) -> pl.Expr:
     """The store window of a time: floor((ts - anchor) / length), windows of ``length`` from
     ``anchor`` (either way in time)."""
-    anchor_us = (anchor - EPOCH) // dt.timedelta(microseconds=1)
-    length_us = length // dt.timedelta(microseconds=1)
+    anchor_us, length_us = _micros(anchor, length)
     return ((ts.dt.epoch("us") - anchor_us) // length_us).cast(pl.Int64).alias("window")
 
 
 def window_sql(ts_us: str, anchor: dt.datetime, length: dt.timedelta, div: str) -> str:
     """``window_index`` in SQL over a time in microseconds (BIGINT): a floor division built from
     the truncating ``%`` and integer division ``div`` (DuckDB ``//``, Spark ``div``), exact."""
-    anchor_us = (anchor - EPOCH) // dt.timedelta(microseconds=1)
-    length_us = length // dt.timedelta(microseconds=1)
+    anchor_us, length_us = _micros(anchor, length)
     d = f"({ts_us} - {anchor_us})"
     return f"(({d} - ((({d} % {length_us}) + {length_us}) % {length_us})) {div} {length_us})"
 
 
 def window_start(index: int, anchor: dt.datetime, length: dt.timedelta) -> dt.datetime:
+    """The start of window ``index`` (the inverse of ``window_index``)."""
     return anchor + index * length
+
+
+def window_start_expr(window: pl.Expr, anchor: dt.datetime, length: dt.timedelta) -> pl.Expr:
+    """``window_start`` over a column of window indices (UTC datetimes)."""
+    anchor_us, length_us = _micros(anchor, length)
+    return ((window * length_us + anchor_us).cast(pl.Datetime("us"))
+            .dt.replace_time_zone("UTC").alias("window_start"))
 
 
 def fine_aggs(columns: set[str] | dict[str, pl.DataType], timed: bool = True,

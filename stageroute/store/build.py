@@ -34,7 +34,14 @@ from stageroute.inputs.logs import open_logs
 from stageroute.inputs.sources import find_logs, fingerprint, resolve_files, segments_match
 from stageroute.options import format_duration as duration
 from stageroute.render.output import locked, write_atomic
-from stageroute.store.aggregate import EPOCH, FINE_SCHEMA, combine, fold
+from stageroute.store.aggregate import (
+    EPOCH,
+    FINE_SCHEMA,
+    combine,
+    fold,
+    window_start,
+    window_start_expr,
+)
 from stageroute.store.engines import ENGINES, KEYS, Job, run
 
 FORMAT = "stageroute-stats"
@@ -191,10 +198,8 @@ def _check_layout(out: Path, manifest: dict[str, Any], options: StoreOptions) ->
 
 def window_frame(frame: pl.DataFrame, options: StoreOptions) -> pl.DataFrame:
     """Store rows (``STORE_SCHEMA``) from combined rows keyed by ``KEYS``."""
-    anchor_us = (options.anchor - EPOCH) // dt.timedelta(microseconds=1)
-    length_us = options.length // dt.timedelta(microseconds=1)
-    start = (pl.col("window") * length_us + anchor_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    return frame.with_columns(start.alias("window_start")).select(
+    start = window_start_expr(pl.col("window"), options.anchor, options.length)
+    return frame.with_columns(start).select(
         pl.col(c).cast(t) for c, t in STORE_SCHEMA.items()).sort("model", "segment", nulls_last=True)
 
 
@@ -414,7 +419,7 @@ def _build(logs: str | Path, out: Path, manifest: dict[str, Any] | None,
                     generation, options)
     _sweep(out, windows, name)
     total = int(rows["rows"].sum()) if rows is not None else 0
-    gone = tuple(options.anchor + w * options.length for w in sorted(delta.dropped)
+    gone = tuple(window_start(w, options.anchor, options.length) for w in sorted(delta.dropped)
                  if str(w) not in windows)
     return StoreReport(out, delta.whole, delta.partial, len(files) - len(delta.whole),
                        delta.changed, delta.removed, written, merged, rebuilt, len(windows),
@@ -433,7 +438,7 @@ def _write_windows(out: Path, rows: pl.DataFrame | None, old: dict[str, Any],
     parts = rows.partition_by("window", as_dict=True) if rows is not None and rows.height else {}
     for (w,), frame in sorted(parts.items(), key=lambda item: int(item[0][0])):
         w = int(w)
-        start = options.anchor + w * options.length
+        start = window_start(w, options.anchor, options.length)
         if str(w) in windows:
             held = _frames(out, [out / WINDOWS_DIR / windows[str(w)]["file"]]).drop("window_start")
             both = pl.concat([held.with_columns(pl.lit(0).alias("__part__")),

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from stageroute.errors import UsageError
 from stageroute.inputs.checks import LogScan, pass_checks, rules
 from stageroute.store.aggregate import fine_polars, window_index
 
 KEYS = ["model", "segment", "window"]
-ENGINES = ("polars", "duckdb", "spark")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +80,9 @@ def _spark(job: Job) -> Tables:
 
 RUNNERS: dict[str, Callable[[Job], Tables]] = {"polars": polars_tables, "duckdb": _duckdb,
                                                 "spark": _spark}
+ENGINES = tuple(RUNNERS)
 
 
 def run(engine: str, job: Job) -> Tables:
-    """The tables by ``engine`` (polars, duckdb or spark)."""
-    if engine not in RUNNERS:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    """The tables by ``engine``, one of ``ENGINES`` (``StoreOptions`` checks the user's choice)."""
     return RUNNERS[engine](job)
