@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 from stageroute.estimate.bounds import cost_bound, reward_bound
 from stageroute.estimate.stats import welford
@@ -51,6 +52,16 @@ def model_bounds(stats, j, kn, prior):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def paced_budget(budget: float, pace: bool, pace_state: NDArray[np.float64]) -> float:
+    """The per-query budget of the next table: ``budget``, or with ``pace`` what is left of
+    budget x horizon spread over the queries left (pace_state = [spent, queries, horizon])."""
+    if not pace:
+        return budget
+    left = pace_state[2] - pace_state[1]
+    return float(max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0))
+
+
+@njit(cache=True)
 def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, kn, budget,  # type: ignore[no-untyped-def]
                 pace, pace_state, mode, epsilon, allow_drop, share, min_samples, refresh,
                 out_model, out_reward, out_cost):
@@ -86,10 +97,7 @@ def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, kn
         uniform = mode == MODE_UNIFORM or (mode == MODE_EPSILON and explore[t] < epsilon)
         if not uniform and (refresh <= 0 or (t * refresh) // n != table):
             table = (t * refresh) // n if refresh > 0 else t
-            b = budget
-            if pace:
-                left = pace_state[2] - pace_state[1]
-                b = max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0)
+            b = paced_budget(budget, pace, pace_state)
             for i in range(d):
                 n_r[i] = stats[N_R, deployed[i]]
             explore_limits(n_r, alpha_d, share, min_samples, float(n - t), cap[:d], floor[:d])

@@ -29,6 +29,7 @@ from stageroute.simulate.loop import (
     N_C,
     N_R,
     model_bounds,
+    paced_budget,
 )
 
 
@@ -68,10 +69,7 @@ def replay_events(deployed, alpha, log_model, log_reward, log_cost, accept, draw
         if mode != MODE_UNIFORM and (block != table or (refresh <= 0 and dirty)):
             table = block
             dirty = False
-            b = budget
-            if pace:
-                left = pace_state[2] - pace_state[1]
-                b = max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0)
+            b = paced_budget(budget, pace, pace_state)
             for i in range(d):
                 n_r[i] = stats[N_R, deployed[i]]
             explore_limits(n_r, alpha_d, share, min_samples, float(n - t) * p_min, cap[:d],

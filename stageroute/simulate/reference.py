@@ -33,10 +33,7 @@ def reference_kernel(route_fn: Callable[..., Routing]) -> Callable[..., None]:
                                                         and explore[t] < epsilon)
             if not uniform and (refresh <= 0 or (t * refresh) // n != table):
                 table = (t * refresh) // n if refresh > 0 else t
-                b = budget
-                if pace:
-                    left = pace_state[2] - pace_state[1]
-                    b = max(budget * pace_state[2] - pace_state[0], 0.0) / max(left, 1.0)
+                b = compiled.paced_budget.py_func(budget, pace, pace_state)
                 p = _reference_table(route_fn, stats, deployed, alpha, kn, prior, b, share,
                                      min_samples, float(n - t), allow_drop)
             w = np.full(d, 1.0 / d) if uniform else p
