@@ -118,6 +118,24 @@ def assert_same_store(a: Path, b: Path, totals: bool = False) -> None:
         assert_frame_equal(ta.sort(keys), tb.sort(keys), rel_tol=1e-12)
 
 
+def store_before_cut(sample: pl.DataFrame, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """``logs/`` with the sample cut at CUT into two files, and ``stats/`` built while only the
+    first was there: (logs, old file, new file)."""
+    logs = tmp_path / "logs"
+    old, new = write_parts(sample, logs, [CUT])
+    new.rename(tmp_path / "later.parquet")
+    build_store(logs, tmp_path / "stats")
+    (tmp_path / "later.parquet").rename(new)
+    return logs, old, new
+
+
+def assert_unchanged(store: Path, before: tuple[dict[str, Any], pl.DataFrame]) -> None:
+    """The store's manifest and windows are what ``load_store`` gave ``before``."""
+    after = load_store(store)
+    assert after[0] == before[0]
+    assert_frame_equal(after[1], before[1])
+
+
 def write_parts(frame: pl.DataFrame, directory: Path, cuts: list[dt.datetime]) -> list[Path]:
     """``frame`` cut in time at ``cuts``: one Parquet file per piece, in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -135,15 +153,11 @@ def write_parts(frame: pl.DataFrame, directory: Path, cuts: list[dt.datetime]) -
 def test_a_new_partition_is_read_alone_and_only_the_straddled_window_is_rewritten(
         tmp_path: Path, sample: pl.DataFrame, sample_catalog: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    logs = tmp_path / "logs"
-    old, new = write_parts(sample, logs, [CUT])
-    new.rename(tmp_path / "later.parquet")
-    first = build_store(logs, tmp_path / "stats")
-    assert first.files_read == (str(old.resolve()),)
+    logs, old, new = store_before_cut(sample, tmp_path)
     manifest = json.loads((tmp_path / "stats" / "manifest.json").read_text())
+    assert list(manifest["files"]) == [str(old.resolve())]
     files_before = {e["file"] for e in manifest["windows"].values()}
     mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "stats" / "windows").iterdir()}
-    (tmp_path / "later.parquet").rename(new)
     opened: list[str] = []  # every file any Parquet reader opens during the second run
     real_scan, real_file = pl.scan_parquet, store_build.find_logs.__globals__["_merged_schema"]
     monkeypatch.setattr(pl, "scan_parquet", lambda source, *a, **k: (
@@ -217,12 +231,8 @@ def test_a_copied_partition_is_refused(tmp_path: Path, sample: pl.DataFrame) -> 
 
 def test_a_run_stopped_before_the_manifest_leaves_the_store_as_it_was(
         tmp_path: Path, sample: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
-    logs = tmp_path / "logs"
-    old, new = write_parts(sample, logs, [CUT])
-    new.rename(tmp_path / "later.parquet")
-    build_store(logs, tmp_path / "stats")
+    logs, _, _ = store_before_cut(sample, tmp_path)
     before = load_store(tmp_path / "stats")
-    (tmp_path / "later.parquet").rename(new)
 
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -231,9 +241,7 @@ def test_a_run_stopped_before_the_manifest_leaves_the_store_as_it_was(
     with pytest.raises(KeyboardInterrupt):
         build_store(logs, tmp_path / "stats")
     monkeypatch.undo()
-    after = load_store(tmp_path / "stats")
-    assert after[0] == before[0]
-    assert_frame_equal(after[1], before[1])
+    assert_unchanged(tmp_path / "stats", before)
     build_store(logs, tmp_path / "stats")  # the next run counts the new rows once
     build_store(logs, tmp_path / "fresh")
     assert_same_store(tmp_path / "stats", tmp_path / "fresh")
@@ -406,11 +414,7 @@ def test_the_store_never_lives_with_the_logs_or_in_a_foreign_directory(
 
 def test_a_rebuild_stopped_half_way_leaves_the_store_as_it_was(
         tmp_path: Path, sample: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
-    logs = tmp_path / "logs"
-    old, new = write_parts(sample, logs, [CUT])
-    new.rename(tmp_path / "later.parquet")
-    build_store(logs, tmp_path / "stats")
-    (tmp_path / "later.parquet").rename(new)
+    logs, _, _ = store_before_cut(sample, tmp_path)
     build_store(logs, tmp_path / "stats")  # generation 2; most windows are still g1 files
     before = load_store(tmp_path / "stats")
     calls = {"n": 0}
@@ -426,9 +430,7 @@ def test_a_rebuild_stopped_half_way_leaves_the_store_as_it_was(
     with pytest.raises(KeyboardInterrupt):
         build_store(logs, tmp_path / "stats", StoreOptions(rebuild=True))
     monkeypatch.undo()
-    after = load_store(tmp_path / "stats")
-    assert after[0] == before[0]
-    assert_frame_equal(after[1], before[1])
+    assert_unchanged(tmp_path / "stats", before)
 
 
 def test_a_renamed_file_is_no_copy(tmp_path: Path, sample: pl.DataFrame) -> None:
