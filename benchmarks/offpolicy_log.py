@@ -24,7 +24,7 @@ from _common import ROUTERBENCH
 from stageroute.inputs.banditlog import LoggingPolicy, bandit_log
 from stageroute.inputs.catalog import load_catalog
 from stageroute.inputs.outcomes import load_outcomes, simulate_log, to_matrix
-from stageroute.simulate.offpolicy import table_probabilities, uniform_probabilities
+from stageroute.simulate.offpolicy import table_probabilities, table_truth, uniform_probabilities
 from stageroute.simulate.offreplay import plan_table
 
 
@@ -49,8 +49,6 @@ def main() -> None:
     frame.write_parquet(args.out)
     log = bandit_log(frame, catalog, LoggingPolicy.LOGGED, str(args.out))
     order = [log.models.index(m) for m in matrix.models]
-    mu_r, mu_c = np.zeros(len(log.models)), np.zeros(len(log.models))
-    mu_r[order], mu_c[order] = matrix.mean_reward, matrix.mean_cost
     logger = np.zeros(len(log.models))
     logger[order] = 1.0 if weights is None else weights
     print(f"wrote {args.out}: {frame.height:,} requests, {args.logger} logger")
@@ -60,9 +58,8 @@ def main() -> None:
         tables.append(("plan", table_probabilities(plan_table(args.plan, log.models),
                                                    log.available)))
     for name, pi in tables:
-        per = pi[log.pattern]
-        print(f"true value of {name}: reward {(per @ mu_r).mean():.4f}, cost "
-              f"{(per @ mu_c).mean():.6g} per request")
+        reward, cost = table_truth(log, matrix.models, matrix.mean_reward, matrix.mean_cost, pi)
+        print(f"true value of {name}: reward {reward:.4f}, cost {cost:.6g} per request")
 
 
 if __name__ == "__main__":

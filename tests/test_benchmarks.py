@@ -89,3 +89,8 @@ def test_bench_store_runs_a_few_small_weeks(tmp_path: Path) -> None:
 def test_bench_offpolicy_runs_on_a_small_log(routerbench: Path) -> None:
     out = run("bench_offpolicy.py", "--rows", "30000", "--repeat", "1")
     assert "replay method, stageroute, refresh query" in out and "IPS, SNIPS, DR" in out
+
+
+def test_offpolicy_coverage_prints_its_table() -> None:
+    out = run("offpolicy_coverage.py", "--seeds", "3", "--rows", "1000")
+    assert out.count("lowest cell") == 4 and "snips" in out

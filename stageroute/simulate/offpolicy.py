@@ -83,6 +83,19 @@ def uniform_probabilities(available: NDArray[np.bool_]) -> NDArray[np.float64]:
     return table_probabilities(np.ones(available.shape[1]), available)
 
 
+def table_truth(log: BanditLog, models: tuple[str, ...], mean_reward: NDArray[np.float64],
+                mean_cost: NDArray[np.float64], pi: NDArray[np.float64]) -> tuple[float, float]:
+    """The true V(pi) (reward, cost) of a table ``pi`` [P, N] on a log simulated from a
+    full-information table (``inputs.outcomes.simulate_log``): per request, sum_a pi(a | A_i)
+    times model a's mean over the table's prompts (``models`` with ``mean_reward``/``mean_cost``;
+    models of the log outside the table never serve)."""
+    order = [log.models.index(m) for m in models]
+    mu_r, mu_c = np.zeros(len(log.models)), np.zeros(len(log.models))
+    mu_r[order], mu_c[order] = mean_reward, mean_cost
+    per = pi[log.pattern]
+    return float((per @ mu_r).mean()), float((per @ mu_c).mean())
+
+
 def cell_means(log: BanditLog, y: NDArray[np.float64]) -> NDArray[np.float64]:
     """yhat [S, N]: the log's mean of ``y`` per (segment, model); per model where the cell is
     empty, the overall mean where the model never served."""
