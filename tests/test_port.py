@@ -228,3 +228,43 @@ def test_the_stream_may_not_visit_the_reference_rows() -> None:
     pools, bounds = one_stage(3, prompts.size)
     with pytest.raises(UsageError, match="reference"):
         run_port(features, R, C, prompts, pools, bounds, 1e-3, reference)
+
+
+def plain_port(features: NDArray[np.float64], R: NDArray[np.float64], C: NDArray[np.float64],
+               prompts: NDArray[np.int64], budget: float, reference: NDArray[np.int64],
+               seed: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """PORT as algo.py and test.py run it (one stage, every model), query by query in plain
+    Python; only the dual minimisation is shared (it has a test of its own)."""
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    n_models, horizon = R.shape[1], prompts.size
+    d, g = np.empty((horizon, n_models)), np.empty((horizon, n_models))
+    for t, row in enumerate(prompts):
+        near = reference[np.argsort(-(unit[reference] @ unit[row]), kind="stable")[:5]]
+        d[t], g[t] = R[near].mean(axis=0), C[near].mean(axis=0)
+    w = np.sqrt(R[reference].mean(axis=0) / C[reference].mean(axis=0))
+    model_budget = budget * horizon * w / w.sum()
+    n_warm = int(np.ceil(port.WARMUP * horizon))
+    rows, first, count = np.unique(prompts[:n_warm], return_index=True, return_counts=True)
+    prices, _ = dual_prices(d[first], g[first], np.ones(n_models, dtype=bool), model_budget,
+                            port.WARMUP, port.ALPHA, count.astype(np.float64))
+    draws = np.random.default_rng(seed).random(horizon)
+    spent, served = np.zeros(n_models), np.full(horizon, -1)
+    for t, row in enumerate(prompts):
+        pick = int(draws[t] * (n_models + 1)) if t < n_warm else int(np.argmax(d[t] - prices * g[t]))
+        if pick < n_models and spent[pick] + C[row, pick] <= model_budget[pick]:
+            spent[pick] += C[row, pick]
+            served[t] = pick
+    return served, prices
+
+
+def test_run_port_equals_a_plain_query_by_query_port() -> None:
+    features, R, C = random_table(300, 4, 26)
+    reference, rest = split_reference(300, 27)
+    prompts = stream(rest, 1500, 28)
+    pools, bounds = one_stage(4, prompts.size)
+    b = 0.25 * float(C.mean(axis=0).max())
+    run = run_port(features, R, C, prompts, pools, bounds, b, reference, seed=29)
+    served, prices = plain_port(features, R, C, prompts, b, reference, 29)
+    np.testing.assert_array_equal(run.prices, prices)
+    np.testing.assert_array_equal(run.served, served)
+    assert (served == -1).sum() > 0 and len(set(served[served >= 0])) > 1 and prices.max() > 0
