@@ -52,6 +52,11 @@ def test_bench_replay_kernels_run(routerbench: Path) -> None:
     assert bench_replay.loop_only(matrix, 3, horizon=2000) > 0
 
 
+def test_bench_port_runs_on_a_short_stream(routerbench: Path) -> None:
+    out = run("bench_port.py", "--horizon", "2000", "--repeat", "1")
+    assert "queries/s" in out and out.count("| staged |") == 4
+
+
 @pytest.mark.parametrize("script", ["bench_replay.py", "deployed_results.py", "scenarios.py",
                                     "drift.py"])
 def test_benchmark_scripts_import(script: str) -> None:
