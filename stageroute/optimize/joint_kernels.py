@@ -1,0 +1,343 @@
+"""The exact joint (contextual) RouteOPT solver, compiled (the algorithm: ``optimize.joint``).
+
+Flows x_sm = w_s p_sm. For a budget price lambda the LP without its budget row is a transportation
+problem, solved by ``_flow``: successive shortest paths (Dijkstra with potentials, dense, real
+capacities) on the network
+
+    source -> segment s (capacity w_s) -> column m (no cap, cost -(u_sm - lambda c_sm))
+           -> sink (capacity floor_m)  or  -> T (capacity a_m - floor_m) -> sink (1 - sum floor)
+
+``joint_route_into`` finds lambda* by Newton steps on the dual lines and mixes the two bracketing
+flows. Callers append the null option (u = c = 0, a = 1) as the last column for allow-drop, like
+``kernels.route``. Ties go to the lowest node index in Dijkstra: the same input gives the same
+table. ``.py_func`` runs the same code interpreted (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from stageroute.optimize.kernels import Floats, Ints
+
+# Flows live in [0, 1]: residual capacities below this are spent (floating-point crumbs).
+CAP_EPS = 1e-15
+MAX_NEWTON = 200  # a safeguard only: the search ends after a few steps (finitely many flows)
+
+OK = 0
+OVER_BUDGET = 1
+INFEASIBLE = 2
+
+# (x, lo, hi, k) [S, N]; (supply used, floor used, rest used, rest cap) per segment/column;
+# (dist, pi, done) per node; prev per node.
+Workspace = tuple[Floats, Floats, Floats, Floats, Floats, Floats, Floats, Floats, Floats,
+                  Floats, Floats, Ints]
+
+
+@njit(cache=True)
+def joint_workspace(s: int, n: int) -> Workspace:
+    """Scratch arrays for ``joint_route_into`` on s segments and n columns, allocated once."""
+    v = s + n + 3
+    return (np.empty((s, n)), np.empty((s, n)), np.empty((s, n)), np.empty((s, n)),
+            np.empty(s), np.empty(n), np.empty(n), np.empty(n), np.empty(v), np.empty(v),
+            np.empty(v), np.empty(v, dtype=np.int64))
+
+
+@njit(cache=True)
+def _dijkstra(k: Floats, x: Floats, w: Floats, f_src: Floats, rest: Floats, g_floor: Floats,
+              g_rest: Floats, floor: Floats, h: float, cap_h: float, dist: Floats, pi: Floats,
+              done: Floats, prev: Ints) -> bool:
+    """Shortest path source -> sink in the residual network (reduced costs); False if none.
+
+    Nodes: 0 source, 1..S segments, S+1..S+N columns, S+N+1 the node T, S+N+2 the sink.
+    """
+    ns, nc = k.shape
+    t_node = ns + nc + 1
+    sink = t_node + 1
+    nv = sink + 1
+    for i in range(nv):
+        dist[i] = np.inf
+        done[i] = 0.0
+        prev[i] = -1
+    dist[0] = 0.0
+    while True:
+        v = -1
+        best = np.inf
+        for i in range(nv):  # dense selection, lowest index on ties
+            if done[i] == 0.0 and dist[i] < best:
+                best = dist[i]
+                v = i
+        if v < 0:
+            return False
+        done[v] = 1.0
+        if v == sink:
+            return True
+        if v == 0:
+            for s in range(ns):
+                if w[s] - f_src[s] > CAP_EPS:
+                    _relax(0, 1 + s, 0.0, dist, pi, done, prev)
+        elif v <= ns:
+            s = v - 1
+            for m in range(nc):
+                _relax(v, ns + 1 + m, k[s, m], dist, pi, done, prev)
+        elif v < t_node:
+            m = v - ns - 1
+            for s in range(ns):
+                if x[s, m] > CAP_EPS:
+                    _relax(v, 1 + s, -k[s, m], dist, pi, done, prev)
+            if floor[m] - g_floor[m] > CAP_EPS:
+                _relax(v, sink, 0.0, dist, pi, done, prev)
+            if rest[m] - g_rest[m] > CAP_EPS:
+                _relax(v, t_node, 0.0, dist, pi, done, prev)
+        else:  # T
+            for m in range(nc):
+                if g_rest[m] > CAP_EPS:
+                    _relax(v, ns + 1 + m, 0.0, dist, pi, done, prev)
+            if cap_h - h > CAP_EPS:
+                _relax(v, sink, 0.0, dist, pi, done, prev)
+
+
+@njit(cache=True)
+def _relax(v: int, to: int, cost: float, dist: Floats, pi: Floats, done: Floats,
+           prev: Ints) -> None:
+    if done[to] != 0.0:
+        return
+    # Reduced costs are >= 0 up to rounding; a crumb below 0 must not undo Dijkstra's order.
+    d = dist[v] + max(cost + pi[v] - pi[to], 0.0)
+    if d < dist[to]:
+        dist[to] = d
+        prev[to] = v
+
+
+@njit(cache=True)
+def _flow(k: Floats, w: Floats, a: Floats, floor: Floats, x: Floats, ws: Workspace) -> bool:
+    """Min-cost transportation flow into ``x`` (costs ``k`` >= 0); False if the caps cannot
+    carry the supplies."""
+    ns, nc = k.shape
+    f_src, g_floor, g_rest, rest = ws[4], ws[5], ws[6], ws[7]
+    dist, pi, done, prev = ws[8], ws[9], ws[10], ws[11]
+    t_node = ns + nc + 1
+    sink = t_node + 1
+    held = 0.0
+    supply = 0.0
+    for m in range(nc):
+        rest[m] = max(a[m] - floor[m], 0.0)
+        g_floor[m] = 0.0
+        g_rest[m] = 0.0
+        held += floor[m]
+    for s in range(ns):
+        f_src[s] = 0.0
+        supply += w[s]
+        for m in range(nc):
+            x[s, m] = 0.0
+    cap_h = max(supply - held, 0.0)
+    h = 0.0
+    for i in range(sink + 1):
+        pi[i] = 0.0
+    sent = 0.0
+    while sent < supply:
+        if not _dijkstra(k, x, w, f_src, rest, g_floor, g_rest, floor, h, cap_h, dist, pi,
+                         done, prev):
+            return supply - sent <= 1e-12
+        for i in range(sink + 1):
+            pi[i] += min(dist[i], dist[sink])
+        delta = _bottleneck(x, w, f_src, rest, g_floor, g_rest, floor, h, cap_h, prev, ns, nc)
+        h = _augment(delta, x, w, f_src, rest, g_floor, g_rest, floor, h, cap_h, prev, ns, nc)
+        sent += delta
+        if delta <= 0.0:
+            return supply - sent <= 1e-12
+    return True
+
+
+@njit(cache=True)
+def _bottleneck(x: Floats, w: Floats, f_src: Floats, rest: Floats, g_floor: Floats,
+                g_rest: Floats, floor: Floats, h: float, cap_h: float, prev: Ints, ns: int,
+                nc: int) -> float:
+    """The residual capacity of the path that ``prev`` holds (back from the sink)."""
+    t_node = ns + nc + 1
+    v = t_node + 1
+    delta = np.inf
+    while v != 0:
+        u = prev[v]
+        if u == 0:
+            delta = min(delta, w[v - 1] - f_src[v - 1])
+        elif u <= ns:
+            pass  # segment -> column: no cap
+        elif u < t_node:
+            m = u - ns - 1
+            if v <= ns:
+                delta = min(delta, x[v - 1, m])
+            elif v == t_node:
+                delta = min(delta, rest[m] - g_rest[m])
+            else:
+                delta = min(delta, floor[m] - g_floor[m])
+        else:
+            delta = min(delta, cap_h - h if v == t_node + 1 else g_rest[v - ns - 1])
+        v = u
+    return delta
+
+
+@njit(cache=True)
+def _augment(delta: float, x: Floats, w: Floats, f_src: Floats, rest: Floats, g_floor: Floats,
+             g_rest: Floats, floor: Floats, h: float, cap_h: float, prev: Ints, ns: int,
+             nc: int) -> float:
+    """Push ``delta`` along the path; the arc that set it is saturated exactly. Returns h."""
+    t_node = ns + nc + 1
+    v = t_node + 1
+    while v != 0:
+        u = prev[v]
+        if u == 0:
+            f_src[v - 1] = _push(f_src[v - 1], delta, w[v - 1])
+        elif u <= ns:
+            x[u - 1, v - ns - 1] += delta
+        elif u < t_node:
+            m = u - ns - 1
+            if v <= ns:
+                x[v - 1, m] = _push(x[v - 1, m], -delta, 0.0)
+            elif v == t_node:
+                g_rest[m] = _push(g_rest[m], delta, rest[m])
+            else:
+                g_floor[m] = _push(g_floor[m], delta, floor[m])
+        elif v == t_node + 1:
+            h = _push(h, delta, cap_h)
+        else:
+            g_rest[v - ns - 1] = _push(g_rest[v - ns - 1], -delta, 0.0)
+        v = u
+    return h
+
+
+@njit(cache=True)
+def _push(value: float, delta: float, bound: float) -> float:
+    """value + delta, snapped to ``bound`` when within a crumb of it (saturation is exact)."""
+    out = value + delta
+    return bound if abs(out - bound) <= CAP_EPS else out
+
+
+@njit(cache=True)
+def _solve_at(lam: float, u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, x: Floats,
+              ws: Workspace) -> bool:
+    """The transportation flow maximising sum x (u - lam c) (lam = inf: minimising sum x c)."""
+    k = ws[3]
+    ns, nc = u.shape
+    low = np.inf
+    for s in range(ns):
+        for m in range(nc):
+            k[s, m] = c[s, m] if lam == np.inf else lam * c[s, m] - u[s, m]
+            low = min(low, k[s, m])
+    for s in range(ns):  # each unit crosses one such arc: a shift keeps the optimum
+        for m in range(nc):
+            k[s, m] -= low
+    return _flow(k, w, a, floor, x, ws)
+
+
+@njit(cache=True)
+def _value(x: Floats, v: Floats) -> float:
+    total = 0.0
+    ns, nc = x.shape
+    for s in range(ns):
+        for m in range(nc):
+            total += x[s, m] * v[s, m]
+    return total
+
+
+@njit(cache=True)
+def joint_route_into(u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, budget: float,
+                     p: Floats, ws: Workspace) -> int:
+    """Exact joint RouteOPT into ``p`` [S, N]; returns OK, OVER_BUDGET or INFEASIBLE.
+
+    ``w`` sums to 1; the caller checked floor <= a, sum floor <= 1 <= sum a (append the null
+    option for allow-drop). Over budget: the cheapest mixture with the most reward at that cost.
+    """
+    x, lo, hi = ws[0], ws[1], ws[2]
+    cmax = 0.0
+    for s in range(u.shape[0]):
+        for m in range(u.shape[1]):
+            cmax = max(cmax, abs(c[s, m]))
+    eps = 1e-12 * max(1.0, abs(budget), cmax)
+    if not _solve_at(0.0, u, c, w, a, floor, lo, ws):
+        return INFEASIBLE
+    status = OK
+    lam = 0.0
+    cost_lo = _value(lo, c)
+    if cost_lo > budget + eps:
+        _solve_at(np.inf, u, c, w, a, floor, hi, ws)
+        cost_hi = _value(hi, c)
+        if cost_hi > budget + eps:  # no mixture meets the budget: most reward at the least cost
+            status = OVER_BUDGET
+            budget = cost_hi
+        if cost_lo <= budget + eps:  # the most rewarding flow is also the cheapest
+            hi[:, :] = lo
+        else:
+            lam = _newton(u, c, w, a, floor, budget, eps, lo, hi, x, ws)
+    else:
+        hi[:, :] = lo
+    _table(u, c, w, lo, hi, budget, lam, p)
+    return status
+
+
+@njit(cache=True)
+def _newton(u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, budget: float, eps: float,
+            lo: Floats, hi: Floats, x: Floats, ws: Workspace) -> float:
+    """Shrink the bracket (lo over budget, hi within it) until both flows are optimal at one
+    price: where the dual lines U - lam (C - b) of lo and hi cross, no flow does better.
+    Returns that price lambda*. Costs within ``eps`` of the budget are on it (rounding)."""
+    scale = 0.0
+    for s in range(u.shape[0]):
+        for m in range(u.shape[1]):
+            scale = max(scale, abs(u[s, m]), abs(c[s, m]))
+    lam = 0.0
+    for _ in range(MAX_NEWTON):
+        u_lo, c_lo = _value(lo, u), _value(lo, c)
+        u_hi, c_hi = _value(hi, u), _value(hi, c)
+        if c_lo - c_hi <= 0.0:
+            return lam
+        lam = max((u_lo - u_hi) / (c_lo - c_hi), 0.0)
+        line = u_hi - lam * (c_hi - budget)
+        _solve_at(lam, u, c, w, a, floor, x, ws)
+        u_x, c_x = _value(x, u), _value(x, c)
+        if u_x - lam * (c_x - budget) <= line + 1e-12 * max(1.0, scale) * (1.0 + lam):
+            return lam  # lo and hi are both optimal at lam: their mixture on the budget is too
+        if c_x > budget + eps:
+            lo[:, :] = x
+        else:
+            hi[:, :] = x
+            if c_x >= budget - eps:  # on the budget and optimal at lam: optimal alone
+                lo[:, :] = x
+                return lam
+    return lam
+
+
+@njit(cache=True)
+def _table(u: Floats, c: Floats, w: Floats, lo: Floats, hi: Floats, budget: float, lam: float,
+           p: Floats) -> None:
+    """Mix lo and hi onto the budget and divide the flows by the shares (rows sum to 1).
+
+    A segment without traffic gets its best column at the budget price lam (score u - lam c
+    desc, then c asc, then index asc): the caps and the budget do not see it."""
+    c_lo, c_hi = _value(lo, c), _value(hi, c)
+    gap = c_lo - c_hi
+    theta = min(max((budget - c_hi) / gap, 0.0), 1.0) if gap > 0.0 else 1.0
+    ns, nc = u.shape
+    for s in range(ns):
+        total = 0.0
+        for m in range(nc):
+            p[s, m] = hi[s, m] + theta * (lo[s, m] - hi[s, m])
+            total += p[s, m]
+        if w[s] > 0.0 and total > 0.0:
+            for m in range(nc):
+                p[s, m] /= total
+        else:
+            best = 0
+            for m in range(1, nc):
+                gain = (u[s, m] - lam * c[s, m]) - (u[s, best] - lam * c[s, best])
+                if gain > 0.0 or (gain == 0.0 and c[s, m] < c[s, best]):
+                    best = m
+            for m in range(nc):
+                p[s, m] = 1.0 if m == best else 0.0
+
+
+@njit(cache=True)
+def joint_route(u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, budget: float,
+                p: Floats) -> int:
+    """``joint_route_into`` with its own workspace."""
+    return joint_route_into(u, c, w, a, floor, budget, p, joint_workspace(u.shape[0], u.shape[1]))
