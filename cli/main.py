@@ -66,6 +66,7 @@ from stageroute.options import (
     parse_datetime,
     parse_duration,
     parse_grace,
+    replay_policies,
 )
 from stageroute_cli import options as opt
 from stageroute_cli import process
@@ -440,6 +441,18 @@ def replay(
     min_kept: Annotated[int, typer.Option(
         help="With --logs: warn when a policy keeps fewer events (or has a smaller effective "
         "sample size).")] = 200,
+    contextual: Annotated[bool, typer.Option(
+        "--contextual", help="Add per-segment routing (stageroute-contextual), PORT (with "
+        "--prompts) and the contextual oracle (see README, Contextual routing).")] = False,
+    segments: Annotated[str, typer.Option(
+        metavar="COLUMN|auto", help="With --contextual: the outcomes column that names each "
+        "prompt's segment, or 'auto' (clusters of the --prompts text).")] = "eval_name",
+    prompts: Annotated[Path | None, typer.Option(
+        help="With --contextual: prompt text (sample_id, prompt; Parquet or CSV), embedded "
+        "locally for --segments auto and for PORT's neighbours.")] = None,
+    clusters: Annotated[int | None, typer.Option(
+        help="With --segments auto: the number of clusters (default: chosen by replay, see "
+        "README).")] = None,
 ) -> None:
     """Simulate StageRoute, the oracle and baselines on a full-information outcome table, or
     estimate them off-policy from request logs (--logs)."""
@@ -453,7 +466,7 @@ def replay(
         config = ReplayConfig(
             budget=value, relative_budget=relative, max_deployed=max_deployed, horizon=horizon,
             stages=stages, seeds=seeds, first_seed=seed,
-            policies=tuple(dict.fromkeys(choice(Policy, p, "--policy") for p in policy or Policy)),
+            policies=replay_policies(policy, contextual, prompts is not None),
             gamma=parse_gamma(gamma), delta=delta, radius=choice(Radius, radius, "--radius"),
             epsilon=epsilon, solver=choice(Solver, solver, "--solver"), allow_drop=allow_drop,
             cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
@@ -463,6 +476,7 @@ def replay(
             canary_share=canary_share, min_samples=min_samples,
             window=parse_duration(window, "--window") if window is not None else None,
             half_life=parse_duration(half_life, "--half-life") if half_life is not None else None,
+            contextual=contextual, segments=segments, prompts=prompts, clusters=clusters,
         )
         with _progress_bar(quiet, "replaying") as advance:
             result = replay_from_files(outcomes, catalog, config, progress=advance)

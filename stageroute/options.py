@@ -109,6 +109,14 @@ class Policy(StrEnum):
     GREEDY = "greedy"
     EPSILON = "epsilon-greedy"
     UNIFORM = "uniform"
+    # replay --contextual (SPEC 12)
+    CONTEXTUAL = "stageroute-contextual"
+    PORT = "port"
+    ORACLE_CONTEXTUAL = "oracle-contextual"
+
+
+CONTEXTUAL_POLICIES = (Policy.CONTEXTUAL, Policy.PORT, Policy.ORACLE_CONTEXTUAL)
+BASE_POLICIES = tuple(p for p in Policy if p not in CONTEXTUAL_POLICIES)
 
 
 def parse_grace(text: str | None) -> dt.timedelta | None:
@@ -170,3 +178,12 @@ def window_start(as_of: dt.datetime, anchor: dt.datetime | str, length: dt.timed
                          f"{anchor if isinstance(anchor, str) else iso_date(anchor)} is outside "
                          "the calendar (years 1 to 9999)") from None
     return before if as_of - before <= grace else after
+
+
+def replay_policies(names: list[str] | None, contextual: bool, prompts: bool) -> tuple[Policy, ...]:
+    """replay's --policy values (case-insensitive), or the default: every policy, with
+    ``contextual`` the contextual ones too (PORT only with prompt text for its neighbours)."""
+    if names:
+        return tuple(dict.fromkeys(choice(Policy, p, "--policy") for p in names))
+    extra = tuple(p for p in CONTEXTUAL_POLICIES if p is not Policy.PORT or prompts)
+    return BASE_POLICIES + (extra if contextual else ())

@@ -115,18 +115,24 @@ def split_reference(n_rows: int, seed: int, share: float = REFERENCE_SHARE
 
 
 def neighbour_estimates(features: NDArray[np.float64], R: NDArray[np.float64],
-                        C: NDArray[np.float64], reference: NDArray[np.int64],
+                        C: NDArray[np.float64], reference: NDArray[np.int64] | None,
                         rows: NDArray[np.int64], k: int
                         ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(d_hat, g_hat) [len(rows), N]: each model's mean reward and cost over the ``k`` reference
-    rows most similar (cosine) to each of ``rows``."""
+    rows most similar (cosine) to each of ``rows``. ``reference`` None: every other row of the
+    table (leave one out: a row is never its own neighbour)."""
     unit = _unit_rows(features)
-    ref = unit[reference]
+    ref_rows = np.arange(R.shape[0]) if reference is None else reference
+    ref = unit[ref_rows]
     d_hat = np.empty((rows.size, R.shape[1]))
     g_hat = np.empty((rows.size, R.shape[1]))
-    r_ref, c_ref = R[reference], C[reference]
+    r_ref, c_ref = R[ref_rows], C[ref_rows]
     for lo in range(0, rows.size, _CHUNK):
-        near = top_k(unit[rows[lo:lo + _CHUNK]] @ ref.T, k)
+        chunk = rows[lo:lo + _CHUNK]
+        sims = unit[chunk] @ ref.T
+        if reference is None:
+            sims[np.arange(chunk.size), chunk] = -np.inf
+        near = top_k(sims, k)
         d_hat[lo:lo + _CHUNK] = r_ref[near].mean(axis=1)
         g_hat[lo:lo + _CHUNK] = c_ref[near].mean(axis=1)
     return d_hat, g_hat
@@ -310,8 +316,8 @@ def route_queries(allowed, bounds, prompts, est, R, C, d_hat, g_hat, prices, mod
 
 
 def _check(features: NDArray[np.float64], R: NDArray[np.float64], prompts: NDArray[np.int64],
-           pools: NDArray[np.bool_], bounds: NDArray[np.int64], reference: NDArray[np.int64],
-           budget: float, k: int, warmup: float, split: str, max_deployed: int | None) -> None:
+           pools: NDArray[np.bool_], bounds: NDArray[np.int64],
+           reference: NDArray[np.int64] | None, budget: float, k: int, warmup: float, split: str, max_deployed: int | None) -> None:
     p, n = R.shape
     if features.ndim != 2 or features.shape[0] != p or pools.ndim != 2 or pools.shape[1] != n:
         raise UsageError(f"PORT: features {features.shape}, outcomes {R.shape} and pools "
@@ -319,8 +325,9 @@ def _check(features: NDArray[np.float64], R: NDArray[np.float64], prompts: NDArr
     if bounds.size != pools.shape[0] + 1 or bounds[0] != 0 or bounds[-1] != prompts.size or (
             np.diff(bounds) < 0).any():
         raise UsageError("PORT: bounds must run from 0 to the stream's length, one stage per pool")
-    if not 1 <= k <= reference.size:
-        raise UsageError(f"PORT: k must be in [1, {reference.size}] (the reference rows), got {k}")
+    n_ref = p - 1 if reference is None else reference.size
+    if not 1 <= k <= n_ref:
+        raise UsageError(f"PORT: k must be in [1, {n_ref}] (the reference rows), got {k}")
     if not 0 < warmup <= 1 or not (math.isfinite(budget) and budget >= 0):
         raise UsageError(f"PORT: warmup must be in (0, 1] and the budget >= 0, got {warmup!r}, "
                          f"{budget!r}")
@@ -328,7 +335,7 @@ def _check(features: NDArray[np.float64], R: NDArray[np.float64], prompts: NDArr
         raise UsageError(f"PORT: max_deployed must be >= 1 or None, got {max_deployed}")
     if split not in SPLITS:
         raise UsageError(f"PORT: split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if np.isin(prompts, reference).any():
+    if reference is not None and np.isin(prompts, reference).any():
         raise UsageError("PORT: the stream visits rows of the reference set; draw it from the "
                          "other rows (split_reference)")
     if not np.isfinite(features).all():
@@ -337,14 +344,15 @@ def _check(features: NDArray[np.float64], R: NDArray[np.float64], prompts: NDArr
 
 def run_port(features: NDArray[np.float64], R: NDArray[np.float64], C: NDArray[np.float64],
              prompts: NDArray[np.int64], pools: NDArray[np.bool_], bounds: NDArray[np.int64],
-             budget: float, reference: NDArray[np.int64], *, k: int = NEIGHBOURS,
+             budget: float, reference: NDArray[np.int64] | None, *, k: int = NEIGHBOURS,
              warmup: float = WARMUP, alpha: float = ALPHA, split: str = "weighted",
              max_deployed: int | None = None, seed: int = 0) -> PortRun:
     """PORT on a stream of prompt rows (see the module docstring for what is PORT's and ours).
 
     ``features`` [P, d] per row of ``R``/``C`` [P, N]; ``prompts`` [T] the stream's rows;
     ``pools`` [K, N] the models available in stage k, which is queries bounds[k]..bounds[k+1]-1;
-    ``budget`` per query (b x T in all); ``reference`` the labelled rows (disjoint from the stream).
+    ``budget`` per query (b x T in all); ``reference`` the labelled rows (disjoint from the
+    stream), or None: every row but the query's own (leave one out).
 
     Raises:
         UsageError: shapes or parameters that do not fit; BadDataError: non-finite features;
@@ -354,7 +362,8 @@ def run_port(features: NDArray[np.float64], R: NDArray[np.float64], C: NDArray[n
     rows, est = np.unique(prompts, return_inverse=True)
     d_hat, g_hat = neighbour_estimates(features, R, C, reference, rows.astype(np.int64), k)
     n_warm = min(prompts.size, math.ceil(warmup * prompts.size))
-    mean_r, mean_c = R[reference].mean(axis=0), C[reference].mean(axis=0)
+    ref_rows = slice(None) if reference is None else reference
+    mean_r, mean_c = R[ref_rows].mean(axis=0), C[ref_rows].mean(axis=0)
     total = budget * prompts.size
     model_budget = budget_split(mean_r, mean_c, serving_share(pools, bounds), total, split)
     warm, count = np.unique(est[:n_warm], return_counts=True)  # one LP row per distinct prompt

@@ -24,6 +24,7 @@ from stageroute.estimate.bounds import cost_lcb, reward_ucb
 from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.inputs.catalog import Window, load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, available_mask, load_outcomes, to_matrix
+from stageroute.inputs.segmentation import Segmentation, segmentation
 from stageroute.optimize.deploy import (
     Deployment,
     preference_order,
@@ -31,7 +32,14 @@ from stageroute.optimize.deploy import (
     solve_deploy_exhaustive,
 )
 from stageroute.optimize.explore import deploy_caps, explorable, refill
-from stageroute.options import Policy, Radius, format_duration, iso_date
+from stageroute.options import (
+    BASE_POLICIES,
+    CONTEXTUAL_POLICIES,
+    Policy,
+    Radius,
+    format_duration,
+    iso_date,
+)
 from stageroute.render.output import iso_utc, json_number
 from stageroute.simulate import loop as compiled
 from stageroute.simulate.drift import seconds, stage_ages, stage_partial, weighted_stats
@@ -41,6 +49,7 @@ LEARNING = (Policy.STAGEROUTE, Policy.PACED, Policy.STATIC, Policy.GREEDY, Polic
             Policy.UNIFORM)
 
 
+MAX_CLUSTERS = 256
 MAX_HORIZON = 100_000_000  # three float64 arrays of this length: 2.4 GB
 MAX_SEEDS = 10_000
 MAX_SEED = 2**63 - 1
@@ -59,7 +68,7 @@ class ReplayConfig(SharedConfig):
     horizon: int = 100_000
     stages: int | None = None
     seeds: int = 1
-    policies: tuple[Policy, ...] = tuple(Policy)
+    policies: tuple[Policy, ...] = BASE_POLICIES
     epsilon: float = 0.1
     start: dt.datetime | None = None
     end: dt.datetime | None = None
@@ -67,9 +76,27 @@ class ReplayConfig(SharedConfig):
     refresh: int | None = None
     window: dt.timedelta | None = None
     half_life: dt.timedelta | None = None
+    contextual: bool = False  # SPEC 12: per-segment tables, PORT and the contextual oracle
+    segments: str = "eval_name"  # with contextual: an outcomes column, or "auto" (prompt clusters)
+    prompts: Path | None = None  # with segments "auto": sample_id, prompt
+    clusters: int | None = None  # with segments "auto": k (None: chosen by replay)
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
+        extra = [p for p in self.policies if p in CONTEXTUAL_POLICIES]
+        if extra and not self.contextual:
+            raise UsageError(f"--policy {extra[0]} needs --contextual (segments of the queries); "
+                             "add --contextual")
+        if not self.contextual and (self.prompts is not None or self.clusters is not None
+                                    or self.segments != "eval_name"):
+            raise UsageError("--segments, --prompts and --clusters need --contextual; add it")
+        if self.segments == "auto" and self.prompts is None:
+            raise UsageError("--segments auto clusters the prompts' text: give --prompts FILE "
+                             "(sample_id, prompt)")
+        if self.clusters is not None and (self.segments != "auto"
+                                          or not 2 <= self.clusters <= MAX_CLUSTERS):
+            raise UsageError(f"--clusters must be an integer in [2, {MAX_CLUSTERS}] with "
+                             f"--segments auto, got {self.clusters}; give e.g. --clusters 8")
         for option, length in (("--window", self.window), ("--half-life", self.half_life)):
             if length is not None and length <= dt.timedelta(0):
                 raise UsageError(f"{option} must be a positive duration, got {length}; give e.g. "
@@ -360,6 +387,8 @@ class ReplayResult:
     max_mean_cost: float  # for the relative budget: budget / the largest per-model mean cost
     policies: tuple[PolicySummary, ...]
     frontier: Frontier  # the oracle's value per query in each stage at any budget
+    segments: Segmentation | None = None  # contextual replays
+    exact: dict[Policy, tuple[StageValue, ...]] = field(default_factory=dict)  # the oracles
 
 
 def resolve(config: ReplayConfig, outcomes: OutcomeMatrix) -> ReplayConfig:
@@ -385,8 +414,10 @@ def replay_from_files(outcomes: str | Path, catalog: str | Path, config: ReplayC
     Raises:
         StagerouteError: subclasses for missing or bad input, bad options, infeasibility.
     """
-    matrix = to_matrix(load_outcomes(outcomes))
-    return replay(matrix, load_catalog(catalog), config, progress)
+    frame = load_outcomes(outcomes)
+    matrix = to_matrix(frame)
+    segments = segmentation(frame, matrix, config) if config.contextual else None
+    return replay(matrix, load_catalog(catalog), config, progress, segments)
 
 
 def _alpha(outcomes: OutcomeMatrix, catalog: pl.DataFrame) -> NDArray[np.float64]:
@@ -434,24 +465,28 @@ def _oracle_totals(oracle: list[StageValue], sizes: NDArray[np.float64]
     return np.array([v.value for v in oracle]) * sizes, np.array([v.cost for v in oracle]) * sizes
 
 
-def _summaries(config: ReplayConfig, runs: dict[Policy, list[Run]], oracle: list[StageValue],
-               sizes: NDArray[np.float64], frontier: Frontier) -> tuple[PolicySummary, ...]:
-    """Every policy's scores (SPEC 8), the oracle's included, ranked on suboptimality_at_cost.
+def _summaries(config: ReplayConfig, runs: dict[Policy, list[Run]],
+               exact: dict[Policy, list[StageValue]], sizes: NDArray[np.float64],
+               frontier: Frontier) -> tuple[PolicySummary, ...]:
+    """Every policy's scores (SPEC 8), the oracles' included, ranked on suboptimality_at_cost.
 
-    The oracle's figures are exact (expected values, the same for every seed)."""
-    oracle_reward, oracle_cost = _oracle_totals(oracle, sizes)
-    oracle_total = float(oracle_reward.sum())
-    totals = {p: (np.array([r.reward for r in runs[p]]), np.array([r.cost for r in runs[p]]))
-              if p is not Policy.ORACLE else (np.tile(oracle_reward, (config.seeds, 1)),
-                                              np.tile(oracle_cost, (config.seeds, 1)))
-              for p in config.policies}
+    The oracles' figures (``exact``) are expected values, the same for every seed; the reference
+    of regret and suboptimality is the (non-contextual) oracle."""
+    oracle_total = float(_oracle_totals(exact[Policy.ORACLE], sizes)[0].sum())
+    totals = {}
+    for p in config.policies:
+        if p in exact:
+            reward, cost = _oracle_totals(exact[p], sizes)
+            totals[p] = (np.tile(reward, (config.seeds, 1)), np.tile(cost, (config.seeds, 1)))
+        else:
+            totals[p] = (np.array([r.reward for r in runs[p]]), np.array([r.cost for r in runs[p]]))
     served = np.where(sizes > 0, sizes, 1.0)
     # one pass over the frontier for every policy, seed and stage
     spent = np.stack([cost for _, cost in totals.values()]) / served
     at_cost = frontier.values(spent) @ sizes
     scores = [score(reward, cost, sizes, config.budget, oracle_total, at_cost[i])
               for i, (reward, cost) in enumerate(totals.values())]
-    order = ranks([None if p is Policy.ORACLE else s.suboptimality_at_cost
+    order = ranks([None if p in exact else s.suboptimality_at_cost
                    for p, s in zip(config.policies, scores, strict=True)])
     return tuple(
         PolicySummary(**asdict(s), policy=p, rank=rank, runs=tuple(runs.get(p, ())))
@@ -481,8 +516,13 @@ def prepare(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig
 
 
 def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
-           progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+           progress: Callable[[int, int], None] | None = None,
+           segments: Segmentation | None = None,
+           features: NDArray[np.float64] | None = None) -> ReplayResult:
     """Simulate every requested policy on ``config.seeds`` streams and compare with the oracle.
+
+    ``segments`` (with ``config.contextual``): the segment of every prompt, for the contextual
+    policies (``simulate.contextual``); ``features`` [P, d]: the prompts' embedding (PORT).
 
     Raises:
         UsageError: bad span or parameters; BadDataError: an outcome model missing from the
@@ -490,26 +530,39 @@ def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
     """
     setup = prepare(outcomes, catalog, config)
     config, schedule, alpha, scale = setup.config, setup.schedule, setup.alpha, setup.scale
-    oracle = _oracle(outcomes, schedule, config, alpha)
+    exact = {Policy.ORACLE: _oracle(outcomes, schedule, config, alpha)}
+    runners: dict[Policy, Callable[[Stream, int], Run]] = {}
+    if config.contextual:
+        if segments is None:
+            raise ValueError("a contextual replay needs the prompts' segments")
+        from stageroute.simulate.contextual import contextual_policies
+
+        extra, runners = contextual_policies(outcomes, segments, setup, features)
+        exact.update(extra)
+        if Policy.PORT in config.policies and Policy.PORT not in runners:
+            raise UsageError("--policy port needs the prompts' text for its nearest neighbours: "
+                             "give --prompts FILE (sample_id, prompt)")
     sizes = np.diff(schedule.bounds).astype(np.float64)
-    oracle_total = float(_oracle_totals(oracle, sizes)[0].sum())
-    learning = [p for p in config.policies if p is not Policy.ORACLE]
+    oracle_total = float(_oracle_totals(exact[Policy.ORACLE], sizes)[0].sum())
+    learning = [p for p in config.policies if p not in exact]
     runs: dict[Policy, list[Run]] = {p: [] for p in learning}
     done = 0
     for seed in range(config.first_seed, config.first_seed + config.seeds):
         stream = make_stream(len(outcomes.samples), config.horizon, seed)
         for learner in learning:
-            runs[learner].append(run_policy(learner, outcomes, schedule, stream, config, alpha,
-                                            scale, setup.prices))
+            run = runners.get(learner)
+            runs[learner].append(run(stream, seed) if run is not None else run_policy(
+                learner, outcomes, schedule, stream, config, alpha, scale, setup.prices))
             done += 1
             if progress:
                 progress(done, config.seeds * len(learning))
     frontier = Frontier(outcomes.mean_reward, outcomes.mean_cost, alpha, schedule.pools,
                         config.max_deployed, config.allow_drop, config.solver)
-    summaries = _summaries(config, runs, oracle, sizes, frontier)
+    summaries = _summaries(config, runs, exact, sizes, frontier)
     t = float(config.horizon)
-    return ReplayResult(config, outcomes.models, schedule, tuple(oracle), oracle_total / t, scale,
-                        float(outcomes.mean_cost.max()), summaries, frontier)
+    return ReplayResult(config, outcomes.models, schedule, tuple(exact[Policy.ORACLE]),
+                        oracle_total / t, scale, float(outcomes.mean_cost.max()), summaries,
+                        frontier, segments, {p: tuple(v) for p, v in exact.items()})
 
 
 def replay_document(result: ReplayResult) -> dict[str, Any]:
@@ -567,8 +620,25 @@ def replay_document(result: ReplayResult) -> dict[str, Any]:
              "queries": int(result.schedule.bounds[k + 1] - result.schedule.bounds[k]),
              "pool": [models[j] for j in np.flatnonzero(result.schedule.pools[k])],
              "oracle": names(result.oracle[k].models),
-             **{str(p.policy): names(p.runs[0].deployed[k]) for p in result.policies if p.runs}}
+             **{str(p.policy): names(p.runs[0].deployed[k]) for p in result.policies if p.runs},
+             **{str(p): names(v[k].models) for p, v in result.exact.items()
+                if p is not Policy.ORACLE and p in cfg.policies}}
             for k, w in enumerate(result.schedule.windows)
         ],
+        **({"contextual": _contextual_extras(result)} if cfg.contextual else {}),
     }
+
+
+def _contextual_extras(result: ReplayResult) -> dict[str, Any]:
+    """The segments of a contextual replay and the contextual oracle's value per query."""
+    cfg, seg = result.config, result.segments
+    assert seg is not None
+    sizes = np.diff(result.schedule.bounds).astype(np.float64)
+    oracle = result.exact.get(Policy.ORACLE_CONTEXTUAL, ())
+    value = float(_oracle_totals(list(oracle), sizes)[0].sum()) / cfg.horizon if oracle else None
+    return {"segments": cfg.segments if cfg.segments != "auto" else "auto",
+            "clusters": len(seg.names) if cfg.segments == "auto" else None,
+            "segment_shares": {name: json_number(float(w))
+                               for name, w in zip(seg.names, seg.shares, strict=True)},
+            "oracle_contextual_value": json_number(value) if value is not None else None}
 
