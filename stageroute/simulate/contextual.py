@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stageroute.estimate.prior import price_cost, typical_tokens
-from stageroute.estimate.shrink import shrunk_bounds
+from stageroute.estimate.segments import shrunk_bounds
 from stageroute.inputs.outcomes import OutcomeMatrix
 from stageroute.inputs.segmentation import Segmentation, cell_truth
 from stageroute.optimize.deploy import preference_order
@@ -80,7 +80,8 @@ def _stage_set(current: tuple[int, ...], pool: NDArray[np.bool_], cells: NDArray
     exploration caps and the refill of ``optimize.explore`` counted per model."""
     del current  # every stage re-plans, as stageroute does
     idx = np.flatnonzero(pool)
-    u_cell, c_cell = shrunk_bounds(cells, stats, idx, kn, prior)
+    u_all, c_all = shrunk_bounds(cells, kn, prior)
+    u_cell, c_cell = u_all[:, idx], c_all[:, idx]
     u, c = bounds_of(stats, idx, kn, prior)  # the per-model bounds order the preferences
     n_r = stats[compiled.N_R, idx]
     share, need = config.canary_share, float(config.min_samples)
@@ -104,7 +105,7 @@ def run_stageroute_contextual(outcomes: OutcomeMatrix, seg: Segmentation, schedu
     n_models, n_seg = len(outcomes.models), len(seg.names)
     k_stages = schedule.pools.shape[0]
     stats = np.zeros((6, n_models))
-    cells = np.zeros((n_seg, 6, n_models))
+    cells = np.zeros((6, n_seg, n_models))
     seen = np.zeros(n_seg)
     kn = policy_knobs(Policy.STAGEROUTE, config, scale)
     reward, cost = np.zeros(k_stages), np.zeros(k_stages)

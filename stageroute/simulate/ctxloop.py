@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from stageroute.estimate.shrink import cell_bounds
+from stageroute.estimate.segments import cell_bounds, pool_model, pooling_of
 from stageroute.estimate.stats import welford
 from stageroute.optimize.explore import explore_limits
 from stageroute.optimize.joint_kernels import OVER_BUDGET, joint_route_into, joint_workspace
@@ -20,10 +20,10 @@ from stageroute.simulate.loop import N_C, N_R
 
 
 @njit(cache=True)
-def _bounds_of(cells, stats, deployed, i, kn, prior, u, c):  # type: ignore[no-untyped-def]
+def _bounds_of(cells, stats, pooling, deployed, i, kn, prior, u, c):  # type: ignore[no-untyped-def]
     """Column ``i`` (deployed model) of the per-segment bounds."""
     for s in range(u.shape[0]):
-        u[s, i], c[s, i] = cell_bounds(cells, stats, s, deployed[i], kn, prior)
+        u[s, i], c[s, i] = cell_bounds(cells, stats, s, deployed[i], pooling, kn, prior)
 
 
 @njit(cache=True)
@@ -51,14 +51,14 @@ def run_contextual(deployed, alpha, prompts, segment_of, draws, R, C, cells, sta
                    out_reward, out_cost):
     """Serve one stage's ``prompts`` with a fixed deployed set and one table per segment.
 
-    ``cells`` [S, 6, N] and ``stats`` [6, N]: the per-(segment, model) and per-model statistics
+    ``cells`` [6, S, N] and ``stats`` [6, N]: the per-(segment, model) and per-model statistics
     (rows as in ``simulate.loop``), ``seen`` [S] the queries per segment so far (the traffic
     shares are (seen + 1) / (total + S)). ``refresh`` joint tables per stage (0: one per query).
     Writes the served model (-1 = refused), its reward and cost per query.
     """
     d = deployed.size
     n = prompts.size
-    n_seg = cells.shape[0]
+    n_seg = cells.shape[1]
     size = d + 1 if allow_drop else d
     u = np.zeros((n_seg, size))
     c = np.zeros((n_seg, size))
@@ -69,9 +69,10 @@ def run_contextual(deployed, alpha, prompts, segment_of, draws, R, C, cells, sta
     n_r = np.zeros(d)
     alpha_d = np.zeros(d)
     ws = joint_workspace(n_seg, size)
+    pooling = pooling_of(cells, stats)
     for i in range(d):
         alpha_d[i] = alpha[deployed[i]]
-        _bounds_of(cells, stats, deployed, i, kn, prior, u, c)
+        _bounds_of(cells, stats, pooling, deployed, i, kn, prior, u, c)
     table = -1
     for t in range(n):
         if refresh <= 0 or (t * refresh) // n != table:
@@ -109,9 +110,10 @@ def run_contextual(deployed, alpha, prompts, segment_of, draws, R, C, cells, sta
         cost = C[prompts[t], j]
         welford(stats, N_R, j, r)
         welford(stats, N_C, j, cost)
-        welford(cells[seg], N_R, j, r)
-        welford(cells[seg], N_C, j, cost)
-        _bounds_of(cells, stats, deployed, pick, kn, prior, u, c)
+        welford(cells[:, seg, :], N_R, j, r)
+        welford(cells[:, seg, :], N_C, j, cost)
+        pool_model(cells, stats, j, pooling)
+        _bounds_of(cells, stats, pooling, deployed, pick, kn, prior, u, c)
         out_model[t] = j
         out_reward[t] = r
         out_cost[t] = cost
