@@ -89,3 +89,8 @@ def test_bench_store_runs_a_few_small_weeks(tmp_path: Path) -> None:
 def test_bench_offpolicy_runs_on_a_small_log(routerbench: Path) -> None:
     out = run("bench_offpolicy.py", "--rows", "30000", "--repeat", "1")
     assert "replay method, stageroute, refresh query" in out and "IPS, SNIPS, DR" in out
+
+
+def test_segments_quality_runs_on_a_sample(routerbench: Path) -> None:
+    out = run("segments_quality.py", "--rows", "300")
+    assert "| routerbench | 300 | 3 |" in out and "| mmlupro | 300 |" in out
