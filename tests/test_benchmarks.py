@@ -99,3 +99,8 @@ def test_bench_offpolicy_runs_on_a_small_log(routerbench: Path) -> None:
 def test_offpolicy_coverage_prints_its_table() -> None:
     out = run("offpolicy_coverage.py", "--seeds", "3", "--rows", "1000")
     assert out.count("lowest cell") == 4 and "snips" in out
+
+
+def test_segments_quality_runs_on_a_sample(routerbench: Path) -> None:
+    out = run("segments_quality.py", "--rows", "300")
+    assert "| routerbench | 300 | 3 |" in out and "| mmlupro | 300 |" in out

@@ -13,9 +13,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stageroute.errors import BadDataError, InputMissingError, shown
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MAX_DECIMAL_PRECISION = 38  # the widest decimal Polars reads
 
@@ -174,6 +177,30 @@ def parquet_schema_problem(file: str | Path, kind: str) -> BadDataError | None:
                     f"{MAX_DECIMAL_PRECISION} digits Polars reads; write it as a float"
                 )
     return None
+
+
+def read_table(path: Path, kind: str, csv_as_text: bool = False) -> pl.DataFrame:
+    """A CSV (by its suffix) or Parquet table as a Polars DataFrame, after the header checks
+    (``csv_header_problem``, ``parquet_schema_problem``); ``csv_as_text`` reads every CSV column
+    as text (ids such as 007 keep their zeros).
+
+    Raises:
+        BadDataError: the header check's error, or the file cannot be read.
+    """
+    import polars as pl
+
+    csv = path.suffix.lower() == ".csv"
+    problem = csv_header_problem(path, kind) if csv else parquet_schema_problem(path, kind)
+    if problem is not None:
+        raise problem
+    try:
+        if csv:
+            return pl.read_csv(path, infer_schema=False) if csv_as_text else pl.read_csv(
+                path, infer_schema_length=None)
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadDataError(f"{kind} {path} cannot be read ({first_line(exc)}), check the file"
+                           ) from None
 
 
 def csv_header_problem(path: Path, kind: str) -> BadDataError | None:

@@ -21,6 +21,7 @@ from stageroute.inputs.files import (
     names,
     parquet_schema_problem,
     quote,
+    read_table,
     require_file,
 )
 
@@ -52,19 +53,6 @@ class OutcomeMatrix:
     @property
     def mean_cost(self) -> NDArray[np.float64]:
         return np.asarray(self.cost.mean(axis=0))
-
-
-def _read(path: Path) -> pl.DataFrame:
-    """Read a CSV or Parquet outcomes file, refusing headers and schemas that would mislead."""
-    csv = path.suffix.lower() == ".csv"
-    problem = csv_header_problem(path, "outcomes") if csv else parquet_schema_problem(path, "outcomes")
-    if problem is not None:
-        raise problem
-    try:
-        return pl.read_csv(path, infer_schema_length=None) if csv else pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        first = first_line(exc)
-        raise BadDataError(f"outcomes {path} cannot be read ({first}), check the file") from None
 
 
 def _id_type(t: pl.DataType) -> bool:
@@ -131,7 +119,7 @@ def load_outcomes(path: str | Path) -> pl.DataFrame:
         BadDataError: missing or mistyped column, empty id, bad value, duplicate (sample_id, model).
     """
     path = require_file(path, "outcomes", "--outcomes")
-    frame = _read(path)
+    frame = read_table(path, "outcomes")
     if frame.height == 0:
         raise BadDataError(f"outcomes {path} have no rows, add one row per (sample_id, model)")
     frame = _check_columns(frame, path)

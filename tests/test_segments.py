@@ -1,0 +1,273 @@
+"""Segments (SPEC 12): prompt loading, the local embedding and its clusters, and the bounds per
+(segment, model) shrunk toward the model's global estimate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from numpy.typing import NDArray
+from sklearn.metrics import adjusted_rand_score
+
+from stageroute.embed import cluster, embed_prompts, fit_clusters, fit_embedding, segment_names
+from stageroute.errors import BadDataError
+from stageroute.estimate.segments import (
+    KAPPA_R,
+    VAR_R,
+    cell_bounds,
+    global_stats,
+    pooling_of,
+    shrunk_bounds,
+    shrunk_cell,
+)
+from stageroute.inputs.prompts import load_prompts
+from stageroute.simulate.loop import N_R, knobs, model_bounds
+
+KN = knobs(2.0, 1.0, False, 0.01, (0.0, 1.0), False)
+
+
+def cell_stats(rewards: list[list[NDArray[np.float64]]],
+               costs: list[list[NDArray[np.float64]]] | None = None) -> NDArray[np.float64]:
+    """stats[6, S, N] computed directly from the samples of each cell (rewards[s][j])."""
+    segments, models = len(rewards), len(rewards[0])
+    out = np.zeros((6, segments, models))
+    for s in range(segments):
+        for j in range(models):
+            for row, x in ((0, rewards[s][j]), (3, (costs or rewards)[s][j])):
+                if x.size:
+                    out[row:row + 3, s, j] = x.size, x.mean(), ((x - x.mean()) ** 2).sum()
+    return out
+
+
+def bernoulli_cells(rng: np.random.Generator, truth: NDArray[np.float64],
+                    counts: NDArray[np.int64]) -> NDArray[np.float64]:
+    """stats of Bernoulli(truth[s, j]) rewards, counts[s, j] of them per cell."""
+    samples = [[(rng.random(counts[s, j]) < truth[s, j]).astype(np.float64)
+                for j in range(truth.shape[1])] for s in range(truth.shape[0])]
+    return cell_stats(samples)
+
+
+def shrunk_means(stats: NDArray[np.float64]) -> NDArray[np.float64]:
+    glob = global_stats(stats)
+    pool = pooling_of(stats, glob)
+    segments, models = stats.shape[1:]
+    return np.array([[shrunk_cell(stats, glob, s, j, N_R, pool[KAPPA_R, j], pool[VAR_R, j])[0]
+                      for j in range(models)] for s in range(segments)])
+
+
+def random_stats(seed: int, segments: int = 6, models: int = 4) -> NDArray[np.float64]:
+    """Cells of random size (some empty), one model never seen."""
+    rng = np.random.default_rng(seed)
+    samples = [[rng.random(rng.integers(0, 12) if j < models - 1 else 0) for j in range(models)]
+               for _ in range(segments)]
+    costs = [[x * 0.01 + 0.001 for x in row] for row in samples]
+    return cell_stats(samples, costs)
+
+
+# --- the estimator -------------------------------------------------------------------------------
+
+
+def test_global_stats_are_the_statistics_of_all_samples() -> None:
+    rng = np.random.default_rng(1)
+    samples = [[rng.random(n) for n in (3, 0, 7)], [rng.random(n) for n in (5, 0, 1)]]
+    glob = global_stats(cell_stats(samples))
+    for j in range(3):
+        x = np.concatenate([samples[0][j], samples[1][j]])
+        if x.size == 0:
+            assert glob[:3, j].tolist() == [0.0, 0.0, 0.0]
+            continue
+        assert glob[:3, j] == pytest.approx([x.size, x.mean(), ((x - x.mean()) ** 2).sum()])
+
+
+def test_one_segment_gives_the_non_contextual_bounds() -> None:
+    stats = random_stats(2, segments=1)
+    prior = np.array([np.nan, 0.002, np.nan, 0.003])
+    glob = global_stats(stats)
+    pool = pooling_of(stats, glob)
+    for j in range(stats.shape[2]):
+        assert cell_bounds(stats, glob, 0, j, pool, KN, prior) == pytest.approx(
+            model_bounds(stats[:, 0, :].copy(), j, KN, prior))
+    # the model never seen is untried: mu_U = 1 and its cost prior
+    assert cell_bounds(stats, glob, 0, 3, pool, KN, prior) == (1.0, 0.003)
+
+
+def test_a_model_seen_in_one_segment_is_untried_elsewhere() -> None:
+    rng = np.random.default_rng(3)
+    empty = np.zeros(0)
+    stats = cell_stats([[empty], [rng.random(9)], [empty]])
+    glob = global_stats(stats)
+    pool = pooling_of(stats, glob)
+    assert pool[KAPPA_R, 0] == 0.0
+    assert cell_bounds(stats, glob, 0, 0, pool, KN, np.array([0.004])) == (1.0, 0.004)
+    assert cell_bounds(stats, glob, 1, 0, pool, KN, np.array([0.004])) == pytest.approx(
+        model_bounds(glob, 0, KN, np.array([0.004])))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_kernels_equal_their_python(seed: int) -> None:
+    stats = random_stats(seed)
+    prior = np.full(stats.shape[2], np.nan)
+    glob = global_stats(stats)
+    assert global_stats.py_func(stats) == pytest.approx(glob, nan_ok=True)
+    pool = pooling_of(stats, glob)
+    assert pooling_of.py_func(stats, glob) == pytest.approx(pool)
+    u, c = shrunk_bounds(stats, KN, prior)
+    for s in range(stats.shape[1]):
+        for j in range(stats.shape[2]):
+            expected = cell_bounds.py_func(stats, glob, s, j, pool, KN, prior)
+            assert cell_bounds(stats, glob, s, j, pool, KN, prior) == pytest.approx(expected)
+            assert (u[s, j], c[s, j]) == pytest.approx(expected)
+
+
+def test_shrinkage_lowers_the_error_of_sparse_similar_segments() -> None:
+    rng = np.random.default_rng(4)
+    raw_err, shrunk_err = [], []
+    for _ in range(5):
+        truth = np.clip(np.array([0.7, 0.4])[None, :] + rng.normal(0, 0.02, (60, 2)), 0, 1)
+        stats = bernoulli_cells(rng, truth, rng.integers(2, 10, truth.shape))
+        raw_err.append(((stats[1] - truth) ** 2).mean())
+        shrunk_err.append(((shrunk_means(stats) - truth) ** 2).mean())
+    assert np.mean(shrunk_err) < 0.25 * np.mean(raw_err)
+
+
+def test_well_sampled_cells_keep_their_own_mean() -> None:
+    rng = np.random.default_rng(5)
+    truth = np.clip(0.6 + rng.normal(0, 0.1, (8, 2)), 0, 1)
+    stats = bernoulli_cells(rng, truth, np.full(truth.shape, 20_000))
+    shrunk = shrunk_means(stats)
+    raw = stats[1]
+    assert np.abs(shrunk - raw).max() < 2e-3
+    # pulled toward the global mean, never past it
+    mu = global_stats(stats)[1]
+    assert np.all(np.abs(shrunk - mu[None, :]) <= np.abs(raw - mu[None, :]) + 1e-12)
+
+
+def test_kappa_recovers_the_between_segment_variance() -> None:
+    rng = np.random.default_rng(6)
+    segments, tau, sigma = 2000, 0.3, 1.0
+    means = 2.0 + rng.normal(0, tau, segments)
+    counts = rng.integers(5, 80, segments)
+    samples = [[rng.normal(means[s], sigma, counts[s])] for s in range(segments)]
+    stats = cell_stats(samples)
+    pool = pooling_of(stats, global_stats(stats))
+    assert pool[VAR_R, 0] == pytest.approx(sigma**2, rel=0.03)
+    assert pool[VAR_R, 0] / pool[KAPPA_R, 0] == pytest.approx(tau**2, rel=0.15)
+
+
+def test_identical_segments_pool_fully_up_to_the_cap() -> None:
+    x = np.array([0.0, 1.0, 1.0, 0.0])
+    stats = cell_stats([[x], [x], [x]])
+    pool = pooling_of(stats, global_stats(stats))
+    assert pool[KAPPA_R, 0] == 4.0  # tau2 estimate <= 0: kappa = the mean count of a segment
+
+
+def test_shrunk_bounds_cover_the_true_cell_means() -> None:
+    """A credible bound: on average over the segments it covers their true means."""
+    rng = np.random.default_rng(7)
+    kn = knobs(1.0, 1.0, False, 1.0, (0.0, 1.0), False)
+    covered = []
+    for _ in range(20):
+        truth = np.clip(np.array([0.8, 0.5, 0.3])[None, :] + rng.normal(0, 0.05, (40, 3)), 0, 1)
+        stats = bernoulli_cells(rng, truth, rng.integers(0, 30, truth.shape))
+        u, _ = shrunk_bounds(stats, kn, np.full(3, np.nan))
+        covered.append((u >= truth).mean())
+    assert np.mean(covered) >= 0.98 and min(covered) >= 0.95  # measured 0.9996 and 0.992
+
+
+def test_shrunk_bounds_check_shapes() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        shrunk_bounds(np.zeros((6, 3)), KN, np.zeros(3))
+    with pytest.raises(ValueError, match="prior"):
+        shrunk_bounds(np.zeros((6, 2, 3)), KN, np.zeros(2))
+
+
+# --- embedding and clusters ----------------------------------------------------------------------
+
+
+TEXTS = ["What is the capital of France?", "Name the capital city of Italy.",
+         "Write a Python function that sorts a list.", "Write a function in Python to reverse a list.",
+         "Which city is the capital of Spain?", "Implement a Python function returning a sorted list."]
+
+
+def test_embedding_is_deterministic_and_unit_length() -> None:
+    a = embed_prompts(TEXTS, dim=4, seed=0)
+    assert a.shape == (6, 4)
+    assert np.array_equal(a, embed_prompts(TEXTS, dim=4, seed=0))
+    assert np.linalg.norm(a, axis=1) == pytest.approx(np.ones(6))
+    # capitals are nearer each other than to the Python questions
+    sim = a @ a.T
+    assert sim[0, 4] > sim[0, 2] and sim[2, 3] > sim[2, 4]
+
+
+def test_new_prompts_embed_in_the_fitted_space() -> None:
+    emb = fit_embedding(TEXTS, dim=3, seed=1)
+    new = emb.transform(["The capital of Germany?", "zzz qqq"])
+    assert new.shape == (2, 3)
+    assert np.linalg.norm(new[0]) == pytest.approx(1.0)
+    assert new[1].tolist() == [0.0, 0.0, 0.0]  # no known term: the zero vector
+    assert emb.transform(TEXTS) == pytest.approx(embed_prompts(TEXTS, dim=3, seed=1))
+
+
+def test_clusters_are_numbered_by_size_and_assign_new_rows() -> None:
+    rng = np.random.default_rng(8)
+    x = np.vstack([rng.normal(0, 0.1, (30, 2)), rng.normal(5, 0.1, (50, 2))])
+    fitted = fit_clusters(x, 2, seed=0)
+    labels = cluster(x, 2, seed=0)
+    assert labels.tolist() == [1] * 30 + [0] * 50
+    assert fitted.assign(np.array([[5.1, 4.9], [0.1, 0.0]])).tolist() == [0, 1]
+    assert fitted.names == ("auto-00", "auto-01")
+    assert fit_clusters(np.ones((5, 2)), 3).centroids.shape == (1, 2)  # at most the distinct rows
+    assert segment_names(101)[-1] == "auto-100"
+
+
+def test_routerbench_clusters_follow_the_tasks(routerbench: Path) -> None:
+    frame = pl.read_parquet(routerbench / "prompts.parquet")
+    features = embed_prompts(load_prompts(routerbench / "prompts.parquet")["prompt"].to_list())
+    labels = cluster(features, frame["eval_name"].n_unique(), seed=0)
+    ari = adjusted_rand_score(frame["eval_name"].to_list(), labels)
+    assert ari > 0.9  # measured 1.0 (the three tasks are told apart); chance is 0
+
+
+# --- load_prompts ----------------------------------------------------------------------------
+
+
+def test_load_prompts_reads_csv_ids_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("sample_id,prompt,eval_name\n007,hello,x\n8,bye,y\n")
+    out = load_prompts(path)
+    assert out.schema == pl.Schema({"sample_id": pl.String, "prompt": pl.String})
+    assert out["sample_id"].to_list() == ["007", "8"]
+
+
+def test_load_prompts_casts_integer_ids(tmp_path: Path) -> None:
+    path = tmp_path / "p.parquet"
+    pl.DataFrame({"sample_id": [3, 4], "prompt": ["a", "b"]}).write_parquet(path)
+    assert load_prompts(path)["sample_id"].to_list() == ["3", "4"]
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    (pl.DataFrame({"sample_id": ["a"], "text": ["x"]}), "have no column 'prompt'"),
+    (pl.DataFrame({"sample_id": ["a", "b"], "prompt": ["x", None]}),
+     "column 'prompt' is empty \\(0-based row 1, sample_id 'b'\\)"),
+    (pl.DataFrame({"sample_id": ["a", None], "prompt": ["x", "y"]}), "column 'sample_id' is empty"),
+    (pl.DataFrame({"sample_id": ["a", "b", "a"], "prompt": ["x", "y", "z"]}),
+     "list sample_id 'a' twice \\(0-based row 0\\), keep one row per sample_id"),
+    (pl.DataFrame({"sample_id": ["a"], "prompt": [1.5]}),
+     "column 'prompt' has type Float64, expected text"),
+    (pl.DataFrame(schema={"sample_id": pl.String, "prompt": pl.String}), "have no rows"),
+])
+def test_load_prompts_refuses_bad_tables(tmp_path: Path, frame: pl.DataFrame, message: str) -> None:
+    path = tmp_path / "prompts.parquet"
+    frame.write_parquet(path)
+    with pytest.raises(BadDataError, match=message) as info:
+        load_prompts(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_prompts_refuses_an_empty_csv(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.csv"
+    path.write_text("sample_id,prompt\n")
+    with pytest.raises(BadDataError, match="have no rows"):
+        load_prompts(path)
