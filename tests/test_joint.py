@@ -74,8 +74,11 @@ def reference(u, c, w, a, floor, budget, allow_drop):
         return obj, cost * unit, False
     ok, _, least = highs_lp(u, c / unit, w, a, floor, None, allow_drop, minimise_cost=True)
     assert ok
-    # at the least cost itself: a relative slack of 1e-9 can buy 1e-7 of reward at a high price
-    ok, obj, cost = highs_lp(u, c / unit, w, a, floor, least + 1e-13, allow_drop)
+    # at the least cost itself: where reward is dear, a slack of 1e-13 buys 1e-8 of it
+    for slack in (0.0, 1e-13):
+        ok, obj, cost = highs_lp(u, c / unit, w, a, floor, least + slack, allow_drop)
+        if ok:
+            break
     assert ok
     return obj, cost * unit, True
 
