@@ -250,6 +250,17 @@ def test_caps_below_one_are_fine_with_drop() -> None:
     assert r.objective == pytest.approx(0.6) and r.dropped.sum() == pytest.approx(0.8)
 
 
+def test_a_segment_without_traffic_gets_its_best_model_at_the_budget_price() -> None:
+    """Segment 1 has no share: the caps and budget do not see it; at the budget's price
+    lambda* = 0.5 (segment 0 mixes 0.9 @ 1.0 and 0.5 @ 0.2) its best score u - lambda c is
+    model 1's (0.5 - 0.1 > 0.6 - 0.5), not the most rewarding model 0."""
+    u = np.array([[0.9, 0.5], [0.6, 0.5]])
+    c = np.array([[1.0, 0.2], [1.0, 0.2]])
+    r = solve_joint_route(u, c, [1.0, 0.0], [1.0, 1.0], 0.6)
+    np.testing.assert_allclose(r.probability, [[0.5, 0.5], [0.0, 1.0]], atol=1e-12)
+    assert r.objective == pytest.approx(0.7) and r.cost == pytest.approx(0.6)
+
+
 def test_same_input_same_table() -> None:
     u = np.full((3, 4), 0.5)
     c = np.full((3, 4), 0.2)
