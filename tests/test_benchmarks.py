@@ -33,6 +33,11 @@ def test_bench_deploy_prints_both_paths() -> None:
     assert "canonical set" in out and "MIP" in out
 
 
+def test_bench_joint_runs_a_few_instances() -> None:
+    out = run("bench_joint.py", "--instances", "2", "--calls", "200")
+    assert "50 segments x 32 models" in out and "HiGHS / exact" in out and "| 14 x 3 |" in out
+
+
 def test_bench_help_runs() -> None:
     assert "--help" in run("bench_help.py")
 

@@ -74,8 +74,11 @@ def reference(u, c, w, a, floor, budget, allow_drop):
         return obj, cost * unit, False
     ok, _, least = highs_lp(u, c / unit, w, a, floor, None, allow_drop, minimise_cost=True)
     assert ok
-    # at the least cost itself: a relative slack of 1e-9 can buy 1e-7 of reward at a high price
-    ok, obj, cost = highs_lp(u, c / unit, w, a, floor, least + 1e-13, allow_drop)
+    # at the least cost itself: where reward is dear, a slack of 1e-13 buys 1e-8 of it
+    for slack in (0.0, 1e-13):
+        ok, obj, cost = highs_lp(u, c / unit, w, a, floor, least + slack, allow_drop)
+        if ok:
+            break
     assert ok
     return obj, cost * unit, True
 
@@ -245,6 +248,17 @@ def test_caps_below_one_are_fine_with_drop() -> None:
     r = solve_joint_route(np.ones((2, 2)), np.zeros((2, 2)), [0.5, 0.5], [0.3, 0.3], 1.0,
                           allow_drop=True)
     assert r.objective == pytest.approx(0.6) and r.dropped.sum() == pytest.approx(0.8)
+
+
+def test_a_segment_without_traffic_gets_its_best_model_at_the_budget_price() -> None:
+    """Segment 1 has no share: the caps and budget do not see it; at the budget's price
+    lambda* = 0.5 (segment 0 mixes 0.9 @ 1.0 and 0.5 @ 0.2) its best score u - lambda c is
+    model 1's (0.5 - 0.1 > 0.6 - 0.5), not the most rewarding model 0."""
+    u = np.array([[0.9, 0.5], [0.6, 0.5]])
+    c = np.array([[1.0, 0.2], [1.0, 0.2]])
+    r = solve_joint_route(u, c, [1.0, 0.0], [1.0, 1.0], 0.6)
+    np.testing.assert_allclose(r.probability, [[0.5, 0.5], [0.0, 1.0]], atol=1e-12)
+    assert r.objective == pytest.approx(0.7) and r.cost == pytest.approx(0.6)
 
 
 def test_same_input_same_table() -> None:

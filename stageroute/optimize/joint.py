@@ -11,15 +11,20 @@ Segments s = 1..S with traffic shares w_s (sum 1), deployed models m = 1..M:
 The exact solver (``solve_joint_route``, compiled in ``joint_kernels``). With flows
 x_sm = w_s p_sm, dualising the budget row with a price lambda >= 0 leaves a transportation problem
 (supplies w_s, column bounds [floor_m, a_m], profit u_sm - lambda c_sm), solved exactly by a
-min-cost flow (successive shortest paths, Dijkstra with potentials). Every flow x gives a dual
-line L_x(lambda) = U(x) - lambda (C(x) - b); the dual function is their upper envelope, convex and
+min-cost flow: each segment sends its share to its best column, then successive shortest paths
+(Dijkstra with potentials, real capacities) move what overflows the caps; the reduced costs stay
+>= 0 throughout, the optimality condition of a min-cost flow. Every flow x gives a dual line
+L_x(lambda) = U(x) - lambda (C(x) - b); the dual function is their upper envelope, convex and
 piecewise linear. Start from the reward-maximising flow (lambda = 0; if it meets the budget it is
-optimal) and the cheapest flow (lambda = inf; if it breaks the budget, the budget becomes its cost:
-the over-budget contract of ``solve_route``). Then Newton steps: solve at the price where the lines
-of the bracketing flows cross; if no flow rises above them there, both flows are optimal for the
-Lagrangian at lambda*, and their mixture that spends exactly b is feasible, complementary-slack
-and therefore LP-optimal; else the new flow replaces the bracket end on its side of the budget.
-There are finitely many flows the kernel can return, so the search ends (in a handful of steps).
+optimal) and the cheapest flow (minimum C; if that breaks the budget, the budget becomes its cost
+and the answer is the most reward at that cost: the over-budget contract of ``solve_route``).
+Then Newton steps: solve at the price where the lines of the bracketing flows cross; if no flow
+rises above them there, both flows are optimal for the Lagrangian at lambda*, and their mixture
+that spends exactly b is feasible, complementary-slack and therefore LP-optimal; else the new flow
+replaces the bracket end on its side of the budget. The kernel returns finitely many flows, so
+the search ends (5 to 9 flows on the benchmark's instances). A segment with w_s = 0 gets its best model at
+lambda* (score u - lambda* c). Shares are normalised to sum 1; ties go to the lowest index, so
+the same input gives the same tables.
 
 ``solve_joint_route_pyomo`` is the same LP in Pyomo (the reference the tests compare against);
 ``solve_joint_deploy`` (a MIP) and ``solve_joint_deploy_exhaustive`` choose one deployment set
@@ -37,6 +42,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from stageroute.errors import InfeasibleError
+from stageroute.optimize.deploy import (
+    _another_set_ties,
+    _checked,
+    _first_in_preference,
+    read_deployment,
+)
 from stageroute.optimize.joint_kernels import INFEASIBLE, OVER_BUDGET, joint_route
 from stageroute.optimize.route import cost_unit, throughput_check
 from stageroute.optimize.solver import Solver, solve
@@ -78,6 +89,8 @@ class JointInput:
         if cc.shape != (s, m) or ww.shape != (s,) or aa.shape != (m,) or ff.shape != (m,) or uu.size == 0:
             raise ValueError(f"u and c must be [S, M], w [S], a and floor [M]: got u {uu.shape}, "
                              f"c {cc.shape}, w {ww.shape}, a {aa.shape}, floor {ff.shape}")
+        if not all(np.all(np.isfinite(v)) for v in (uu, cc, aa, ff)) or np.any(aa < 0) or np.any(ff < 0):
+            raise ValueError("u, c, a and floor must be finite, a and floor >= 0")
         if not np.all(np.isfinite(ww)) or np.any(ww < 0) or ww.sum() <= 0:
             raise ValueError(f"segment shares w must be >= 0 with a positive sum, got {ww}")
         return JointInput(uu, cc, ww / ww.sum(), aa, ff)
@@ -143,22 +156,22 @@ def build_joint_route_model(x: JointInput, budget: float | None, allow_drop: boo
     n_s, n_m = x.u.shape
     m = pe.ConcreteModel(name="JointDeployOPT" if deploy else "JointRouteOPT")
     m.S = pe.RangeSet(0, n_s - 1)
-    m.M = pe.RangeSet(0, n_m - 1)
-    m.p = pe.Var(m.S, m.M, bounds=(0.0, 1.0))
-    rows = {s: pe.quicksum(m.p[s, j] for j in m.M) for s in m.S}
+    m.I = pe.RangeSet(0, n_m - 1)  # the models (named as in DeployOPT: its helpers apply)
+    m.p = pe.Var(m.S, m.I, bounds=(0.0, 1.0))
+    rows = {s: pe.quicksum(m.p[s, j] for j in m.I) for s in m.S}
     m.simplex = pe.Constraint(m.S, rule=lambda _, s: rows[s] <= 1.0 if allow_drop else rows[s] == 1.0)
-    share = {j: pe.quicksum(float(x.w[s]) * m.p[s, j] for s in m.S) for j in m.M}
-    m.cap = pe.Constraint(m.M, rule=lambda _, j: share[j] <= float(x.a[j]))
-    m.low = pe.Constraint(m.M, rule=lambda _, j: share[j] >= float(x.floor[j]) if x.floor[j] > 0
+    share = {j: pe.quicksum(float(x.w[s]) * m.p[s, j] for s in m.S) for j in m.I}
+    m.cap = pe.Constraint(m.I, rule=lambda _, j: share[j] <= float(x.a[j]))
+    m.low = pe.Constraint(m.I, rule=lambda _, j: share[j] >= float(x.floor[j]) if x.floor[j] > 0
                           else pe.Constraint.Skip)
-    cost = pe.quicksum(float(x.w[s] * x.c[s, j]) * m.p[s, j] for s in m.S for j in m.M)
-    reward = pe.quicksum(float(x.w[s] * x.u[s, j]) * m.p[s, j] for s in m.S for j in m.M)
+    cost = pe.quicksum(float(x.w[s] * x.c[s, j]) * m.p[s, j] for s in m.S for j in m.I)
+    reward = pe.quicksum(float(x.w[s] * x.u[s, j]) * m.p[s, j] for s in m.S for j in m.I)
     if budget is not None:
         m.budget = pe.Constraint(expr=cost <= budget)
     if deploy is not None:
-        m.z = pe.Var(m.M, domain=pe.Binary)
-        m.on = pe.Constraint(m.S, m.M, rule=lambda m, s, j: m.p[s, j] <= m.z[j])
-        m.card = pe.Constraint(expr=pe.quicksum(m.z[j] for j in m.M) == deploy)
+        m.z = pe.Var(m.I, domain=pe.Binary)
+        m.on = pe.Constraint(m.S, m.I, rule=lambda m, s, j: m.p[s, j] <= m.z[j])
+        m.card = pe.Constraint(expr=pe.quicksum(m.z[j] for j in m.I) == deploy)
     m.obj = pe.Objective(expr=cost, sense=pe.minimize) if minimise_cost else \
         pe.Objective(expr=reward, sense=pe.maximize)
     return m
@@ -202,20 +215,6 @@ def _read_table(m: Any, shape: tuple[int, ...]) -> Floats:
     return p
 
 
-def _deploy_size(x: JointInput, max_deployed: int, allow_drop: bool) -> int:
-    """k = min(M_max, M); fails if no k models can carry the traffic."""
-    if max_deployed < 1:
-        raise ValueError(f"max_deployed must be >= 1, got {max_deployed}")
-    k = min(max_deployed, x.a.size)
-    top = float(np.sort(x.a)[::-1][:k].sum())
-    if not allow_drop and top < 1.0 - 1e-12:
-        raise InfeasibleError(
-            f"no {k} models can carry all traffic: the largest {k} max_share values sum to "
-            f"{top:.4g} < 1; raise --max-deployed or the catalog's max_share"
-        )
-    return k
-
-
 def _on_set(x: JointInput, budget: float, chosen: NDArray[np.bool_],
             allow_drop: bool) -> JointRouting:
     """The exact joint table on the chosen columns (in pool order)."""
@@ -230,62 +229,28 @@ def solve_joint_deploy(u: ArrayLike, c: ArrayLike, w: ArrayLike, a: ArrayLike, b
     exact joint table on it (over the chosen columns, in pool order).
 
     Among sets within ``TIE_TOL`` of the optimum the lexicographically smallest is kept (a
-    no-good cut checks for another; only then are models fixed in index order).
+    no-good cut checks for another; only then are models fixed in index order), as DeployOPT's
+    helpers do it with the index order as the preference order.
 
     Raises:
         InfeasibleError: no such set can carry the traffic under the caps.
     """
+    import pyomo.environ as pe
+
     x = JointInput.of(u, c, w, a)
     k = _deploy_size(x, max_deployed, allow_drop)
     m, _ = _solve_budgeted(x, budget, allow_drop, solver, deploy=k)
-    chosen = _read_set(m)
+    chosen = read_deployment(m)
+    best = float(m.obj.expr())
+    m.keep = pe.Constraint(expr=m.obj.expr >= best - TIE_TOL * max(1.0, abs(best)))
     if _another_set_ties(m, chosen, solver):
-        chosen = _first_set(m, solver)
+        chosen = _first_in_preference(m, chosen, np.arange(x.a.size), k, solver)
     return chosen, _on_set(x, budget, chosen, allow_drop)
 
 
-def _read_set(m: Any) -> NDArray[np.bool_]:
-    return np.array([round(m.z[j].value or 0.0) == 1 for j in m.M])
-
-
-def _keep_value(m: Any) -> None:
-    import pyomo.environ as pe
-
-    best = float(m.obj.expr())
-    m.keep = pe.Constraint(expr=m.obj.expr >= best - TIE_TOL * max(1.0, abs(best)))
-
-
-def _another_set_ties(m: Any, chosen: NDArray[np.bool_], solver: Solver) -> bool:
-    """True if a set other than ``chosen`` reaches the optimum (within ``TIE_TOL``)."""
-    import pyomo.environ as pe
-
-    _keep_value(m)
-    members = [int(j) for j in np.flatnonzero(chosen)]
-    m.other = pe.Constraint(expr=pe.quicksum(m.z[j] for j in members) <= len(members) - 1)
-    found = solve(m, solver)
-    m.del_component(m.other)
-    return found
-
-
-def _first_set(m: Any, solver: Solver) -> NDArray[np.bool_]:
-    """The lexicographically smallest optimal set (the value floor is on): in index order, a
-    model is fixed in if an optimal set holds it with the models fixed so far, else out."""
-    chosen = _read_set(m)
-    k = int(chosen.sum())
-    fixed = 0
-    for j in m.M:
-        if fixed == k:
-            m.z[j].fix(0)
-            continue
-        if not chosen[j]:
-            m.z[j].fix(1)
-            if not solve(m, solver):
-                m.z[j].fix(0)
-                continue
-            chosen = _read_set(m)
-        m.z[j].fix(1)
-        fixed += 1
-    return chosen
+def _deploy_size(x: JointInput, max_deployed: int, allow_drop: bool) -> int:
+    """k = min(M_max, M); fails if no k models can carry the traffic (DeployOPT's check)."""
+    return _checked(x.u[0], x.c[0], x.a, max_deployed, allow_drop)[3]
 
 
 def solve_joint_deploy_exhaustive(u: ArrayLike, c: ArrayLike, w: ArrayLike, a: ArrayLike,

@@ -1,11 +1,13 @@
 """The exact joint (contextual) RouteOPT solver, compiled (the algorithm: ``optimize.joint``).
 
 Flows x_sm = w_s p_sm. For a budget price lambda the LP without its budget row is a transportation
-problem, solved by ``_flow``: successive shortest paths (Dijkstra with potentials, dense, real
-capacities) on the network
+problem, solved by ``_flow`` on the network
 
-    source -> segment s (capacity w_s) -> column m (no cap, cost -(u_sm - lambda c_sm))
+    segment s (supply w_s) -> column m (no cap, cost -(u_sm - lambda c_sm))
            -> sink (capacity floor_m)  or  -> T (capacity a_m - floor_m) -> sink (1 - sum floor)
+
+Each segment first sends its share to its best column (``_start``); where that overflows a cap,
+successive shortest paths (Dijkstra with potentials, dense, real capacities) move the excess on.
 
 ``joint_route_into`` finds lambda* by Newton steps on the dual lines and mixes the two bracketing
 flows. Callers append the null option (u = c = 0, a = 1) as the last column for allow-drop, like
@@ -28,7 +30,7 @@ OK = 0
 OVER_BUDGET = 1
 INFEASIBLE = 2
 
-# (x, lo, hi, k) [S, N]; (supply used, floor used, rest used, rest cap) per segment/column;
+# (x, lo, hi, k) [S, N]; excess per node; (floor used, rest used, rest cap) per column;
 # (dist, pi, done) per node; prev per node.
 Workspace = tuple[Floats, Floats, Floats, Floats, Floats, Floats, Floats, Floats, Floats,
                   Floats, Floats, Ints]
@@ -39,27 +41,26 @@ def joint_workspace(s: int, n: int) -> Workspace:
     """Scratch arrays for ``joint_route_into`` on s segments and n columns, allocated once."""
     v = s + n + 3
     return (np.empty((s, n)), np.empty((s, n)), np.empty((s, n)), np.empty((s, n)),
-            np.empty(s), np.empty(n), np.empty(n), np.empty(n), np.empty(v), np.empty(v),
+            np.empty(v), np.empty(n), np.empty(n), np.empty(n), np.empty(v), np.empty(v),
             np.empty(v), np.empty(v, dtype=np.int64))
 
 
 @njit(cache=True)
-def _dijkstra(k: Floats, x: Floats, w: Floats, f_src: Floats, rest: Floats, g_floor: Floats,
+def _dijkstra(k: Floats, x: Floats, excess: Floats, rest: Floats, g_floor: Floats,
               g_rest: Floats, floor: Floats, h: float, cap_h: float, dist: Floats, pi: Floats,
               done: Floats, prev: Ints) -> bool:
-    """Shortest path source -> sink in the residual network (reduced costs); False if none.
+    """Shortest path (reduced costs) from the nodes with excess to the sink; False if none.
 
-    Nodes: 0 source, 1..S segments, S+1..S+N columns, S+N+1 the node T, S+N+2 the sink.
+    Nodes: 0 unused, 1..S segments, S+1..S+N columns, S+N+1 the node T, S+N+2 the sink.
     """
     ns, nc = k.shape
     t_node = ns + nc + 1
     sink = t_node + 1
     nv = sink + 1
     for i in range(nv):
-        dist[i] = np.inf
+        dist[i] = 0.0 if excess[i] > CAP_EPS else np.inf
         done[i] = 0.0
         prev[i] = -1
-    dist[0] = 0.0
     while True:
         v = -1
         best = np.inf
@@ -72,11 +73,7 @@ def _dijkstra(k: Floats, x: Floats, w: Floats, f_src: Floats, rest: Floats, g_fl
         done[v] = 1.0
         if v == sink:
             return True
-        if v == 0:
-            for s in range(ns):
-                if w[s] - f_src[s] > CAP_EPS:
-                    _relax(0, 1 + s, 0.0, dist, pi, done, prev)
-        elif v <= ns:
+        if v <= ns:
             s = v - 1
             for m in range(nc):
                 _relax(v, ns + 1 + m, k[s, m], dist, pi, done, prev)
@@ -110,58 +107,85 @@ def _relax(v: int, to: int, cost: float, dist: Floats, pi: Floats, done: Floats,
 
 
 @njit(cache=True)
-def _flow(k: Floats, w: Floats, a: Floats, floor: Floats, x: Floats, ws: Workspace) -> bool:
-    """Min-cost transportation flow into ``x`` (costs ``k`` >= 0); False if the caps cannot
-    carry the supplies."""
+def _start(x: Floats, k: Floats, w: Floats, floor: Floats, rest: Floats, g_floor: Floats,
+           g_rest: Floats, excess: Floats, pi: Floats, cap_h: float) -> float:
+    """Each segment sends its share to its cheapest column (lowest index on ties), each column
+    passes on what its floor, its cap and T take; the rest is excess. Returns the flow to the
+    sink through T.
+
+    That flow is min-cost for its imbalances under the potentials pi(s) = -min_m k_sm, 0
+    elsewhere (every residual arc has reduced cost >= 0), so successive shortest paths from the
+    excess nodes finish the job exactly.
+    """
     ns, nc = k.shape
-    f_src, g_floor, g_rest, rest = ws[4], ws[5], ws[6], ws[7]
-    dist, pi, done, prev = ws[8], ws[9], ws[10], ws[11]
     t_node = ns + nc + 1
-    sink = t_node + 1
+    for i in range(excess.size):
+        excess[i] = 0.0
+        pi[i] = 0.0
+    for s in range(ns):
+        best = 0
+        for m in range(nc):
+            x[s, m] = 0.0
+            if k[s, m] < k[s, best]:
+                best = m
+        x[s, best] = w[s]
+        pi[1 + s] = -k[s, best]
+    into_t = 0.0
+    for m in range(nc):
+        inflow = 0.0
+        for s in range(ns):
+            inflow += x[s, m]
+        g_floor[m] = min(inflow, floor[m])
+        g_rest[m] = min(inflow - g_floor[m], rest[m])
+        excess[ns + 1 + m] = inflow - g_floor[m] - g_rest[m]
+        into_t += g_rest[m]
+    h = min(into_t, cap_h)
+    excess[t_node] = into_t - h
+    return h
+
+
+@njit(cache=True)
+def _flow(k: Floats, w: Floats, a: Floats, floor: Floats, x: Floats, ws: Workspace) -> bool:
+    """Min-cost transportation flow into ``x`` (costs ``k``); False if the caps cannot carry
+    the supplies."""
+    ns, nc = k.shape
+    excess, g_floor, g_rest, rest = ws[4], ws[5], ws[6], ws[7]
+    dist, pi, done, prev = ws[8], ws[9], ws[10], ws[11]
+    sink = ns + nc + 2
     held = 0.0
     supply = 0.0
     for m in range(nc):
         rest[m] = max(a[m] - floor[m], 0.0)
-        g_floor[m] = 0.0
-        g_rest[m] = 0.0
         held += floor[m]
     for s in range(ns):
-        f_src[s] = 0.0
         supply += w[s]
-        for m in range(nc):
-            x[s, m] = 0.0
     cap_h = max(supply - held, 0.0)
-    h = 0.0
-    for i in range(sink + 1):
-        pi[i] = 0.0
-    sent = 0.0
-    while sent < supply:
-        if not _dijkstra(k, x, w, f_src, rest, g_floor, g_rest, floor, h, cap_h, dist, pi,
-                         done, prev):
-            return supply - sent <= 1e-12
+    h = _start(x, k, w, floor, rest, g_floor, g_rest, excess, pi, cap_h)
+    left = 0.0
+    for i in range(excess.size):
+        left += excess[i]
+    while left > CAP_EPS:
+        if not _dijkstra(k, x, excess, rest, g_floor, g_rest, floor, h, cap_h, dist, pi, done,
+                         prev):
+            return left <= 1e-12
         for i in range(sink + 1):
             pi[i] += min(dist[i], dist[sink])
-        delta = _bottleneck(x, w, f_src, rest, g_floor, g_rest, floor, h, cap_h, prev, ns, nc)
-        h = _augment(delta, x, w, f_src, rest, g_floor, g_rest, floor, h, cap_h, prev, ns, nc)
-        sent += delta
-        if delta <= 0.0:
-            return supply - sent <= 1e-12
+        delta = _bottleneck(x, excess, rest, g_floor, g_rest, floor, h, cap_h, prev, ns, nc)
+        h = _augment(delta, x, excess, rest, g_floor, g_rest, floor, h, cap_h, prev, ns, nc)
+        left -= delta
     return True
 
 
 @njit(cache=True)
-def _bottleneck(x: Floats, w: Floats, f_src: Floats, rest: Floats, g_floor: Floats,
-                g_rest: Floats, floor: Floats, h: float, cap_h: float, prev: Ints, ns: int,
-                nc: int) -> float:
+def _bottleneck(x: Floats, excess: Floats, rest: Floats, g_floor: Floats, g_rest: Floats,
+                floor: Floats, h: float, cap_h: float, prev: Ints, ns: int, nc: int) -> float:
     """The residual capacity of the path that ``prev`` holds (back from the sink)."""
     t_node = ns + nc + 1
     v = t_node + 1
     delta = np.inf
-    while v != 0:
+    while prev[v] >= 0:
         u = prev[v]
-        if u == 0:
-            delta = min(delta, w[v - 1] - f_src[v - 1])
-        elif u <= ns:
+        if u <= ns:
             pass  # segment -> column: no cap
         elif u < t_node:
             m = u - ns - 1
@@ -174,21 +198,19 @@ def _bottleneck(x: Floats, w: Floats, f_src: Floats, rest: Floats, g_floor: Floa
         else:
             delta = min(delta, cap_h - h if v == t_node + 1 else g_rest[v - ns - 1])
         v = u
-    return delta
+    return min(delta, float(excess[v]))
 
 
 @njit(cache=True)
-def _augment(delta: float, x: Floats, w: Floats, f_src: Floats, rest: Floats, g_floor: Floats,
+def _augment(delta: float, x: Floats, excess: Floats, rest: Floats, g_floor: Floats,
              g_rest: Floats, floor: Floats, h: float, cap_h: float, prev: Ints, ns: int,
              nc: int) -> float:
     """Push ``delta`` along the path; the arc that set it is saturated exactly. Returns h."""
     t_node = ns + nc + 1
     v = t_node + 1
-    while v != 0:
+    while prev[v] >= 0:
         u = prev[v]
-        if u == 0:
-            f_src[v - 1] = _push(f_src[v - 1], delta, w[v - 1])
-        elif u <= ns:
+        if u <= ns:
             x[u - 1, v - ns - 1] += delta
         elif u < t_node:
             m = u - ns - 1
@@ -203,6 +225,7 @@ def _augment(delta: float, x: Floats, w: Floats, f_src: Floats, rest: Floats, g_
         else:
             g_rest[v - ns - 1] = _push(g_rest[v - ns - 1], -delta, 0.0)
         v = u
+    excess[v] = _push(excess[v], -delta, 0.0)
     return h
 
 
@@ -219,14 +242,9 @@ def _solve_at(lam: float, u: Floats, c: Floats, w: Floats, a: Floats, floor: Flo
     """The transportation flow maximising sum x (u - lam c) (lam = inf: minimising sum x c)."""
     k = ws[3]
     ns, nc = u.shape
-    low = np.inf
     for s in range(ns):
         for m in range(nc):
             k[s, m] = c[s, m] if lam == np.inf else lam * c[s, m] - u[s, m]
-            low = min(low, k[s, m])
-    for s in range(ns):  # each unit crosses one such arc: a shift keeps the optimum
-        for m in range(nc):
-            k[s, m] -= low
     return _flow(k, w, a, floor, x, ws)
 
 
