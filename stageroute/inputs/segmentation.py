@@ -12,8 +12,11 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute.errors import UsageError, shown
+from stageroute.errors import BadDataError, UsageError, shown
 from stageroute.inputs.outcomes import OutcomeMatrix
+from stageroute.inputs.prompts import load_prompts
+
+DEFAULT_CLUSTERS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +60,41 @@ def cell_truth(matrix: OutcomeMatrix, seg: Segmentation
     return mu / np.maximum(counts, 1.0), mc / np.maximum(counts, 1.0)
 
 
-def segmentation(frame: pl.DataFrame, matrix: OutcomeMatrix, config: SegmentOptions) -> Segmentation:
+def prompt_features(path: Path, matrix: OutcomeMatrix) -> NDArray[np.float64]:
+    """The local embedding (``embed.embed_prompts``) of every prompt of ``matrix``, in its row
+    order, from a prompts file (sample_id, prompt). Nothing leaves the machine.
+
+    Raises:
+        InputMissingError, BadDataError: a missing or bad file; a prompt of the outcomes that
+            the file lacks.
+    """
+    from stageroute.embed import embed_prompts
+
+    frame = load_prompts(path)
+    lookup = dict(zip(frame["sample_id"], frame["prompt"], strict=True))
+    missing = [s for s in matrix.samples if s not in lookup]
+    if missing:
+        raise BadDataError(
+            f"{path}: no prompt for {len(missing):,} of the outcomes' {len(matrix.samples):,} "
+            f"sample_ids (the first: {missing[0]!r}); give a prompts file that covers the outcomes"
+        )
+    return embed_prompts([lookup[s] for s in matrix.samples])
+
+
+def segmentation(frame: pl.DataFrame, matrix: OutcomeMatrix, config: SegmentOptions,
+                 features: NDArray[np.float64] | None) -> Segmentation:
     """The segments a contextual replay asks for: ``config.segments`` names a column of the
-    outcomes, or is "auto" (clusters of ``config.prompts``' text)."""
+    outcomes, or is "auto": k-means clusters (``config.clusters``, default
+    ``DEFAULT_CLUSTERS``) of the prompts' ``features``."""
     if config.segments != "auto":
         return segments_by_column(frame, matrix, config.segments)
-    raise UsageError("--segments auto is not available yet")
+    if features is None:
+        raise UsageError("--segments auto clusters the prompts' text: give --prompts FILE "
+                         "(sample_id, prompt)")
+    from stageroute.embed import fit_clusters
+
+    clusters = fit_clusters(features, config.clusters or DEFAULT_CLUSTERS)
+    return Segmentation(clusters.names, clusters.assign(features))
 
 
 class SegmentOptions(Protocol):

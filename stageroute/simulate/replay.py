@@ -24,7 +24,7 @@ from stageroute.estimate.bounds import cost_lcb, reward_ucb
 from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.inputs.catalog import Window, load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, available_mask, load_outcomes, to_matrix
-from stageroute.inputs.segmentation import Segmentation, segmentation
+from stageroute.inputs.segmentation import Segmentation, prompt_features, segmentation
 from stageroute.optimize.deploy import (
     Deployment,
     preference_order,
@@ -416,8 +416,11 @@ def replay_from_files(outcomes: str | Path, catalog: str | Path, config: ReplayC
     """
     frame = load_outcomes(outcomes)
     matrix = to_matrix(frame)
-    segments = segmentation(frame, matrix, config) if config.contextual else None
-    return replay(matrix, load_catalog(catalog), config, progress, segments)
+    features = segments = None
+    if config.contextual:
+        features = prompt_features(config.prompts, matrix) if config.prompts is not None else None
+        segments = segmentation(frame, matrix, config, features)
+    return replay(matrix, load_catalog(catalog), config, progress, segments, features)
 
 
 def _alpha(outcomes: OutcomeMatrix, catalog: pl.DataFrame) -> NDArray[np.float64]:
