@@ -30,7 +30,8 @@ class Segmentation:
     def shares(self) -> NDArray[np.float64]:
         """Each segment's share of the prompts (of the stream's traffic: prompts are uniform)."""
         counts = np.bincount(self.of_prompt, minlength=len(self.names)).astype(np.float64)
-        return counts / counts.sum()
+        shares: NDArray[np.float64] = counts / counts.sum()
+        return shares
 
 
 def segments_by_column(frame: pl.DataFrame, matrix: OutcomeMatrix, column: str) -> Segmentation:

@@ -317,7 +317,8 @@ def route_queries(allowed, bounds, prompts, est, R, C, d_hat, g_hat, prices, mod
 
 def _check(features: NDArray[np.float64], R: NDArray[np.float64], prompts: NDArray[np.int64],
            pools: NDArray[np.bool_], bounds: NDArray[np.int64],
-           reference: NDArray[np.int64] | None, budget: float, k: int, warmup: float, split: str, max_deployed: int | None) -> None:
+           reference: NDArray[np.int64] | None, budget: float, k: int, warmup: float,
+           split: str, max_deployed: int | None) -> None:
     p, n = R.shape
     if features.ndim != 2 or features.shape[0] != p or pools.ndim != 2 or pools.shape[1] != n:
         raise UsageError(f"PORT: features {features.shape}, outcomes {R.shape} and pools "
