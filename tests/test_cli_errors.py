@@ -527,7 +527,38 @@ OFFPOLICY_CASES = [
          extra=("--plot", "out/p.png")),
 ]
 
-ALL_CASES = CASES + HOSTILE_CASES + EXPORT_CASES + STORE_CASES + OFFPOLICY_CASES
+def _prompts(rows: int) -> Callable[[Path], None]:
+    """Write prompts.csv with the first ``rows`` prompts of the small outcome table."""
+    def make(directory: Path) -> None:
+        text = "".join(f"s{i:03d},question number {i} about topic {i % 3}\n" for i in range(rows))
+        (directory / "prompts.csv").write_text("sample_id,prompt\n" + text)
+    return make
+
+
+# replay --contextual (README "Contextual routing"): segments and prompts must exist.
+CONTEXTUAL_CASES = [
+    Case("contextual-no-segment-column", "`replay --contextual` on outcomes without the segment "
+         "column (`eval_name` by default)", ExitCode.USAGE,
+         ("--segments 'eval_name'", "not a column of the outcomes", "--segments auto"),
+         command="replay", extra=("--contextual",)),
+    Case("contextual-policy-without-flag", "`replay --policy port` without `--contextual`",
+         ExitCode.USAGE, ("--policy port needs --contextual",), command="replay",
+         extra=("--policy", "port")),
+    Case("contextual-auto-no-prompts", "`replay --contextual --segments auto` without "
+         "`--prompts`", ExitCode.USAGE, ("--segments auto", "--prompts FILE"), command="replay",
+         extra=("--contextual", "--segments", "auto")),
+    Case("contextual-prompts-missing", "`replay --contextual --prompts` lacking some of the "
+         "outcomes' prompts", ExitCode.BAD_DATA, ("prompts.csv", "no prompt for 10", "s030"),
+         command="replay", setup=_prompts(30),
+         extra=("--contextual", "--segments", "auto", "--prompts", "prompts.csv")),
+    Case("contextual-clusters", "`replay --contextual --segments auto --clusters 1`",
+         ExitCode.USAGE, ("--clusters must be an integer in [2, 256]",), command="replay",
+         setup=_prompts(40),
+         extra=("--contextual", "--segments", "auto", "--prompts", "prompts.csv", "--clusters", "1")),
+]
+
+ALL_CASES = (CASES + HOSTILE_CASES + EXPORT_CASES + STORE_CASES + OFFPOLICY_CASES
+             + CONTEXTUAL_CASES)
 
 BASE = {
     "plan": ("plan", "--logs", "{logs}", "--catalog", "catalog.csv", "--budget", "{budget}",
