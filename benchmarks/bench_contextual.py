@@ -14,7 +14,6 @@ import argparse
 from pathlib import Path
 
 from _common import best_of
-
 from stageroute.inputs.catalog import load_catalog
 from stageroute.inputs.outcomes import load_outcomes, to_matrix
 from stageroute.inputs.segmentation import segments_by_column

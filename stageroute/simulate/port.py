@@ -33,9 +33,12 @@ Our port, for ``replay``'s full-information tables (rows = prompts, columns = mo
 
 - The historical set is ``reference``: rows of the outcome table disjoint from the stream's rows
   (``split_reference`` draws it with PORT's share 26,497 / 36,497); ``run_port`` refuses a stream
-  that visits a reference row (its own outcome would be its nearest neighbour). PORT therefore
-  sees every model's outcome on the reference rows, which the bandit-feedback policies of
-  ``replay`` never see: that is the paper's setting, and it favours PORT.
+  that visits a reference row (its own outcome would be its nearest neighbour). With
+  ``reference`` None (what ``replay --contextual`` uses, so that PORT serves the same stream as
+  every other policy), the historical set is every other row of the table: leave one out, a
+  query's own row is never its neighbour. PORT therefore sees every model's outcome on the
+  historical rows, which the bandit-feedback policies of ``replay`` never see: that is the
+  paper's setting, and it favours PORT.
 - Exact kNN: cosine similarity (rows are normalised here, so a dot product), brute force by
   matrix products over the fixed reference set, computed once per distinct stream row; ties at the
   k-th neighbour go to the lower reference row. PORT uses an approximate HNSW index.
