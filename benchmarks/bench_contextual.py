@@ -11,6 +11,7 @@ DeployOPTs (joint, by enumeration) and the compiled per-query loop; the first ca
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 from _common import best_of
@@ -43,15 +44,10 @@ def main() -> None:
                                horizon=args.horizon, contextual=True, refresh=refresh)
             setup = prepare(matrix, catalog, cfg)
             stream = make_stream(len(matrix.samples), args.horizon, 0)
-
-            def contextual() -> None:
-                run_stageroute_contextual(matrix, seg, setup.schedule, stream, setup.config,
-                                          setup.alpha, setup.scale, setup.prices)
-
-            def plain() -> None:
-                run_policy(Policy.STAGEROUTE, matrix, setup.schedule, stream, setup.config,
-                           setup.alpha, setup.scale, setup.prices)
-
+            contextual = partial(run_stageroute_contextual, matrix, seg, setup.schedule, stream,
+                                 setup.config, setup.alpha, setup.scale, setup.prices)
+            plain = partial(run_policy, Policy.STAGEROUTE, matrix, setup.schedule, stream,
+                            setup.config, setup.alpha, setup.scale, setup.prices)
             contextual()
             plain()  # compiled and cached before timing
             ctx = args.horizon / best_of(contextual, args.repeat)

@@ -41,8 +41,9 @@ def routerbench() -> tuple[pl.DataFrame, OutcomeMatrix, pl.DataFrame]:
 
 
 def config(**kw: object) -> ReplayConfig:
-    base: dict[str, object] = dict(budget=0.3, relative_budget=True, max_deployed=3,
-                                   horizon=20_000, seeds=2, contextual=True, policies=CONTEXTUAL)
+    base: dict[str, object] = {"budget": 0.3, "relative_budget": True, "max_deployed": 3,
+                               "horizon": 20_000, "seeds": 2, "contextual": True,
+                               "policies": CONTEXTUAL}
     return ReplayConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
