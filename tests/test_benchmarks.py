@@ -109,3 +109,11 @@ def test_offpolicy_coverage_prints_its_table() -> None:
 def test_segments_quality_runs_on_a_sample(routerbench: Path) -> None:
     out = run("segments_quality.py", "--rows", "300")
     assert "| routerbench | 300 | 3 |" in out and "| mmlupro | 300 |" in out
+
+
+def test_contextual_benchmarks_run_small() -> None:
+    out = run("bench_contextual.py", "--horizon", "3000", "--repeat", "1", "--tables", "routerbench")
+    assert "routerbench" in out and "contextual q/s" in out
+    out = run("contextual_results.py", "--seeds", "2", "--horizon", "3000", "--tables",
+              "routerbench", "--segments", "eval_name", "--budgets", "0.3", "--refresh", "query")
+    assert "| routerbench | eval_name | 0.3 | query |" in out
