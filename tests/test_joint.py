@@ -21,7 +21,7 @@ from stageroute.optimize.joint import (
     solve_joint_route,
     solve_joint_route_pyomo,
 )
-from stageroute.optimize.joint_kernels import joint_route_into, joint_workspace
+from stageroute.optimize.joint_kernels import best_set, joint_route_into, joint_workspace
 from stageroute.optimize.route import cost_unit, solve_route
 from stageroute.options import Solver
 
@@ -350,3 +350,37 @@ def test_kernel_compiled_and_interpreted_agree() -> None:
     for (s1, p1), (s2, p2) in zip(compiled, interpreted, strict=True):
         assert s1 == s2
         np.testing.assert_allclose(p1, p2, atol=1e-12)
+
+
+def test_compiled_enumeration_equals_a_plain_loop_over_the_sets() -> None:
+    """``best_set`` (the exhaustive DeployOPT's compiled loop) against a Python loop over
+    itertools.combinations with ``solve_joint_route``, on instances with ties and over budget."""
+    import itertools
+
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        s, n, k = int(rng.integers(1, 5)), int(rng.integers(2, 7)), int(rng.integers(1, 4))
+        k = min(k, n)
+        u = np.round(rng.random((s, n)), 1)  # coarse: ties between sets
+        c = np.round(rng.random((s, n)), 1) + 0.05
+        w = rng.random(s) + 0.1
+        w /= w.sum()
+        a = np.full(n, 1.0 if trial % 3 else 0.6)
+        budget = float(np.quantile(c, [0.05, 0.4, 0.9][trial % 3]))
+        drop = trial % 4 == 0
+        best, key = None, None
+        for subset in itertools.combinations(range(n), k):
+            cols = list(subset)
+            if not drop and a[cols].sum() < 1 - 1e-12:
+                continue
+            r = solve_joint_route(u[:, cols], c[:, cols], w, a[cols], budget, allow_drop=drop)
+            this = (0, -r.cost, r.objective) if r.over_budget else (1, 0.0, r.objective)
+            if key is None or this[0] > key[0] or (this[0] == key[0] and (
+                    this[1] > key[1] + 1e-9 or (abs(this[1] - key[1]) <= 1e-9
+                                               and this[2] > key[2] + 1e-9))):
+                best, key = cols, this
+        idx = np.empty(k, dtype=np.int64)
+        found = best_set(u, c, w, a, budget, k, drop, 1e-9, idx)
+        assert found == (best is not None)
+        if found:
+            assert idx.tolist() == best, (trial, idx, best)

@@ -33,7 +33,6 @@ for all segments on the same objective.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +47,7 @@ from stageroute.optimize.deploy import (
     _first_in_preference,
     read_deployment,
 )
-from stageroute.optimize.joint_kernels import INFEASIBLE, OVER_BUDGET, joint_route
+from stageroute.optimize.joint_kernels import INFEASIBLE, OVER_BUDGET, best_set, joint_route
 from stageroute.optimize.route import cost_unit, throughput_check
 from stageroute.optimize.solver import Solver, solve
 
@@ -266,27 +265,9 @@ def solve_joint_deploy_exhaustive(u: ArrayLike, c: ArrayLike, w: ArrayLike, a: A
     n = x.a.size
     if math.comb(n, k) > limit:
         return None
-    best: tuple[tuple[int, float, float], NDArray[np.bool_], JointRouting] | None = None
-    for subset in itertools.combinations(range(n), k):
-        chosen = np.zeros(n, dtype=bool)
-        chosen[list(subset)] = True
-        if not allow_drop and x.a[chosen].sum() < 1.0 - 1e-12:
-            continue
-        table = _on_set(x, budget, chosen, allow_drop)
-        key = (0, -table.cost, table.objective) if table.over_budget else (1, 0.0, table.objective)
-        if best is None or _better(key, best[0]):
-            best = (key, chosen, table)
-    if best is None:
+    idx = np.empty(k, dtype=np.int64)
+    if not best_set(x.u, x.c, x.w, x.a, float(budget), k, allow_drop, TIE_TOL, idx):
         raise InfeasibleError(f"no {k} models can carry all traffic under the max_share caps")
-    return best[1], best[2]
-
-
-def _better(key: tuple[int, float, float], best: tuple[int, float, float]) -> bool:
-    """Strictly better beyond ``TIE_TOL`` (sets come in lexicographic order: ties keep the first)."""
-    for x, y in zip(key, best, strict=True):
-        tol = TIE_TOL * max(1.0, abs(y)) if isinstance(x, float) else 0
-        if x > y + tol:
-            return True
-        if x < y - tol:
-            return False
-    return False
+    chosen = np.zeros(n, dtype=bool)
+    chosen[idx] = True
+    return chosen, _on_set(x, budget, chosen, allow_drop)

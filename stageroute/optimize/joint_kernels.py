@@ -359,3 +359,80 @@ def joint_route(u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, budge
                 p: Floats) -> int:
     """``joint_route_into`` with its own workspace."""
     return joint_route_into(u, c, w, a, floor, budget, p, joint_workspace(u.shape[0], u.shape[1]))
+
+
+@njit(cache=True)
+def _weighted(p: Floats, v: Floats, w: Floats) -> float:
+    """sum_s w_s sum_m p_sm v_sm: a table's expected value over the segments."""
+    total = 0.0
+    for s in range(p.shape[0]):
+        total += w[s] * _dot_row(p, v, s)
+    return total
+
+
+@njit(cache=True)
+def _dot_row(p: Floats, v: Floats, s: int) -> float:
+    total = 0.0
+    for m in range(p.shape[1]):
+        total += p[s, m] * v[s, m]
+    return total
+
+
+@njit(cache=True)
+def _key_better(feasible: int, cost: float, obj: float, best: Floats, tie: float) -> bool:
+    """(feasible, -cost, objective) strictly above ``best`` beyond ``tie`` (relative) on the
+    floats; equal keys keep the earlier set."""
+    if feasible != best[0]:
+        return feasible > best[0]
+    for x, y in ((-cost, best[1]), (obj, best[2])):
+        tol = tie * max(1.0, abs(y))
+        if x > y + tol:
+            return True
+        if x < y - tol:
+            return False
+    return False
+
+
+@njit(cache=True)
+def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
+             allow_drop: bool, tie: float, chosen: Ints) -> bool:
+    """Joint DeployOPT by enumeration, compiled: every set of ``k`` of the columns in
+    lexicographic order, the exact joint table on each (``joint_route_into``); the best set's
+    columns into ``chosen`` [k]. The key: sets that meet the budget first, then (over budget)
+    the least cost, then the most reward; ties within ``tie`` keep the earlier set. Sets whose
+    caps sum below 1 are skipped without ``allow_drop``. Returns False when no set is feasible."""
+    n, segments = a.size, u.shape[0]
+    size = k + 1 if allow_drop else k
+    uu, cc, p = np.zeros((segments, size)), np.zeros((segments, size)), np.zeros((segments, size))
+    aa, ff = np.ones(size), np.zeros(size)
+    ws = joint_workspace(segments, size)
+    idx = np.arange(k)
+    best = np.zeros(3)
+    found = False
+    while True:
+        caps = 0.0
+        for i in range(k):
+            caps += a[idx[i]]
+        if allow_drop or caps >= 1.0 - 1e-12:
+            for i in range(k):
+                aa[i] = a[idx[i]]
+                for s in range(segments):
+                    uu[s, i] = u[s, idx[i]]
+                    cc[s, i] = c[s, idx[i]]
+            status = joint_route_into(uu, cc, w, aa, ff, budget, p, ws)
+            if status != INFEASIBLE:
+                obj, cost = _weighted(p, uu, w), _weighted(p, cc, w)
+                feasible = 0 if status == OVER_BUDGET else 1
+                if not found or _key_better(feasible, cost if feasible == 0 else 0.0, obj,
+                                            best, tie):
+                    best[0], best[1], best[2] = feasible, -cost if feasible == 0 else 0.0, obj
+                    chosen[:] = idx
+                    found = True
+        i = k - 1
+        while i >= 0 and idx[i] == n - k + i:
+            i -= 1
+        if i < 0:
+            return found
+        idx[i] += 1
+        for j in range(i + 1, k):
+            idx[j] = idx[j - 1] + 1
