@@ -383,7 +383,7 @@ def _key_better(feasible: int, cost: float, obj: float, best: Floats, tie: float
     """(feasible, -cost, objective) strictly above ``best`` beyond ``tie`` (relative) on the
     floats; equal keys keep the earlier set."""
     if feasible != best[0]:
-        return feasible > best[0]
+        return bool(feasible > best[0])
     for x, y in ((-cost, best[1]), (obj, best[2])):
         tol = tie * max(1.0, abs(y))
         if x > y + tol:
