@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from stageroute.errors import BadDataError, UsageError
 from stageroute.export import ExportFormat, export_plan, read_routing
-from stageroute.inputs.logs import summarise_logs
 from stageroute.inputs.catalog import read_catalog
+from stageroute.inputs.logs import summarise_logs
 from stageroute.plan import PlanConfig, make_plan, plan_document
 
 AS_OF = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
