@@ -45,6 +45,7 @@ from stageroute.plan_segments import (
     SegmentCells,
     SegmentTables,
     check_segments,
+    joint_cross_check,
     routing_rows,
     segment_cells,
     segment_deployment,
@@ -349,7 +350,7 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
     if decision.cells is not None:
         chosen, unexplorable, table, tables = segment_tables(decision.cells, cand, dep.chosen,
                                                              config, queries)
-        disagreement = None
+        disagreement = joint_cross_check(tables, table, config)
     else:
         chosen, unexplorable, table = stage_table(cand, dep.chosen, config, queries,
                                                    drop=not config.routing_only)

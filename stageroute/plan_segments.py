@@ -8,8 +8,9 @@ DeployOPT on the joint RouteOPT's objective (``optimize.joint.deploy_joint``), w
 exploration caps of ``optimize.explore.deploy_caps`` and its refill, ties broken by the
 per-model preference order as a one-table plan does; the tables are the joint RouteOPT over the
 set with the per-model exploration caps and floors of ``optimize.explore.explore_limits``
-(the floors yield to the budget, as for one table). This is the stage step of the contextual
-replay (``simulate.contextual``), on a log's statistics.
+(the floors yield to the budget, as for one table), cross-checked against the Pyomo LP on the
+chosen solver as a one-table plan is. This is the stage step of the contextual replay
+(``simulate.contextual``), on a log's statistics.
 
 With one segment value in the whole log the bounds are the per-model ones, and the set and the
 table are a one-table plan's (up to ties inside the routing LP, which the two exact solvers may
@@ -30,8 +31,13 @@ from stageroute.errors import UsageError
 from stageroute.estimate.segments import shrunk_bounds
 from stageroute.optimize.deploy import preference_order
 from stageroute.optimize.explore import Table, deploy_caps, explorable, explore_limits, refill
-from stageroute.optimize.joint import JointRouting, deploy_joint, solve_joint_route
-from stageroute.optimize.route import Routing
+from stageroute.optimize.joint import (
+    JointRouting,
+    deploy_joint,
+    solve_joint_route,
+    solve_joint_route_pyomo,
+)
+from stageroute.optimize.route import Routing, cost_unit
 from stageroute.options import Radius
 from stageroute.render.output import json_number
 from stageroute.simulate import loop as compiled
@@ -152,6 +158,25 @@ def segment_tables(cells: SegmentCells, cand: Candidates, deployed: NDArray[np.b
     tables = SegmentTables(cells.names, cells.shares, tuple(cand.names[i] for i in idx),
                            joint.probability, u, c, joint.dropped)
     return chosen, [int(i) for i in dropped], Table(routing, cap, floor, under), tables
+
+
+def joint_cross_check(tables: SegmentTables, table: Table, config: PlanConfig) -> str | None:
+    """The exact joint tables must be optimal for the Pyomo LP (same caps and floors) on the
+    chosen solver too (``candidates.cross_check`` for one table); a warning when not."""
+    routing = table.routing
+    reference = solve_joint_route_pyomo(tables.reward_ucb, tables.cost_lcb, tables.shares,
+                                        table.cap, config.budget, table.floor, config.allow_drop,
+                                        config.solver)
+    unit = cost_unit(tables.cost_lcb, config.budget)
+    agree = reference.over_budget == routing.over_budget and (
+        abs(reference.cost - routing.cost) <= 1e-6 * unit if routing.over_budget
+        else abs(reference.objective - routing.objective) <= 1e-6)
+    if agree:
+        return None
+    return (f"cross-check: {config.solver}'s joint RouteOPT optimum is "
+            f"{reference.objective:.9g} (over budget: {reference.over_budget}), the exact "
+            f"solver's {routing.objective:.9g} (over budget: {routing.over_budget}); the exact "
+            "tables are used. Please report this.")
 
 
 def segment_means(cells: SegmentCells, chosen: NDArray[np.bool_], tables: SegmentTables,

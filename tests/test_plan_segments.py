@@ -240,3 +240,27 @@ def test_cli_renders_one_table_per_segment(tmp_path):
         "--max-deployed", "2", "--as-of", "2026-03-01T00:00:00Z", "--segments", "-q"])
     assert result.exit_code == 0, result.output
     assert "Segment A: 50.0%" in result.output and "Segment B: 50.0%" in result.output
+
+
+def test_same_inputs_give_the_same_bytes_and_the_solver_agrees(tmp_path):
+    logs, cat = write_inputs(tmp_path, max_share={"x": 0.3}, extra_model=True)
+    plans = [make_plan(logs, cat, config(segments=True, max_deployed=3)) for _ in range(2)]
+    docs = [json.dumps(plan_document(p)) for p in plans]
+    assert docs[0] == docs[1]
+    assert not any("cross-check" in w for w in plans[0].warnings)
+
+
+def test_a_joint_table_the_solver_disagrees_with_is_reported(tmp_path, monkeypatch):
+    import stageroute.plan_segments as ps
+
+    def worse(u, c, w, a, budget, floor=None, allow_drop=False):  # x's table on y, y's on x
+        right = ps.solve_joint_route(u, c, w, a, budget, floor, allow_drop)
+        flipped = right.probability[:, ::-1].copy()
+        return ps.JointRouting(flipped, float(w @ (flipped * u).sum(axis=1)),
+                               float(w @ (flipped * c).sum(axis=1)), False, right.dropped)
+
+    logs, cat = write_inputs(tmp_path)
+    monkeypatch.setattr(ps, "joint_table", lambda u, c, w, cap, floor, b, drop: (
+        worse(u, c, w, cap, b, floor, drop), floor))
+    plan = make_plan(logs, cat, config(segments=True))
+    assert any(w.startswith("cross-check: highs's joint RouteOPT") for w in plan.warnings)
