@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute.candidates import Candidates
+from stageroute.candidates import Candidates, disagreement
 from stageroute.errors import UsageError
 from stageroute.estimate.segments import shrunk_bounds
 from stageroute.optimize.deploy import preference_order
@@ -167,16 +167,8 @@ def joint_cross_check(tables: SegmentTables, table: Table, config: PlanConfig) -
     reference = solve_joint_route_pyomo(tables.reward_ucb, tables.cost_lcb, tables.shares,
                                         table.cap, config.budget, table.floor, config.allow_drop,
                                         config.solver)
-    unit = cost_unit(tables.cost_lcb, config.budget)
-    agree = reference.over_budget == routing.over_budget and (
-        abs(reference.cost - routing.cost) <= 1e-6 * unit if routing.over_budget
-        else abs(reference.objective - routing.objective) <= 1e-6)
-    if agree:
-        return None
-    return (f"cross-check: {config.solver}'s joint RouteOPT optimum is "
-            f"{reference.objective:.9g} (over budget: {reference.over_budget}), the exact "
-            f"solver's {routing.objective:.9g} (over budget: {routing.over_budget}); the exact "
-            "tables are used. Please report this.")
+    return disagreement(reference, routing, cost_unit(tables.cost_lcb, config.budget),
+                        f"{config.solver}'s joint RouteOPT", "tables")
 
 
 def segment_means(cells: SegmentCells, chosen: NDArray[np.bool_], tables: SegmentTables,
