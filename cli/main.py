@@ -224,6 +224,9 @@ def plan(
     max_changes: opt.MaxChanges = None,
     routing_only: opt.RoutingOnly = False,
     previous: opt.Previous = None,
+    segments: Annotated[bool, typer.Option("--segments", help="One routing table per value of "
+                                           "the logs' segment column (one deployment set, one "
+                                           "budget, shared max_share caps).")] = False,
     allow_drop: opt.AllowDrop = False,
     allow_over_budget: Annotated[bool, typer.Option("--allow-over-budget", help="Exit 0 (not 10) "
                                                     "when the budget cannot be met and the cheapest "
@@ -271,7 +274,7 @@ def plan(
             max_unknown_share=max_unknown_share, max_changes=max_changes,
             routing_only=routing_only, previous=previous,
             anchor=parse_anchor(anchor) if anchor else None,
-            grace=parse_grace(grace), drift=_drift(window, half_life),
+            grace=parse_grace(grace), drift=_drift(window, half_life), segments=segments,
         )
         try:
             result = make_plan(_log_input(logs, stats), catalog, config, feedback=feedback,

@@ -8,7 +8,7 @@ the reason for every model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import polars as pl
@@ -119,15 +119,35 @@ def cross_check(cand: Candidates, chosen: NDArray[np.bool_], table: Table,
     routing = table.routing
     reference = solve_route_pyomo(cand.u[chosen], cand.c[chosen], table.cap, config.budget,
                                   config.solver, config.allow_drop, floor=table.floor)
-    unit = cost_unit(cand.c, config.budget)
-    agree = reference.over_budget == routing.over_budget and (
-        abs(reference.cost - routing.cost) <= 1e-6 * unit if routing.over_budget
-        else abs(reference.objective - routing.objective) <= 1e-6)
+    return disagreement(reference, routing, cost_unit(cand.c, config.budget),
+                        f"{config.solver}'s RouteOPT", "table")
+
+
+class Solved(Protocol):
+    """What a cross-check compares of a table (``Routing``, ``JointRouting``)."""
+
+    @property
+    def objective(self) -> float: ...
+
+    @property
+    def cost(self) -> float: ...
+
+    @property
+    def over_budget(self) -> bool: ...
+
+
+def disagreement(reference: Solved, exact: Solved, unit: float, solver: str,
+                 what: str) -> str | None:
+    """The warning when the solver's optimum differs from the exact one (by more than 1e-6, in
+    cost units ``unit`` over budget), else None."""
+    agree = reference.over_budget == exact.over_budget and (
+        abs(reference.cost - exact.cost) <= 1e-6 * unit if exact.over_budget
+        else abs(reference.objective - exact.objective) <= 1e-6)
     if agree:
         return None
-    return (f"cross-check: {config.solver}'s RouteOPT optimum is {reference.objective:.9g} "
-            f"(over budget: {reference.over_budget}), the exact solver's {routing.objective:.9g} "
-            f"(over budget: {routing.over_budget}); the exact table is used. Please report this.")
+    return (f"cross-check: {solver} optimum is {reference.objective:.9g} "
+            f"(over budget: {reference.over_budget}), the exact solver's {exact.objective:.9g} "
+            f"(over budget: {exact.over_budget}); the exact {what} is used. Please report this.")
 
 
 def stage_queries(summary: LogSummary, config: PlanConfig) -> float:

@@ -1,8 +1,9 @@
 """Gateway configs from a plan (``stageroute export``): LiteLLM, Envoy AI Gateway, Portkey.
 
 The plan's routing table becomes integer weights (``integer_weights``) in the gateway's own
-config. Every writer takes a mapping segment -> table and emits one group per segment; plans have
-one segment today (``DEFAULT_SEGMENT``), per-segment tables will add more.
+config. Every writer takes a mapping segment -> table and emits one group per segment: a plan of
+``plan --segments`` has one table per segment (routing rows with ``segment``), any other plan one
+(``DEFAULT_SEGMENT``).
 """
 
 from __future__ import annotations
@@ -93,36 +94,69 @@ def integer_weights(shares: Sequence[float], total: int = WEIGHT_TOTAL) -> list[
 
 def read_routing(plan_path: str | Path, option: str = "--plan",
                  ) -> tuple[dict[str, Any], list[tuple[str, float]]]:
-    """The plan document at ``plan_path`` and its routing rows (model, probability); ``option``
-    names where the path was given, for the messages.
+    """The plan document at ``plan_path`` and its routing rows (model, probability) for a plan
+    with one table; ``option`` names where the path was given, for the messages.
 
     Raises:
         InputMissingError: no such file.
-        BadDataError: not a plan JSON, or its routing rows are not (model id, probability in
-            [0, 1]) with a positive total.
+        BadDataError: not a plan JSON, its routing rows are not (model id, probability in
+            [0, 1]) with a positive total, or the plan has one table per segment.
     """
+    doc, tables, segmented = _routing_tables(plan_path, option)
+    if segmented:
+        raise BadDataError(f"plan {plan_path} has one routing table per segment (plan "
+                           f"--segments); {option} reads plans with one table")
+    return doc, tables[DEFAULT_SEGMENT]
+
+
+def read_segment_routing(plan_path: str | Path, option: str = "--plan",
+                         ) -> tuple[dict[str, Any], dict[str, list[tuple[str, float]]]]:
+    """The plan document and its routing rows (model, probability) per segment, in the plan's
+    order: the rows' ``segment`` (``plan --segments``), or ``DEFAULT_SEGMENT`` for a plan with
+    one table.
+
+    Raises:
+        InputMissingError: no such file.
+        BadDataError: not a plan JSON, or a routing row that is not (model id, probability in
+            [0, 1], segment text where given), a model twice in a segment, a segment (or plan)
+            that routes no traffic.
+    """
+    doc, tables, _ = _routing_tables(plan_path, option)
+    return doc, tables
+
+
+def _routing_tables(plan_path: str | Path, option: str,
+                    ) -> tuple[dict[str, Any], dict[str, list[tuple[str, float]]], bool]:
+    """(document, rows per segment, whether the rows name segments)."""
     doc = read_plan(plan_path, option=option)
     routing = doc.get("routing")
     if not isinstance(routing, list) or not routing:
         raise BadDataError(f"plan {plan_path} has no 'routing' rows, so it routes nothing; "
                            f"pass {HINT}")
-    rows: list[tuple[str, float]] = []
+    segmented = any(isinstance(row, dict) and "segment" in row for row in routing)
+    tables: dict[str, list[tuple[str, float]]] = {}
     for i, row in enumerate(routing):
         model = row.get("model") if isinstance(row, dict) else None
         prob = row.get("probability") if isinstance(row, dict) else None
+        segment = row.get("segment") if isinstance(row, dict) and segmented else DEFAULT_SEGMENT
         if (not isinstance(model, str) or not model or isinstance(prob, bool)
-                or not isinstance(prob, int | float) or not 0 <= prob <= 1):
+                or not isinstance(prob, int | float) or not 0 <= prob <= 1
+                or not isinstance(segment, str)):
             raise BadDataError(
                 f"plan {plan_path}, routing row {i + 1} is {shown(row, 80)}; each row needs "
-                "\"model\": \"<id>\" and \"probability\" in [0, 1]; pass " + HINT
+                "\"model\": \"<id>\" and \"probability\" in [0, 1]"
+                + (" and \"segment\": \"<name>\"" if segmented else "") + "; pass " + HINT
             )
-        rows.append((model, float(prob)))
-    if len({m for m, _ in rows}) < len(rows):
-        raise BadDataError(f"plan {plan_path} lists a model twice in 'routing'; pass {HINT}")
-    if sum(p for _, p in rows) <= 0:
-        raise BadDataError(f"plan {plan_path} routes no traffic (every probability is 0); "
-                           "a gateway needs at least one model with traffic")
-    return doc, rows
+        tables.setdefault(segment, []).append((model, float(prob)))
+    for segment, rows in tables.items():
+        where = f"segment {shown(segment, 60)} of " if segmented else ""
+        if len({m for m, _ in rows}) < len(rows):
+            raise BadDataError(f"{where}plan {plan_path} lists a model twice in 'routing'; "
+                               f"pass {HINT}")
+        if sum(p for _, p in rows) <= 0:
+            raise BadDataError(f"{where}plan {plan_path} routes no traffic (every probability "
+                               "is 0); a gateway needs at least one model with traffic")
+    return doc, tables, segmented
 
 
 def _catalog_columns(catalog: str | Path | None, models: Sequence[str],
@@ -170,14 +204,19 @@ def export_plan(plan_path: str | Path, fmt: ExportFormat, model_name: str = "sta
     if not model_name or not model_name.isprintable() or model_name != "".join(model_name.split()):
         raise UsageError(f"--model-name {shown(model_name)} is not a model name clients can send; "
                          "give one word such as stageroute")
-    doc, rows = read_routing(plan_path)
-    columns = _catalog_columns(catalog, [m for m, p in rows if p > 0], plan_path)
-    targets, notes = build_targets(rows, columns)
+    doc, tables = read_segment_routing(plan_path)
+    routed = list(dict.fromkeys(m for rows in tables.values() for m, p in rows if p > 0))
+    columns = _catalog_columns(catalog, routed, plan_path)
+    segments: dict[str, tuple[Target, ...]] = {}
+    notes: tuple[str, ...] = ()
+    for segment, rows in tables.items():
+        segments[segment], left_out = build_targets(rows, columns)
+        where = "" if len(tables) == 1 else f"segment {shown(segment, 60)}: "
+        notes += tuple(where + note for note in left_out)
     dropped = doc.get("dropped")
     if isinstance(dropped, int | float) and not isinstance(dropped, bool) and dropped > 0:
         notes += (f"the plan refuses a share {dropped:.4g} of requests (--allow-drop); the "
                   "gateway config routes all of them among the models above",)
-    segments = {DEFAULT_SEGMENT: targets}
     window: dict[str, Any] = doc["window"] if isinstance(doc.get("window"), dict) else {}
     header = [f"stageroute export of plan {Path(plan_path).name} (window {window.get('start')} to "
               f"{window.get('end')})", *notes]
@@ -187,8 +226,9 @@ def export_plan(plan_path: str | Path, fmt: ExportFormat, model_name: str = "sta
 
 
 def group_name(model_name: str, segment: str, segments: Mapping[str, object]) -> str:
-    """The gateway's model name of a segment: ``model_name`` alone while there is one segment."""
-    return model_name if len(segments) == 1 else f"{model_name}-{segment}"
+    """The gateway's model name of a segment: ``model_name`` alone while there is one segment
+    (and for the segment "", the rows whose segment was null), else ``model_name-segment``."""
+    return model_name if len(segments) == 1 or not segment else f"{model_name}-{segment}"
 
 
 def _comments(header: Sequence[str]) -> str:

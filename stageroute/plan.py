@@ -41,6 +41,18 @@ from stageroute.optimize.explore import deploy_caps, refill
 from stageroute.optimize.route import Routing
 from stageroute.optimize.solver import require_solver
 from stageroute.options import format_duration, window_start
+from stageroute.plan_segments import (
+    SegmentCells,
+    SegmentTables,
+    check_segments,
+    joint_cross_check,
+    routing_rows,
+    segment_cells,
+    segment_deployment,
+    segment_means,
+    segment_note,
+    segment_tables,
+)
 from stageroute.render.output import iso_utc, json_number
 from stageroute.store.read import STATIONARY, Drift, StoreInput, logs_by_window, store_summary
 
@@ -66,6 +78,7 @@ class PlanConfig(SharedConfig):
     anchor: dt.datetime | str | None = None  # a boundary, or a cron expression (options.parse_anchor)
     grace: dt.timedelta | None = None  # a run at most this late plans the window that began; None: half
     drift: Drift = STATIONARY  # which windows of statistics count, and how much (--window, --half-life)
+    segments: bool = False  # one routing table per value of the logs' segment column (plan_segments)
 
     def __post_init__(self) -> None:
         SharedConfig.__post_init__(self)
@@ -83,6 +96,7 @@ class PlanConfig(SharedConfig):
             raise UsageError(
                 f"--max-unknown-share must be a share in [0, 1], got {self.max_unknown_share}")
         _check_changes(self)
+        check_segments(self)
 
     def _align(self) -> None:
         """With an anchor, as_of becomes the start of the window the run plans."""
@@ -184,6 +198,7 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())  # for stderr: what the user should act on
     run_id: str = ""
+    segments: SegmentTables | None = None  # plan --segments: one table per segment
 
     @property
     def deployment(self) -> tuple[ModelLine, ...]:
@@ -233,6 +248,9 @@ def read_summary(logs: str | Path | StoreInput, catalog: pl.DataFrame, config: P
     """The log summary: from the statistics store (``plan --stats``), from the logs grouped by
     window (a drift option), or from the logs in one pass."""
     if isinstance(logs, StoreInput):
+        if config.segments:
+            raise UsageError("--segments reads the segment column from the logs: give --logs, "
+                             "not --stats")
         if feedback is not None:
             raise UsageError("--feedback is joined when the store is built: pass it to "
                              "stageroute stats, not to plan --stats")
@@ -246,7 +264,8 @@ def read_summary(logs: str | Path | StoreInput, catalog: pl.DataFrame, config: P
     else:
         say(f"scanning logs {logs}")
         return summarise_logs(logs, catalog, config.as_of, feedback, config.strict,
-                              recent=config.stage_length, full_check=config.full_check)
+                              recent=config.stage_length, full_check=config.full_check,
+                              segments=config.segments)
     if config.strict:
         refuse_unknown(summary.unknown, summary.label)
     return summary
@@ -293,8 +312,17 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     check_not_planned(history, _run_id(config, catalog, summary))
     cand = candidates(pool, summary, config, catalog.height)
     current = _currently_deployed(config, summary, catalog)
-    say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
-    decision = _deploy_explorable(cand, config, current, stage_queries(summary, config))
+    queries = stage_queries(summary, config)
+    if summary.cells is not None:
+        cells = segment_cells(summary.cells, cand, config)
+        say(f"solving the joint DeployOPT over {cand.u.size} candidates and "
+            f"{len(cells.names)} segments")
+        chosen, unexplorable = segment_deployment(cells, cand, config, queries)
+        decision = _Decision(Deployment(chosen, Routing(np.zeros(0), 0.0, 0.0, False), False),
+                             current, unexplorable=tuple(unexplorable), cells=cells)
+    else:
+        say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
+        decision = _deploy_explorable(cand, config, current, queries)
     return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
 
 
@@ -310,6 +338,7 @@ class _Decision:
     warnings: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()  # --routing-only: the deployment kept (it enters the run id)
     unexplorable: tuple[int, ...] = ()  # left out: the stage cannot explore them (pool indices)
+    cells: SegmentCells | None = None  # plan --segments: the segments' statistics and bounds
 
 
 def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog: pl.DataFrame,
@@ -317,9 +346,15 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
     """The Plan of a deployment and its routing table: lines, reasons, expectations, notes."""
     dep, current, window = decision.dep, decision.current, config.window
     queries = stage_queries(summary, config)
-    chosen, unexplorable, table = stage_table(cand, dep.chosen, config, queries,
-                                               drop=not config.routing_only)
-    disagreement = cross_check(cand, chosen, table, config)
+    tables = None
+    if decision.cells is not None:
+        chosen, unexplorable, table, tables = segment_tables(decision.cells, cand, dep.chosen,
+                                                             config, queries)
+        disagreement = joint_cross_check(tables, table, config)
+    else:
+        chosen, unexplorable, table = stage_table(cand, dep.chosen, config, queries,
+                                                   drop=not config.routing_only)
+        disagreement = cross_check(cand, chosen, table, config)
     routing = table.routing
     prob = np.zeros(cand.u.size)
     prob[chosen] = routing.probability
@@ -337,6 +372,10 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
     reward_mean = float(prob @ np.nan_to_num(cand.mean_r)) if np.all(cand.n_r[served] > 0) else None
     cost_mean = float(prob @ np.nan_to_num(cand.mean_c)) if np.all(cand.n_c[served] > 0) else None
     untried = [cand.names[i] for i in np.flatnonzero(served & ((cand.n_r == 0) | (cand.n_c == 0)))]
+    extra: tuple[str, ...] = ()
+    if decision.cells is not None and tables is not None:
+        reward_mean, cost_mean, untried = segment_means(decision.cells, chosen, tables, cand.names)
+        extra = (segment_note(tables),)
     warnings = [*catalog_notes, *summary.notes, *decision.warnings,
                 *([disagreement] if disagreement else [])]
     if summary.unknown.height:
@@ -348,8 +387,9 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
         expected={"reward_ucb": routing.objective, "cost_lcb": routing.cost,
                   "reward_mean": reward_mean, "cost_mean": cost_mean},
         over_budget=routing.over_budget, dropped=routing.dropped, logs=summary,
-        notes=(*decision.notes, *_notes(config, routing, cost_mean, untried)),
+        notes=(*decision.notes, *extra, *_notes(config, routing, cost_mean, untried)),
         warnings=tuple(warnings), run_id=_run_id(config, catalog, summary, decision.kept),
+        segments=tables,
     )
 
 
@@ -502,10 +542,11 @@ def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
     """
     h = hashlib.sha256()
     options = {f: str(getattr(config, f)) for f in config.__dataclass_fields__
-               if f not in _RESOLVED}
+               if f not in _RESOLVED and (f != "segments" or config.segments)}
     h.update(json.dumps({"options": options, "window": [str(window.start), str(window.end)]},
                         sort_keys=True).encode())
-    for frame in (catalog, summary.stats, summary.unknown):
+    cells = () if summary.cells is None else (summary.cells,)
+    for frame in (catalog, summary.stats, summary.unknown, *cells):
         h.update(frame.with_columns(pl.col(pl.Float64).round_sig_figs(9)).write_csv().encode())
     # Token means are left out: they are read only when an untried model is priced (after the
     # run id is known), and follow from the rows that the statistics already fingerprint.
@@ -533,11 +574,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             for m in plan.deployment
         ],
         "evicted": [{"model": m, "reason": r} for m, r in plan.evicted],
-        "routing": [
-            {"model": m.model, "probability": json_number(m.probability),
-             "max_share": json_number(m.max_share), "cap": json_number(m.cap)}
-            for m in plan.deployment
-        ],
+        "routing": routing_rows(plan),
         "expected": {k: json_number(v) for k, v in plan.expected.items()},
         "over_budget": plan.over_budget,
         "routing_only": cfg.routing_only,
@@ -567,6 +604,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         ],
         "notes": list(plan.notes),
         "warnings": list(plan.warnings),
+        **({} if plan.segments is None else {"segments": {
+            s: json_number(float(w)) for s, w in zip(plan.segments.names, plan.segments.shares,
+                                                     strict=True)}}),
     }
 
 

@@ -557,8 +557,25 @@ CONTEXTUAL_CASES = [
          extra=("--contextual", "--segments", "auto", "--prompts", "prompts.csv", "--clusters", "1")),
 ]
 
+# plan --segments (README "Contextual routing"): the logs need a segment column; what it does
+# not combine with yet.
+SEGMENT_PLAN_CASES = [
+    Case("segments-no-column", "`plan --segments` on logs without a `segment` column",
+         ExitCode.BAD_DATA, ("logs.parquet", "no column 'segment'", "--segments",
+                             "add a segment column"), extra=("--segments",)),
+    Case("segments-routing-only", "`plan --segments --routing-only`", ExitCode.USAGE,
+         ("--segments does not combine with --routing-only",),
+         extra=("--segments", "--routing-only", "--deployed", "alpha,beta")),
+    Case("segments-max-changes", "`plan --segments --max-changes 1`", ExitCode.USAGE,
+         ("--segments does not combine with --max-changes",),
+         extra=("--segments", "--max-changes", "1")),
+    Case("segments-stats", "`plan --segments --stats DIR`", ExitCode.USAGE,
+         ("--segments reads the segment column from the logs", "--logs"),
+         setup=_store(), drop=("--logs",), extra=("--stats", "store", "--segments")),
+]
+
 ALL_CASES = (CASES + HOSTILE_CASES + EXPORT_CASES + STORE_CASES + OFFPOLICY_CASES
-             + CONTEXTUAL_CASES)
+             + CONTEXTUAL_CASES + SEGMENT_PLAN_CASES)
 
 BASE = {
     "plan": ("plan", "--logs", "{logs}", "--catalog", "catalog.csv", "--budget", "{budget}",

@@ -29,7 +29,7 @@ from stageroute.inputs.checks import (
     rules,
 )
 from stageroute.inputs.feedback import load_feedback
-from stageroute.inputs.files import quote
+from stageroute.inputs.files import names, quote
 from stageroute.inputs.footers import read_footers
 from stageroute.inputs.sources import LogSource, find_logs, unreadable
 from stageroute.store.aggregate import cost_quantile, fine_polars, fold
@@ -76,6 +76,9 @@ class LogSummary:
     label: str
     notes: tuple[str, ...] = ()  # how the inputs were read (links, partition keys), for the plan
     source: str = "logs"  # "logs" (read now) or "stats" (a statistics store)
+    # plan --segments: "segment" (null read as "") + STATS_SCHEMA + rows, per (segment, model)
+    # of catalog models with rows before as_of; None when not asked for
+    cells: pl.DataFrame | None = None
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -103,11 +106,17 @@ def open_logs(path: str | Path, catalog: pl.DataFrame, feedback: str | Path | No
 
 
 def _aggregate(scan: LogScan, data: pl.LazyFrame, used: pl.LazyFrame, timed: bool,
-               full_check: bool) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+               full_check: bool, segments: bool = False,
+               ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
     """The one streaming pass: per-model statistics, cost histogram and rule counts (and hashed
-    id counts); the aggregation is the statistics store's (``store.aggregate``)."""
+    id counts); the aggregation is the statistics store's (``store.aggregate``). With
+    ``segments`` the pass groups by (segment, model): the per-model rows are the segments
+    merged, and the per-(segment, model) ones come third (else None)."""
     checks = pass_checks(scan, rules(scan), full_check)
-    fine = fine_polars(used, ["model"], checks, timed=timed, tokens=False)
+    keys = ["segment", "model"] if segments else ["model"]
+    if segments:
+        used = used.with_columns(pl.col("segment").fill_null(""))
+    fine = fine_polars(used, keys, checks, timed=timed, tokens=False)
     queries = [fine]
     if full_check or scan.feedback is not None:
         # 64-bit hashes count the ids at a fraction of the cost of the strings; a hash collision
@@ -116,8 +125,10 @@ def _aggregate(scan: LogScan, data: pl.LazyFrame, used: pl.LazyFrame, timed: boo
                                    pl.len().alias("rows")))
     results = pl.collect_all(queries, engine="streaming")
     sums = tuple(c for c in results[0].columns if c.startswith(("bad_", "sum_")))
-    per_model = fold(results[0], ["model"], sums).rename({"rows": "rows_before"})
-    return per_model, (results[1] if len(results) > 1 else None)
+    # the segments of a bin merge in segment order: the same figures whatever the pass's order
+    per_model = fold(results[0], ["model"], sums, order=keys[:-1]).rename({"rows": "rows_before"})
+    cells = fold(results[0], keys) if segments else None
+    return per_model, (results[1] if len(results) > 1 else None), cells
 
 
 def _rows(scan: LogScan, data: pl.LazyFrame, agg: pl.DataFrame, as_of: dt.datetime) -> int | None:
@@ -164,7 +175,8 @@ def _recency(scan: LogScan, used: pl.LazyFrame, known: pl.DataFrame, timed: bool
 
 def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
                    feedback: str | Path | None = None, strict: bool = False,
-                   recent: dt.timedelta = dt.timedelta(days=7), full_check: bool = False) -> LogSummary:
+                   recent: dt.timedelta = dt.timedelta(days=7), full_check: bool = False,
+                   segments: bool = False) -> LogSummary:
     """Validate the logs and compute per-model statistics of the rows before ``as_of``.
 
     One streaming pass reads only what the plan needs (model, reward, cost; timestamps only when
@@ -173,31 +185,38 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
     ranges) and tell whether every row precedes ``as_of``. Small extra queries read a sample for
     the cost scale and typical token counts, and the last ``recent`` of the log for who served
     traffic lately. ``full_check`` adds what the plan does not use: request-id uniqueness
-    (always checked with a feedback join) and NaN propensities.
+    (always checked with a feedback join) and NaN propensities. ``segments`` (plan --segments)
+    also keeps the statistics per (segment, model) from the same pass (``LogSummary.cells``).
 
     Raises:
         InputMissingError: no log file, or a path that is not a regular file.
         BadDataError: unreadable file, missing/mistyped column, bad value, unknown model with
-            ``strict``, unpriced model, duplicate request_id.
+            ``strict``, unpriced model, duplicate request_id; no ``segment`` column with
+            ``segments``.
         InsufficientDataError: no row before ``as_of``.
     """
     scan, notes = open_logs(path, catalog, feedback)
+    if segments and "segment" not in scan.schema:
+        raise BadDataError(
+            f"logs {scan.source.label} have no column 'segment' (they have: "
+            f"{names(scan.schema)}), which --segments plans by; add a segment column (the query "
+            "class of each request) or drop --segments")
     try:
-        summary = _summarise(scan, as_of, strict, recent, full_check)
+        summary = _summarise(scan, as_of, strict, recent, full_check, segments)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise unreadable(scan.source, exc) from None
     return dataclasses.replace(summary, notes=notes)
 
 
 def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timedelta,
-               full_check: bool) -> LogSummary:
+               full_check: bool, segments: bool = False) -> LogSummary:
     footers = scan.footers
     data = scan.prepare(scan.source.scan())
     all_before = footers is not None and footers.ts_max is not None and footers.ts_max < as_of
     ts = pl.col("timestamp")
     # Null timestamps stay in so that their check can see them.
     used = data if all_before else data.filter((ts < as_of) | ts.is_null())
-    agg, counts = _aggregate(scan, data, used, not all_before, full_check)
+    agg, counts, cells = _aggregate(scan, data, used, not all_before, full_check, segments)
     total = _rows(scan, data, agg, as_of)
     report_violations(scan, agg, rules(scan))
     check_unique(scan, data, counts)
@@ -220,6 +239,7 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
         tokens=TokenMeans(lambda: _token_pass(scan, as_of, all_before)),
         cost_source="tokens" if scan.cost_from_tokens else "column",
         label=scan.source.label,
+        cells=None if cells is None else cell_figures(cells.filter(is_known)),
     )
 
 
@@ -270,6 +290,20 @@ def model_figures(known: pl.DataFrame) -> tuple[pl.DataFrame, float | None]:
     )
     scale = cost_quantile(known["cost_bins"], known["cost_counts"]) if known.height else None
     return stats, scale
+
+
+def cell_figures(cells: pl.DataFrame) -> pl.DataFrame:
+    """Per-(segment, model) statistics (``model_figures`` of each segment's rows) with the
+    rows each cell holds, sorted by segment and model."""
+    parts = []
+    for (segment,), part in cells.partition_by("segment", as_dict=True, maintain_order=True).items():
+        stats, _ = model_figures(part)
+        rows = part.select("model", pl.col("rows").cast(pl.Int64))
+        parts.append(stats.join(rows, on="model", how="left")
+                     .select(pl.lit(segment, pl.String).alias("segment"), pl.all()))
+    if not parts:
+        return pl.DataFrame(schema={"segment": pl.String, **STATS_SCHEMA, "rows": pl.Int64})
+    return pl.concat(parts).sort("segment", "model")
 
 
 __all__ = ["LOG_SCHEMA", "STATS_SCHEMA", "LogSource", "LogSummary", "find_logs", "summarise_logs"]

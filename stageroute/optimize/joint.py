@@ -271,3 +271,29 @@ def solve_joint_deploy_exhaustive(u: ArrayLike, c: ArrayLike, w: ArrayLike, a: A
     chosen = np.zeros(n, dtype=bool)
     chosen[idx] = True
     return chosen, _on_set(x, budget, chosen, allow_drop)
+
+
+def deploy_joint(u: ArrayLike, c: ArrayLike, w: ArrayLike, a: ArrayLike, budget: float,
+                 max_deployed: int, solver: Solver = Solver.HIGHS, allow_drop: bool = False,
+                 order: ArrayLike | None = None) -> tuple[NDArray[np.bool_], JointRouting]:
+    """Joint DeployOPT: by enumeration when the pool is small (exact, fast), the MIP otherwise.
+
+    ``order`` (a permutation of the models, most preferred first; default: index order) breaks
+    ties between sets of the same value: the set first in that order wins, as DeployOPT's
+    preference order does for one segment. The table's columns are the chosen models in index
+    order.
+    """
+    x = JointInput.of(u, c, w, a)
+    n = x.a.size
+    perm = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    found = solve_joint_deploy_exhaustive(x.u[:, perm], x.c[:, perm], x.w, x.a[perm], budget,
+                                          max_deployed, allow_drop)
+    if found is None:
+        found = solve_joint_deploy(x.u[:, perm], x.c[:, perm], x.w, x.a[perm], budget,
+                                   max_deployed, solver, allow_drop)
+    picked, table = found
+    chosen = np.zeros(n, dtype=bool)
+    chosen[perm[picked]] = True
+    columns = np.argsort(perm[picked], kind="stable")  # back to index order
+    return chosen, JointRouting(np.ascontiguousarray(table.probability[:, columns]),
+                                table.objective, table.cost, table.over_budget, table.dropped)

@@ -216,11 +216,31 @@ def _evicted(plan: Plan, console: Console, notes: _Footnotes) -> None:
 
 
 def _routing(plan: Plan, console: Console) -> None:
-    rows = [(Text(_safe(console, m.model)), f"{m.probability:.4f}", f"{m.cap:.3g}")
-            for m in plan.deployment]
-    if plan.config.allow_drop:
-        rows.append((Text("(refused / queued)", style="dim"), f"{plan.dropped:.4f}", ""))
-    table = _table("Routing table")
+    """The routing table, or with ``plan --segments`` one per segment (its share of the traffic
+    in the title; the share cap is each model's of all traffic)."""
+    if plan.segments is None:
+        rows = [(Text(_safe(console, m.model)), f"{m.probability:.4f}", f"{m.cap:.3g}")
+                for m in plan.deployment]
+        _routing_table(console, "Routing table", rows, plan.dropped if plan.config.allow_drop
+                       else None)
+        return
+    tables = plan.segments
+    caps = {m.model: m.cap for m in plan.deployment}
+    for i, segment in enumerate(tables.names):
+        order = sorted(range(len(tables.models)),
+                       key=lambda j: (-tables.probability[i, j], tables.models[j]))
+        rows = [(Text(_safe(console, tables.models[j])), f"{tables.probability[i, j]:.4f}",
+                 f"{caps[tables.models[j]]:.3g}") for j in order]
+        title = f"Segment {_safe(console, segment or '(none)')}: {tables.shares[i]:.1%}"
+        _routing_table(console, title, rows,
+                       float(tables.dropped[i]) if plan.config.allow_drop else None)
+
+
+def _routing_table(console: Console, title: str, rows: list[tuple[Text, str, str]],
+                   dropped: float | None) -> None:
+    if dropped is not None:
+        rows.append((Text("(refused / queued)", style="dim"), f"{dropped:.4f}", ""))
+    table = _table(title)
     table.add_column("model", no_wrap=True)
     table.add_column("probability", justify="right", no_wrap=True)
     table.add_column("share cap", justify="right", no_wrap=True)
@@ -229,7 +249,7 @@ def _routing(plan: Plan, console: Console) -> None:
     if _fits(console, table):
         console.print(table)
         return
-    console.print(Text("Routing table", style="bold"))
+    console.print(Text(title, style="bold"))
     for name, probability, cap in rows:
         _record(console, name, [f"probability {probability}"] + ([f"share cap {cap}"] if cap else []))
 

@@ -21,7 +21,7 @@ from stageroute.inputs.outcomes import OutcomeMatrix
 from stageroute.inputs.segmentation import Segmentation, cell_truth
 from stageroute.optimize.deploy import preference_order
 from stageroute.optimize.explore import deploy_caps, explorable, refill
-from stageroute.optimize.joint import JointRouting, solve_joint_deploy, solve_joint_deploy_exhaustive
+from stageroute.optimize.joint import JointRouting, deploy_joint
 from stageroute.options import Policy
 from stageroute.simulate import loop as compiled
 from stageroute.simulate.ctxloop import run_contextual
@@ -44,13 +44,9 @@ DEFAULT_COLUMN = "eval_name"
 def joint_deploy(u: NDArray[np.float64], c: NDArray[np.float64], w: NDArray[np.float64],
                  a: NDArray[np.float64], config: ReplayConfig
                  ) -> tuple[NDArray[np.bool_], JointRouting]:
-    """Joint DeployOPT: exhaustive when the pool is small (exact, fast), the MIP otherwise."""
-    found = solve_joint_deploy_exhaustive(u, c, w, a, config.budget, config.max_deployed,
-                                          config.allow_drop)
-    if found is None:
-        found = solve_joint_deploy(u, c, w, a, config.budget, config.max_deployed, config.solver,
-                                   config.allow_drop)
-    return found
+    """Joint DeployOPT (``optimize.joint.deploy_joint``) with the replay's options."""
+    return deploy_joint(u, c, w, a, config.budget, config.max_deployed, config.solver,
+                        config.allow_drop)
 
 
 def oracle_contextual(matrix: OutcomeMatrix, seg: Segmentation, schedule: Schedule,

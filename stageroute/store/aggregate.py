@@ -139,15 +139,17 @@ def fine_polars(data: pl.LazyFrame, keys: list[str], extra: list[pl.Expr] = (), 
         *fine_aggs(schema, timed, tokens), *extra)
 
 
-def fold(fine: pl.DataFrame, keys: list[str], sums: tuple[str, ...] = ()) -> pl.DataFrame:
-    """One row per group of ``keys`` from the fine table: the bins merged (Chan, in bin order)
-    and their counts kept as the cost histogram (``cost_bins``, ``cost_counts``).
+def fold(fine: pl.DataFrame, keys: list[str], sums: tuple[str, ...] = (),
+         order: list[str] = ()) -> pl.DataFrame:  # type: ignore[assignment]
+    """One row per group of ``keys`` from the fine table: the bins merged (Chan, in bin order,
+    then in ``order``: further keys of the fine table that the group merges) and their counts
+    kept as the cost histogram (``cost_bins``, ``cost_counts``).
 
     ``sums`` are further columns to add up (the checks' violation counts).
     """
     parts = fine.with_columns(pl.concat_list(pl.col("bin")).alias("cost_bins"),
                               pl.concat_list(pl.col("n_cost")).alias("cost_counts"))
-    return combine(parts, keys, order=["bin"], sums=sums)
+    return combine(parts, keys, order=["bin", *order], sums=sums)
 
 
 def combine(parts: pl.DataFrame, keys: list[str], order: list[str] = (),  # type: ignore[assignment]
