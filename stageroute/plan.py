@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -54,6 +52,7 @@ from stageroute.plan_segments import (
     segment_tables,
 )
 from stageroute.render.output import iso_utc, json_number
+from stageroute.runid import run_id
 from stageroute.store.read import STATIONARY, Drift, StoreInput, logs_by_window, store_summary
 
 SCHEMA_VERSION = 1
@@ -309,7 +308,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     say = progress or (lambda _: None)
     require_solver(config.solver)
     catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
-    check_not_planned(history, _run_id(config, catalog, summary))
+    check_not_planned(history, run_id(config, catalog, summary))
     cand = candidates(pool, summary, config, catalog.height)
     current = _currently_deployed(config, summary, catalog)
     queries = stage_queries(summary, config)
@@ -388,7 +387,7 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
                   "reward_mean": reward_mean, "cost_mean": cost_mean},
         over_budget=routing.over_budget, dropped=routing.dropped, logs=summary,
         notes=(*decision.notes, *extra, *_notes(config, routing, cost_mean, untried)),
-        warnings=tuple(warnings), run_id=_run_id(config, catalog, summary, decision.kept),
+        warnings=tuple(warnings), run_id=run_id(config, catalog, summary, decision.kept),
         segments=tables,
     )
 
@@ -486,7 +485,7 @@ def make_routing_plan(logs: str | Path, catalog_path: str | Path, config: PlanCo
     if given is None:  # --deployed: checked against the catalog as for a full plan
         given = tuple(_currently_deployed(config, summary, catalog))
     kept, dropped = still_available(given, cand.names, excluded, _origin(config), config.max_deployed)
-    check_not_planned(history, _run_id(config, catalog, summary, tuple(kept)))
+    check_not_planned(history, run_id(config, catalog, summary, tuple(kept)))
     say(f"re-solving the routing table of the {len(kept)} deployed models (no DeployOPT)")
     dep = deployment_on(cand.u, cand.c, cand.a, config.budget, np.isin(cand.names, kept),
                         config.allow_drop)
@@ -520,41 +519,6 @@ def _notes(config: PlanConfig, routing: Routing, cost_mean: float | None,
             f"{config.budget:.6g}: the cost bounds are still optimistic; it tightens as data arrives"
         )
     return notes
-
-
-def _run_id(config: PlanConfig, catalog: pl.DataFrame, summary: LogSummary,
-            kept: tuple[str, ...] = ()) -> str:
-    """``<window start %Y%m%dT%H%M>-<input digest>``: the plan's name in a history."""
-    start = config.window.start
-    return f"{start:%Y%m%dT%H%M}-{_input_digest(config, config.window, catalog, summary, kept)}"
-
-
-_RESOLVED = frozenset({"anchor", "grace"})  # folded into as_of: a window is the same however given
-
-
-def _input_digest(config: PlanConfig, window: Window, catalog: pl.DataFrame,
-                  summary: LogSummary, kept: tuple[str, ...] = ()) -> str:
-    """A digest of what the plan was computed from: options, window, catalog, log statistics.
-
-    The statistics are a fingerprint of every log row used; hashing the files themselves would
-    cost a second pass over the logs. Floats enter with 9 significant digits: a parallel sum's
-    last bits depend on the number of threads, and the run id must not.
-    """
-    h = hashlib.sha256()
-    options = {f: str(getattr(config, f)) for f in config.__dataclass_fields__
-               if f not in _RESOLVED and (f != "segments" or config.segments)}
-    h.update(json.dumps({"options": options, "window": [str(window.start), str(window.end)]},
-                        sort_keys=True).encode())
-    cells = () if summary.cells is None else (summary.cells,)
-    for frame in (catalog, summary.stats, summary.unknown, *cells):
-        h.update(frame.with_columns(pl.col(pl.Float64).round_sig_figs(9)).write_csv().encode())
-    # Token means are left out: they are read only when an untried model is priced (after the
-    # run id is known), and follow from the rows that the statistics already fingerprint.
-    figures = (summary.cost_p999,)
-    h.update(repr((summary.rows, *(None if x is None else f"{x:.9g}" for x in figures))).encode())
-    if kept:  # a routing refresh: the deployment it keeps (read from a file: not in the options)
-        h.update(json.dumps(kept).encode())
-    return h.hexdigest()[:12]
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
