@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from stageroute.candidates import Candidates, disagreement
 from stageroute.errors import UsageError
 from stageroute.estimate.segments import shrunk_bounds
+from stageroute.inputs.segmentation import check_segment_names
 from stageroute.optimize.deploy import preference_order
 from stageroute.optimize.explore import Table, deploy_caps, explorable, explore_limits, refill
 from stageroute.optimize.joint import (
@@ -89,6 +90,7 @@ def check_segments(config: PlanConfig) -> None:
 def segment_cells(cells: pl.DataFrame, cand: Candidates, config: PlanConfig) -> SegmentCells:
     """The cells' statistics over the pool (``cand.names``) and their shrunk bounds."""
     names = tuple(sorted(set(cells["segment"].to_list())))
+    check_segment_names(names, "the logs' column 'segment'")
     seg = {s: i for i, s in enumerate(names)}
     col = {m: j for j, m in enumerate(cand.names)}
     stats = np.zeros((6, len(names), len(cand.names)))

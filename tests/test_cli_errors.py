@@ -559,7 +559,19 @@ CONTEXTUAL_CASES = [
 
 # plan --segments (README "Contextual routing"): the logs need a segment column; what it does
 # not combine with yet.
+def _segments(*names: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """A segment column cycling through ``names``."""
+    return lambda frame: frame.with_columns(
+        pl.Series("segment", [names[i % len(names)] for i in range(frame.height)]))
+
+
 SEGMENT_PLAN_CASES = [
+    Case("segments-case-only", "`plan --segments`: segments that differ only in case",
+         ExitCode.BAD_DATA, ("column 'segment'", "'Code' and 'code'", "differ only in case"),
+         mutate=_segments("Code", "code", "chat"), extra=("--segments",)),
+    Case("segments-control-character", "`plan --segments`: a segment with a newline",
+         ExitCode.BAD_DATA, ("column 'segment'", "control or invisible character"),
+         mutate=_segments("chat", "a\nb"), extra=("--segments",)),
     Case("segments-no-column", "`plan --segments` on logs without a `segment` column",
          ExitCode.BAD_DATA, ("logs.parquet", "no column 'segment'", "--segments",
                              "add a segment column"), extra=("--segments",)),

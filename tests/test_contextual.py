@@ -15,11 +15,13 @@ import pytest
 from conftest import REPO_ROOT, ROUTERBENCH
 from sklearn.metrics import adjusted_rand_score
 
+from stageroute.errors import BadDataError
 from stageroute.inputs.catalog import load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, load_outcomes, to_matrix
 from stageroute.inputs.segmentation import (
     Segmentation,
     cell_truth,
+    check_segment_names,
     prompt_features,
     segmentation,
     segments_by_column,
@@ -189,3 +191,26 @@ def test_the_cli_prints_and_writes_the_contextual_document(tmp_path: Path) -> No
     ranks = {p["policy"]: p["rank"] for p in doc["policies"]}
     assert ranks["oracle-contextual"] is None and ranks["stageroute-contextual"] >= 1
     assert "oracle-contextual" in doc["timeline"][0]
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    ([f"s{i}" for i in range(257)], "257 distinct segments, more than 256"),
+    (["chat", "a\nb"], "control or invisible character"),
+    (["chat", "zero\u200bwidth"], "control or invisible character"),
+    (["chat", "x" * 1001], "1,001 characters long"),
+    (["chat", " code"], "surrounding whitespace"),
+    (["Code", "code"], "differ only in case"),
+])
+def test_segments_that_cannot_name_gateway_groups_are_refused(names: list[str],
+                                                              message: str) -> None:
+    """A column with thousands of values would make every query's joint table huge (a replay
+    that never ends); odd names would become broken gateway group names."""
+    with pytest.raises(BadDataError, match=message):
+        check_segment_names(sorted(names), "the column 'x'")
+    check_segment_names(["", "chat", "code", "日本語 ✨", "a/b c"], "the column 'x'")
+
+
+def test_a_column_with_a_value_per_prompt_is_refused_before_replaying() -> None:
+    frame, matrix, _ = routerbench()
+    with pytest.raises(BadDataError, match="3,150 distinct segments.*--segments auto"):
+        segments_by_column(frame, matrix, "sample_id")

@@ -4,6 +4,8 @@ from a column of the outcomes or from clusters of the prompt text, and the true 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -13,10 +15,14 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.errors import BadDataError, UsageError, shown
+from stageroute.inputs.catalog import MAX_ID_LENGTH
+from stageroute.inputs.files import quote
 from stageroute.inputs.outcomes import OutcomeMatrix
 from stageroute.inputs.prompts import load_prompts
 
 DEFAULT_CLUSTERS = 8
+# Every query solves one joint table over the segments, and each becomes a gateway group.
+MAX_SEGMENTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +51,43 @@ def segments_by_column(frame: pl.DataFrame, matrix: OutcomeMatrix, column: str) 
     lookup = dict(zip(per["sample_id"], per["seg"], strict=True))
     labels = [lookup[s] for s in matrix.samples]
     names = tuple(sorted(set(labels)))
+    check_segment_names(names, f"the outcomes' column {quote(column)}",
+                        ", or cluster the prompts (--segments auto --clusters K)")
     code = {n: i for i, n in enumerate(names)}
     return Segmentation(names, np.array([code[x] for x in labels], dtype=np.int64))
+
+
+def check_segment_names(names: Sequence[str], where: str, fix: str = "") -> None:
+    """Refuse segments that cannot become routing tables and gateway groups: more than
+    ``MAX_SEGMENTS`` (``fix``: another way out, appended to that message), names with control
+    or invisible characters, longer than an id may be, with surrounding whitespace, or
+    differing from another only in case.
+
+    Raises:
+        BadDataError: naming ``where`` the segments come from and the first offending value.
+    """
+    if len(names) > MAX_SEGMENTS:
+        raise BadDataError(
+            f"{where} has {len(names):,} distinct segments, more than {MAX_SEGMENTS}: each is a "
+            "routing table solved jointly and a gateway group; group the values into at most "
+            f"{MAX_SEGMENTS} segments{fix}"
+        )
+    hidden = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+    folded: dict[str, str] = {}
+    for name in names:
+        problem = ("contains a control or invisible character (newline, tab, zero-width space, "
+                   "...)" if hidden.search(name) else
+                   f"is {len(name):,} characters long (at most {MAX_ID_LENGTH:,})"
+                   if len(name) > MAX_ID_LENGTH else
+                   "has surrounding whitespace" if name != name.strip() else None)
+        if problem is not None:
+            raise BadDataError(f"{where} has the segment {quote(name)}, which {problem}; "
+                               "write plain segment names (they name gateway groups)")
+        other = folded.setdefault(name.casefold(), name)
+        if other != name:
+            raise BadDataError(f"{where} has the segments {quote(other)} and {quote(name)}, which "
+                               "differ only in case and would name the same gateway group; "
+                               "keep one spelling")
 
 
 def cell_truth(matrix: OutcomeMatrix, seg: Segmentation
