@@ -2,8 +2,8 @@
 throughput caps and one deployment set; PORT and the contextual oracle beside it.
 
 Segments come from a column of the outcomes (``eval_name`` by default) or from clusters of the
-prompt text (``--segments auto``, ``segments.embed``). ``stageroute-contextual`` keeps statistics
-per (segment, model), shrinks each cell toward its model (``estimate.shrink``), deploys by the
+prompt text (``--segments auto``, ``embed``). ``stageroute-contextual`` keeps statistics
+per (segment, model), shrinks each cell toward its model (``estimate.segments``), deploys by the
 joint DeployOPT and routes by the joint RouteOPT (``optimize.joint``). ``oracle-contextual`` is the
 best set and per-segment tables with the true cell means; ``port`` is PORT (``simulate.port``).
 """
@@ -37,9 +37,6 @@ from stageroute.simulate.replay import (
     policy_knobs,
 )
 
-CONTEXTUAL = (Policy.CONTEXTUAL, Policy.PORT, Policy.ORACLE_CONTEXTUAL)
-DEFAULT_COLUMN = "eval_name"
-
 
 def joint_deploy(u: NDArray[np.float64], c: NDArray[np.float64], w: NDArray[np.float64],
                  a: NDArray[np.float64], config: ReplayConfig
@@ -68,13 +65,12 @@ def oracle_contextual(matrix: OutcomeMatrix, seg: Segmentation, schedule: Schedu
     return out
 
 
-def _stage_set(current: tuple[int, ...], pool: NDArray[np.bool_], cells: NDArray[np.float64],
+def _stage_set(pool: NDArray[np.bool_], cells: NDArray[np.float64],
                stats: NDArray[np.float64], w: NDArray[np.float64], kn: NDArray[np.float64],
                prior: NDArray[np.float64], alpha: NDArray[np.float64], config: ReplayConfig,
                queries: float) -> tuple[int, ...]:
     """The deployed set of a stage: joint DeployOPT on the shrunk cell bounds, with the
     exploration caps and the refill of ``optimize.explore`` counted per model."""
-    del current  # every stage re-plans, as stageroute does
     idx = np.flatnonzero(pool)
     u_all, c_all = shrunk_bounds(cells, kn, prior)
     u_cell, c_cell = u_all[:, idx], c_all[:, idx]
@@ -107,13 +103,12 @@ def run_stageroute_contextual(outcomes: OutcomeMatrix, seg: Segmentation, schedu
     reward, cost = np.zeros(k_stages), np.zeros(k_stages)
     dropped = np.zeros(k_stages, dtype=np.int64)
     deployed: list[tuple[int, ...]] = []
-    current: tuple[int, ...] = ()
     for k in range(k_stages):
         lo, hi = schedule.bounds[k], schedule.bounds[k + 1]
         prior = price_cost(prices[0], prices[1], typical_tokens(
             stats[compiled.MEAN_C], stats[compiled.N_C], prices[0], prices[1]))
         w = (seen + 1.0) / (seen.sum() + n_seg)
-        current = _stage_set(current, schedule.pools[k], cells, stats, w, kn, prior, alpha,
+        current = _stage_set(schedule.pools[k], cells, stats, w, kn, prior, alpha,
                              config, float(hi - lo))
         out_model = np.empty(hi - lo, dtype=np.int64)
         out_reward, out_cost = np.empty(hi - lo), np.empty(hi - lo)

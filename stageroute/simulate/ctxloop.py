@@ -2,7 +2,7 @@
 
 The contextual counterpart of ``simulate.loop.run_queries``: the statistics are kept per
 (segment, model) cell and per model (their merge), each cell's bounds are shrunk toward its model's
-(``estimate.shrink``), and the tables of all segments are one joint RouteOPT
+(``estimate.segments``), and the tables of all segments are one joint RouteOPT
 (``optimize.joint_kernels``) over the frozen deployed set, with the traffic shares of the segments
 seen so far, the shared throughput caps and the exploration floors of ``optimize.explore``.
 """
@@ -16,7 +16,7 @@ from stageroute.estimate.segments import cell_bounds, pool_model, pooling_of
 from stageroute.estimate.stats import welford
 from stageroute.optimize.explore import explore_limits
 from stageroute.optimize.joint_kernels import OVER_BUDGET, joint_route_into, joint_workspace
-from stageroute.simulate.loop import N_C, N_R
+from stageroute.simulate.loop import N_C, N_R, draw
 
 
 @njit(cache=True)
@@ -87,18 +87,7 @@ def run_contextual(deployed, alpha, prompts, segment_of, draws, R, C, cells, sta
             explore_limits(n_r, alpha_d, share, min_samples, float(n - t), cap[:d], floor[:d])
             _table(u, c, w, cap, floor, budget, p, ws)
         seg = segment_of[prompts[t]]
-        x = draws[t]
-        pick = -1
-        acc = 0.0
-        for i in range(d):
-            acc += p[seg, i]
-            if x < acc:
-                pick = i
-                break
-        if pick < 0 and not allow_drop:
-            pick = d - 1
-            while pick > 0 and p[seg, pick] <= 0.0:
-                pick -= 1
+        pick = draw(p[seg], d, draws[t], allow_drop)
         seen[seg] += 1.0
         if pick < 0:
             out_model[t] = -1

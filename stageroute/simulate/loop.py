@@ -62,6 +62,24 @@ def paced_budget(budget: float, pace: bool, pace_state: NDArray[np.float64]) -> 
 
 
 @njit(cache=True)
+def draw(w: NDArray[np.float64], d: int, x: float, allow_drop: bool) -> int:
+    """The option a uniform draw ``x`` picks from table ``w`` over ``d`` models (-1: the refused
+    share, with ``allow_drop``); without drop, a draw past the rounding of the sum goes to the
+    last model with a share."""
+    acc = 0.0
+    for i in range(d):
+        acc += w[i]
+        if x < acc:
+            return i
+    if allow_drop:
+        return -1
+    pick = d - 1
+    while pick > 0 and w[pick] <= 0.0:
+        pick -= 1
+    return pick
+
+
+@njit(cache=True)
 def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, kn, budget,  # type: ignore[no-untyped-def]
                 pace, pace_state, mode, epsilon, allow_drop, share, min_samples, refresh,
                 out_model, out_reward, out_cost):
@@ -102,19 +120,7 @@ def run_queries(deployed, alpha, prompts, draws, explore, R, C, stats, prior, kn
                 n_r[i] = stats[N_R, deployed[i]]
             explore_limits(n_r, alpha_d, share, min_samples, float(n - t), cap[:d], floor[:d])
             table_into(u, c, cap, floor, b, p, a2, order, lam, mids, score, q, neg_u, cheap)
-        w = even if uniform else p
-        x = draws[t]
-        pick = -1
-        acc = 0.0
-        for i in range(d):
-            acc += w[i]
-            if x < acc:
-                pick = i
-                break
-        if pick < 0 and not allow_drop:
-            pick = d - 1
-            while pick > 0 and w[pick] <= 0.0:
-                pick -= 1
+        pick = draw(even if uniform else p, d, draws[t], allow_drop)
         if pick < 0:
             out_model[t] = -1
             out_reward[t] = 0.0
