@@ -23,6 +23,9 @@ from stageroute.inputs.files import (
 )
 
 UTC = dt.UTC
+# Control and format characters (newline, tab, NUL, zero-width space, ...) are invisible or break
+# lines: no real id or name has them, a broken export does (a regex for Polars' str.contains).
+HIDDEN_CHARACTERS = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
 MAX_ID_LENGTH = 1000  # longer ids come from broken quoting (a quote that swallows the file)
 LAST_RELEASE = dt.datetime(9000, 1, 1, tzinfo=UTC)  # later "releases" are placeholders
 
@@ -229,10 +232,8 @@ def _normalise_ids(frame: pl.DataFrame, path: Path) -> tuple[pl.DataFrame, tuple
     logs use cannot be guessed.
     """
     models = frame["model"]
-    # Control and format characters (newline, tab, NUL, zero-width space, ...) are invisible or
-    # break lines: no real id has them, a broken export does.
-    hidden = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
-    odd = models.filter(models.str.contains(hidden) | (models.str.len_chars() > MAX_ID_LENGTH))
+    odd = models.filter(models.str.contains(HIDDEN_CHARACTERS)
+                        | (models.str.len_chars() > MAX_ID_LENGTH))
     if len(odd):
         value = odd[0]
         what = ("contains a control or invisible character (newline, tab, zero-width space, ...)"

@@ -4,7 +4,6 @@ from a column of the outcomes or from clusters of the prompt text, and the true 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.errors import BadDataError, UsageError, shown
-from stageroute.inputs.catalog import MAX_ID_LENGTH
+from stageroute.inputs.catalog import HIDDEN_CHARACTERS, MAX_ID_LENGTH
 from stageroute.inputs.files import quote
 from stageroute.inputs.outcomes import OutcomeMatrix
 from stageroute.inputs.prompts import load_prompts
@@ -72,11 +71,11 @@ def check_segment_names(names: Sequence[str], where: str, fix: str = "") -> None
             "routing table solved jointly and a gateway group; group the values into at most "
             f"{MAX_SEGMENTS} segments{fix}"
         )
-    hidden = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+    hidden = pl.Series(names, dtype=pl.String).str.contains(HIDDEN_CHARACTERS).to_list()
     folded: dict[str, str] = {}
-    for name in names:
+    for name, odd in zip(names, hidden, strict=True):
         problem = ("contains a control or invisible character (newline, tab, zero-width space, "
-                   "...)" if hidden.search(name) else
+                   "...)" if odd else
                    f"is {len(name):,} characters long (at most {MAX_ID_LENGTH:,})"
                    if len(name) > MAX_ID_LENGTH else
                    "has surrounding whitespace" if name != name.strip() else None)
