@@ -14,6 +14,9 @@ from sklearn.metrics import adjusted_rand_score
 from stageroute.embed import cluster, embed_prompts, fit_clusters, fit_embedding, segment_names
 from stageroute.errors import BadDataError
 from stageroute.estimate.segments import (
+    BASE_R,
+    EFFECT_PRIOR,
+    FIT_R,
     KAPPA_R,
     VAR_R,
     cell_bounds,
@@ -49,11 +52,18 @@ def bernoulli_cells(rng: np.random.Generator, truth: NDArray[np.float64],
     return cell_stats(samples)
 
 
+def prior_means(stats: NDArray[np.float64]) -> NDArray[np.float64]:
+    """[S, N] each cell's prior mean a_j + b_s (unclipped)."""
+    pool, effects = pooling_of(stats, global_stats(stats))
+    return pool[BASE_R][None, :] + effects
+
+
 def shrunk_means(stats: NDArray[np.float64]) -> NDArray[np.float64]:
-    glob = global_stats(stats)
-    pool = pooling_of(stats, glob)
+    pool, effects = pooling_of(stats, global_stats(stats))
+    prior = np.clip(pool[BASE_R][None, :] + effects, 0.0, 1.0)
     segments, models = stats.shape[1:]
-    return np.array([[shrunk_cell(stats, glob, s, j, N_R, pool[KAPPA_R, j], pool[VAR_R, j])[0]
+    return np.array([[shrunk_cell(stats, s, j, N_R, pool[KAPPA_R, j], pool[VAR_R, j],
+                                  prior[s, j])[0]
                       for j in range(models)] for s in range(segments)])
 
 
@@ -84,13 +94,12 @@ def test_global_stats_are_the_statistics_of_all_samples() -> None:
 def test_one_segment_gives_the_non_contextual_bounds() -> None:
     stats = random_stats(2, segments=1)
     prior = np.array([np.nan, 0.002, np.nan, 0.003])
-    glob = global_stats(stats)
-    pool = pooling_of(stats, glob)
+    pool, effects = pooling_of(stats, global_stats(stats))
     for j in range(stats.shape[2]):
-        assert cell_bounds(stats, glob, 0, j, pool, KN, prior) == pytest.approx(
+        assert cell_bounds(stats, 0, j, pool, effects, KN, prior) == pytest.approx(
             model_bounds(stats[:, 0, :].copy(), j, KN, prior))
     # the model never seen is untried: mu_U = 1 and its cost prior
-    assert cell_bounds(stats, glob, 0, 3, pool, KN, prior) == (1.0, 0.003)
+    assert cell_bounds(stats, 0, 3, pool, effects, KN, prior) == (1.0, 0.003)
 
 
 def test_a_model_seen_in_one_segment_is_untried_elsewhere() -> None:
@@ -98,10 +107,10 @@ def test_a_model_seen_in_one_segment_is_untried_elsewhere() -> None:
     empty = np.zeros(0)
     stats = cell_stats([[empty], [rng.random(9)], [empty]])
     glob = global_stats(stats)
-    pool = pooling_of(stats, glob)
+    pool, effects = pooling_of(stats, glob)
     assert pool[KAPPA_R, 0] == 0.0
-    assert cell_bounds(stats, glob, 0, 0, pool, KN, np.array([0.004])) == (1.0, 0.004)
-    assert cell_bounds(stats, glob, 1, 0, pool, KN, np.array([0.004])) == pytest.approx(
+    assert cell_bounds(stats, 0, 0, pool, effects, KN, np.array([0.004])) == (1.0, 0.004)
+    assert cell_bounds(stats, 1, 0, pool, effects, KN, np.array([0.004])) == pytest.approx(
         model_bounds(glob, 0, KN, np.array([0.004])))
 
 
@@ -111,13 +120,14 @@ def test_compiled_kernels_equal_their_python(seed: int) -> None:
     prior = np.full(stats.shape[2], np.nan)
     glob = global_stats(stats)
     assert global_stats.py_func(stats) == pytest.approx(glob, nan_ok=True)
-    pool = pooling_of(stats, glob)
-    assert pooling_of.py_func(stats, glob) == pytest.approx(pool)
+    pool, effects = pooling_of(stats, glob)
+    py_pool, py_effects = pooling_of.py_func(stats, glob)
+    assert py_pool == pytest.approx(pool) and py_effects == pytest.approx(effects)
     u, c = shrunk_bounds(stats, KN, prior)
     for s in range(stats.shape[1]):
         for j in range(stats.shape[2]):
-            expected = cell_bounds.py_func(stats, glob, s, j, pool, KN, prior)
-            assert cell_bounds(stats, glob, s, j, pool, KN, prior) == pytest.approx(expected)
+            expected = cell_bounds.py_func(stats, s, j, pool, effects, KN, prior)
+            assert cell_bounds(stats, s, j, pool, effects, KN, prior) == pytest.approx(expected)
             assert (u[s, j], c[s, j]) == pytest.approx(expected)
 
 
@@ -140,9 +150,9 @@ def test_well_sampled_cells_keep_their_own_mean() -> None:
     shrunk = shrunk_means(stats)
     raw = stats[1]
     assert np.abs(shrunk - raw).max() < 2e-3
-    # pulled toward the global mean, never past it
-    mu = global_stats(stats)[1]
-    assert np.all(np.abs(shrunk - mu[None, :]) <= np.abs(raw - mu[None, :]) + 1e-12)
+    # pulled toward the prior mean, never past it
+    mu = prior_means(stats)
+    assert np.all(np.abs(shrunk - mu) <= np.abs(raw - mu) + 1e-12)
 
 
 def test_kappa_recovers_the_between_segment_variance() -> None:
@@ -152,7 +162,7 @@ def test_kappa_recovers_the_between_segment_variance() -> None:
     counts = rng.integers(5, 80, segments)
     samples = [[rng.normal(means[s], sigma, counts[s])] for s in range(segments)]
     stats = cell_stats(samples)
-    pool = pooling_of(stats, global_stats(stats))
+    pool = pooling_of(stats, global_stats(stats))[0]
     assert pool[VAR_R, 0] == pytest.approx(sigma**2, rel=0.03)
     assert pool[VAR_R, 0] / pool[KAPPA_R, 0] == pytest.approx(tau**2, rel=0.15)
 
@@ -160,7 +170,7 @@ def test_kappa_recovers_the_between_segment_variance() -> None:
 def test_identical_segments_pool_fully_up_to_the_cap() -> None:
     x = np.array([0.0, 1.0, 1.0, 0.0])
     stats = cell_stats([[x], [x], [x]])
-    pool = pooling_of(stats, global_stats(stats))
+    pool = pooling_of(stats, global_stats(stats))[0]
     assert pool[KAPPA_R, 0] == 4.0  # tau2 estimate <= 0: kappa = the mean count of a segment
 
 
@@ -177,18 +187,57 @@ def test_shrunk_bounds_cover_the_true_cell_means() -> None:
     assert np.mean(covered) >= 0.98 and min(covered) >= 0.95  # measured 0.9996 and 0.992
 
 
-def test_a_rarely_tried_cell_keeps_at_least_half_its_own_mean() -> None:
-    """The lock-in the cap prevents: a model served 5,000 times in a segment where it is poor
-    and 10 times in one where it is excellent keeps the excellent cell optimistic (its own
-    samples weigh at least half), and a third, untried cell is untried (mu_U = 1)."""
-    poor, good = np.r_[np.ones(2800), np.zeros(2200)], np.ones(10)
-    stats = cell_stats([[poor], [good], [np.zeros(0)]])
+def test_the_effects_are_the_weighted_least_squares_fit() -> None:
+    """The joint fit of x_sm = a_m + b_s (counts as weights, EFFECT_PRIOR pseudo-samples at 0
+    on each b_s) equals the normal equations solved directly, on unbalanced cells with holes."""
+    rng = np.random.default_rng(8)
+    segments, models = 7, 5
+    counts = rng.integers(0, 40, (segments, models)) * (rng.random((segments, models)) < 0.7)
+    counts[0, :] = 5  # every model seen somewhere
+    samples = [[rng.random(counts[s, j]) * (0.3 + 0.1 * j + 0.05 * s) for j in range(models)]
+               for s in range(segments)]
+    stats = cell_stats(samples)
+    pool, _ = pooling_of(stats, global_stats(stats))
+    rows, target, weight = [], [], []
+    for s in range(segments):
+        for j in range(models):
+            if counts[s, j]:
+                row = np.zeros(models + segments)
+                row[j], row[models + s] = 1.0, 1.0
+                rows.append(row)
+                target.append(stats[1, s, j])
+                weight.append(counts[s, j])
+    a = np.array(rows) * np.sqrt(weight)[:, None]
+    b = np.array(target) * np.sqrt(weight)
+    ridge = np.hstack([np.zeros((segments, models)), np.eye(segments) * np.sqrt(EFFECT_PRIOR)])
+    solution = np.linalg.lstsq(np.vstack([a, ridge]), np.r_[b, np.zeros(segments)], rcond=None)[0]
+    assert pool[FIT_R] == pytest.approx(solution[:models], abs=1e-7)
+
+
+def test_a_cells_prior_is_what_the_other_models_say_of_its_segment() -> None:
+    """Each model's prior takes the segment effects from the other models only: the lock-in
+    the segment effect prevents. Model 0 is served 5,000 times in a hard segment (0.56) and 10
+    times in an easy one where it is excellent; model 1 shows the easy segment is 0.35 easier
+    and a third segment 0.25 easier. Model 0's easy cell is shrunk toward 0.56 + 0.35, not
+    toward its global 0.56, and its untried third cell starts at 0.56 + 0.25."""
+    hard0 = np.r_[np.ones(2800), np.zeros(2200)]
+    hard1, easy1, third1 = (np.r_[np.ones(k), np.zeros(1000 - k)] for k in (500, 850, 750))
+    stats = cell_stats([[hard0, hard1], [np.ones(10), easy1], [np.zeros(0), third1]])
+    pool, effects = pooling_of(stats, global_stats(stats))
+    prior = pool[BASE_R][None, :] + effects
+    assert prior[1, 0] == pytest.approx(0.56 + 0.35, abs=0.01)
+    assert prior[2, 0] == pytest.approx(0.56 + 0.25, abs=0.01)
+    u, _ = shrunk_bounds(stats, KN, np.full(2, np.nan))
+    assert u[1, 0] > 0.9 and u[1, 0] > u[0, 0]
+    assert 0.81 < u[2, 0] < 1.0  # the prior alone: optimistic, not untried
+
+
+def test_with_one_model_the_prior_is_the_models_mean() -> None:
+    """No other model shows a segment effect: the prior is the model's own global mean."""
+    stats = random_stats(9, models=2)[:, :, :1].copy()
     glob = global_stats(stats)
-    pool = pooling_of(stats, glob)
-    mean, _, count = shrunk_cell(stats, glob, 1, 0, N_R, pool[KAPPA_R, 0], pool[VAR_R, 0])
-    assert count <= 20 and mean >= (1.0 + glob[1, 0]) / 2 - 1e-12
-    u, _ = shrunk_bounds(stats, KN, np.full(1, np.nan))
-    assert u[2, 0] == 1.0 and u[1, 0] > u[0, 0]
+    pool, effects = pooling_of(stats, glob)
+    assert np.all(effects == 0.0) and pool[BASE_R, 0] == pytest.approx(glob[1, 0])
 
 
 def test_shrunk_bounds_check_shapes() -> None:

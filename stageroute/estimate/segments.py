@@ -4,47 +4,61 @@ The statistics are an array ``stats[6, S, N]`` in the rows of ``simulate.loop`` 
 the reward, then of the cost) for S segments and N models; the model's global statistics
 ``glob[6, N]`` are the Chan merge of its segments (``global_stats``).
 
-The estimator: empirical-Bayes normal-normal shrinkage, per model and per kind (reward, cost).
-Cell (s, m) has n samples with mean x and sum of squared deviations M2; the model's global mean
-is mu. Its segment means are taken to scatter around mu with variance tau2 (between segments),
-its samples around their segment's mean with variance sigma2 (within). The posterior of the
-cell's mean then has
+The estimator: empirical-Bayes normal-normal shrinkage toward an additive prior. Cell (s, m) has
+n samples with mean x and sum of squared deviations M2. Its prior mean is a_m + b_s: the model's
+level plus the segment's effect (how much easier or harder the segment is for every model).
+The levels and effects are first fitted jointly to all the cells by least squares weighted by
+the counts (``fit_effects``, an exact solve; each b_s carries EFFECT_PRIOR pseudo-samples at 0, so a
+segment nobody was served in has no effect). Model m's prior then takes the effects as the other
+models show them (``others_effects``: its own cells left out, so a cell's prior never contains
+its own samples), and a_m is m's mean less the count-weighted mean of those effects over its
+cells. The cell means of a model are taken to scatter around their prior means with variance
+tau2 (the model-segment interaction), its samples around their cell's mean with variance sigma2
+(within). The posterior of the cell's mean then has
 
-    mean  = (n x + kappa mu) / (n + kappa),      kappa = sigma2 / tau2
+    mean  = (n x + kappa (a_m + b_s)) / (n + kappa),      kappa = sigma2 / tau2
     var   = sigma2 / (n + kappa)
 
-so the prior counts as kappa samples at mu. The bound is StageRoute's own (``reward_bound``,
-``cost_bound``) at that mean with the count n + kappa and the spread (M2 + kappa sigma2) /
-(n + kappa) (the cell's variance, with the prior's kappa pseudo-samples at variance sigma2).
+so the prior counts as kappa samples at a_m + b_s. The bound is StageRoute's own
+(``reward_bound``, ``cost_bound``) at that mean with the count n + kappa and the spread
+(M2 + kappa sigma2) / (n + kappa) (the cell's variance, with the prior's kappa pseudo-samples at
+variance sigma2).
 
+- Why the segment effect: the segments a model was served in are the policy's choice, so its
+  plain global mean mixes segments of every difficulty in the policy's proportions. With the
+  prior at that mean, replay on RouterBench pulled claude-v1's cell on arc-challenge (true mean
+  0.91) down to its mean over winogrande, where it was mostly served (0.56), and never tried it
+  there again. With a_m + b_s, a model's cell on an easy segment starts where the other models
+  say that segment is. The cost keeps b_s = 0 (its segments differ by prompt length, which
+  scales with each model's price rather than adding to it): its prior mean is the model's mean.
 - sigma2 is the pooled within-segment variance: sum_s M2_s / (n_m - S_m), over the S_m segments
   with samples (the global variance M2_m / n_m when no segment has two samples).
 - tau2 is the method-of-moments (ANOVA, DerSimonian-Laird) estimate of the unbalanced one-way
-  random-effects model: Q = sum_s n_s (x_s - mu)^2 has expectation (S_m - 1) sigma2 +
-  tau2 (n_m - sum_s n_s^2 / n_m), so tau2 = (Q - (S_m - 1) sigma2) / (n_m - sum_s n_s^2 / n_m).
+  random-effects model on the residuals d_s = x_s - a_m - b_s: Q = sum_s n_s d_s^2 has
+  expectation (S_m - 1) sigma2 + tau2 (n_m - sum_s n_s^2 / n_m), so
+  tau2 = (Q - (S_m - 1) sigma2) / (n_m - sum_s n_s^2 / n_m).
 - kappa = sigma2 / tau2, capped at n_m / S_m (the mean count of a seen segment): tau2 is floored
   at sigma2 / (n_m / S_m), the sampling variance of one average segment's mean, a spread that
   S_m segments cannot tell from 0. tau2 <= 0 (segments look alike) gives the cap: the prior then
   counts as one average segment, never as all the model's samples.
-- The prior never outweighs the cell's own samples: the count is n + min(kappa, n). A cell
-  nobody tried (n = 0) is untried, mu_U = 1 and the cost prior, as in the non-contextual
-  bounds. This keeps the bounds optimistic where the data cannot speak for the cell, which a
-  bandit needs: the model's global mean mu comes from wherever the policy served it, so it can
-  sit far from a segment the model was rarely tried in. Without the cap (the prior counting
-  kappa samples, up to n_m / S_m, even at n = 0), replay on RouterBench shrank claude-v1's bound
-  on arc-challenge (true mean 0.91, 13 samples) to its mean over winogrande (0.56) and never
-  tried it there again: 0.7319 reward per query against 0.7457 with the cap (relative budget
-  0.7, T = 100,000, 2 seeds), and lower on all four table/budget cases measured.
-- A model seen in one segment only: tau2 is not identified and kappa = 0, no pooling. A model
-  seen nowhere: kappa = 0, the same. With one segment the bounds are exactly the
-  non-contextual ones (``simulate.loop.model_bounds``).
+- A cell nobody tried (n = 0) of a model seen in two segments or more gets the prior alone: mean
+  a_m + b_s, count kappa. A model seen in one segment only: tau2 is not identified and kappa = 0,
+  no pooling, its other cells untried (mu_U = 1 and the cost prior, as in the non-contextual
+  bounds); a model seen nowhere, the same. With one segment the bounds are exactly the
+  non-contextual ones (``simulate.loop.model_bounds``): kappa = 0. With one model, b = 0 (no
+  other model shows an effect) and the prior is the model's mean.
 
-Why the count n + min(kappa, n) in the radius: the posterior variance sigma2 / (n + kappa) is
-what the shrunk mean is worth when the normal model holds and tau2 is estimated well; it is a
-Bayesian credible bound (it covers the true cell means on average over the segments; a test
-checks it on a simulation), not a per-cell frequentist guarantee, and the cap bounds how much
-narrower than the cell's own it gets (at most by sqrt(2)): a cell's own samples weigh at least
-half. The floor on tau2 keeps kappa finite when the segments look alike.
+The posterior variance sigma2 / (n + kappa) is what the shrunk mean is worth when the normal
+model holds and tau2 is estimated well: a Bayesian credible bound (it covers the true cell means
+on average over the segments; a test checks it on a simulation), not a per-cell frequentist
+guarantee. The floor on tau2 bounds how far the prior narrows a cell's radius.
+
+Measured in replay (``benchmarks/contextual_results.py`` cases, T = 100,000, 10 seeds, M_max 3,
+segments = eval_name, per-query tables; reward per query at relative budgets 0.3 / 0.7):
+RouterBench 0.7187 / 0.7465 and MMLU-Pro 0.4955 / 0.5125 with this prior; 0.7171 / 0.7421 and
+0.4927 / 0.5098 with the prior at the model's plain mean and kept from untried cells (kappa <= n,
+the previous estimator); 0.7172 / 0.7425 and 0.4956 / 0.5117 with the joint fit's effects (own
+cells included) and kappa <= n; 0.7180 / 0.7459 and 0.4958 / 0.5127 with them and no such cap.
 """
 
 from __future__ import annotations
@@ -69,9 +83,11 @@ from stageroute.simulate.loop import (
     SCALE,
 )
 
-# Rows of the pooling array [4, N]: kappa and the pooled within-segment variance sigma2, for the
-# reward and for the cost.
-KAPPA_R, VAR_R, KAPPA_C, VAR_C = range(4)
+# Rows of the pooling array [7, N]: kappa, the pooled within-segment variance sigma2 and the
+# model's base level (for the cost, its mean), for the reward and the cost; and the model's level
+# in the joint fit of the segment effects (``fit_effects``).
+KAPPA_R, VAR_R, KAPPA_C, VAR_C, BASE_R, BASE_C, FIT_R = range(7)
+EFFECT_PRIOR = 1.0  # pseudo-samples at 0 on each segment effect (keeps an empty segment at 0)
 
 
 @njit(cache=True)
@@ -95,11 +111,24 @@ def global_stats(stats):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def model_pooling(stats, glob, j, row_n):  # type: ignore[no-untyped-def]
-    """(kappa, sigma2) of model ``j`` for the kind whose count is in row ``row_n`` (N_R or N_C),
-    from the cells ``stats[:, :, j]`` and their merge ``glob[:, j]``; O(S)."""
+def model_base(stats, glob, effect, j, row_n):  # type: ignore[no-untyped-def]
+    """Model ``j``'s level: its global mean less the count-weighted mean of its segments'
+    effects ``effect`` [S] (the least-squares a_j of x_sj = a_j + b_s given b); O(S)."""
     total = glob[row_n, j]
-    mu = glob[row_n + 1, j]
+    if total <= 0:
+        return 0.0
+    shift = 0.0
+    for s in range(stats.shape[1]):
+        shift += stats[row_n, s, j] * effect[s]
+    return glob[row_n + 1, j] - shift / total
+
+
+@njit(cache=True)
+def model_pooling(stats, glob, effect, weight, base, j, row_n):  # type: ignore[no-untyped-def]
+    """(kappa, sigma2) of model ``j`` for the kind whose count is in row ``row_n`` (N_R or N_C),
+    from the cells ``stats[:, :, j]``, their merge ``glob[:, j]`` and the prior means
+    base + weight effect[s]; O(S)."""
+    total = glob[row_n, j]
     seen = 0
     within = 0.0
     q = 0.0
@@ -109,7 +138,7 @@ def model_pooling(stats, glob, j, row_n):  # type: ignore[no-untyped-def]
         if n > 0:
             seen += 1
             within += stats[row_n + 2, s, j]
-            d = stats[row_n + 1, s, j] - mu
+            d = stats[row_n + 1, s, j] - base - weight * effect[s]
             q += n * d * d
             square += n * n
     if seen == 0 or total <= 0:
@@ -127,54 +156,113 @@ def model_pooling(stats, glob, j, row_n):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def pool_model(stats, glob, j, pooling):  # type: ignore[no-untyped-def]
-    """Refresh column ``j`` of the pooling array (after an update of model ``j``); O(S)."""
-    pooling[KAPPA_R, j], pooling[VAR_R, j] = model_pooling(stats, glob, j, N_R)
-    pooling[KAPPA_C, j], pooling[VAR_C, j] = model_pooling(stats, glob, j, N_C)
+def others_effects(stats, pooling, j, out):  # type: ignore[no-untyped-def]
+    """The reward's segment effects as the models other than ``j`` show them, into ``out`` [S]:
+    b_s = sum_m n_sm (x_sm - a_m) / (EFFECT_PRIOR + sum_m n_sm) over m != j, with each model's
+    level a_m of the joint fit (``pooling[FIT_R]``); O(S N)."""
+    for s in range(stats.shape[1]):
+        num = 0.0
+        den = EFFECT_PRIOR
+        for m in range(stats.shape[2]):
+            n = stats[N_R, s, m]
+            if m != j and n > 0:
+                num += n * (stats[N_R + 1, s, m] - pooling[FIT_R, m])
+                den += n
+        out[s] = num / den
+
+
+@njit(cache=True)
+def pool_model(stats, glob, pooling, effects, j):  # type: ignore[no-untyped-def]
+    """Refresh model ``j``'s column of ``pooling`` [7, N] from its cells and the segment effects
+    its prior uses, ``effects[:, j]`` (held; ``fit_effects`` refreshes them); O(S)."""
+    effect = effects[:, j]
+    base = model_base(stats, glob, effect, j, N_R)
+    pooling[BASE_R, j] = base
+    pooling[KAPPA_R, j], pooling[VAR_R, j] = model_pooling(stats, glob, effect, 1.0, base, j,
+                                                           N_R)
+    pooling[BASE_C, j] = glob[N_C + 1, j]  # the cost has no segment effect
+    pooling[KAPPA_C, j], pooling[VAR_C, j] = model_pooling(stats, glob, effect, 0.0,
+                                                           pooling[BASE_C, j], j, N_C)
+
+
+@njit(cache=True)
+def fit_effects(stats, glob, pooling, effects):  # type: ignore[no-untyped-def]
+    """Fit the models' levels a (``pooling[FIT_R]``) and the segments' effects b of
+    x_sm = a_m + b_s by least squares weighted by the counts, b with EFFECT_PRIOR pseudo-samples
+    at 0; then each model's effects as the others show them into ``effects`` [S, N] and every
+    model's pooling.
+
+    Exact: with a_m = xbar_m - sum_s n_sm b_s / n_m substituted, the normal equations of b are
+    the S x S system (EFFECT_PRIOR + n_s.) b_s - sum_m n_sm / n_m sum_t n_tm b_t
+    = sum_m n_sm (x_sm - xbar_m), symmetric positive definite; O(S^2 N + S^3)."""
+    segments, models = stats.shape[1], stats.shape[2]
+    lhs = np.zeros((segments, segments))
+    rhs = np.zeros(segments)
+    for m in range(models):
+        total = glob[N_R, m]
+        if total <= 0:
+            continue
+        for s in range(segments):
+            n = stats[N_R, s, m]
+            if n <= 0:
+                continue
+            lhs[s, s] += n
+            rhs[s] += n * (stats[N_R + 1, s, m] - glob[N_R + 1, m])
+            for t in range(segments):
+                lhs[s, t] -= n * stats[N_R, t, m] / total
+    for s in range(segments):
+        lhs[s, s] += EFFECT_PRIOR
+    effect = np.linalg.solve(lhs, rhs)
+    for m in range(models):
+        pooling[FIT_R, m] = model_base(stats, glob, effect, m, N_R)
+    for m in range(models):
+        others_effects(stats, pooling, m, effects[:, m])
+        pool_model(stats, glob, pooling, effects, m)
 
 
 @njit(cache=True)
 def pooling_of(stats, glob):  # type: ignore[no-untyped-def]
-    """The pooling array [4, N] (rows KAPPA_R, VAR_R, KAPPA_C, VAR_C) of every model."""
-    out = np.zeros((4, stats.shape[2]))
-    for j in range(stats.shape[2]):
-        pool_model(stats, glob, j, out)
-    return out
+    """(pooling [7, N], the segment effects of each model's prior [S, N]) (``fit_effects``)."""
+    pooling = np.zeros((7, stats.shape[2]))
+    effects = np.zeros(stats.shape[1:])
+    fit_effects(stats, glob, pooling, effects)
+    return pooling, effects
 
 
 @njit(cache=True)
-def shrunk_cell(stats, glob, s, j, row_n, kappa, sigma2):  # type: ignore[no-untyped-def]
-    """(mean, variance, count) of cell (s, j) for one kind after shrinkage, kappa capped at the
-    cell's count n: the mean and count of the module docstring, the variance
-    (M2 + kappa sigma2) / (n + kappa); NaN variance and count 0 for a cell with no samples."""
+def shrunk_cell(stats, s, j, row_n, kappa, sigma2, prior):  # type: ignore[no-untyped-def]
+    """(mean, variance, count) of cell (s, j) for one kind after shrinkage toward the prior mean
+    ``prior``: the mean and count of the module docstring, the variance
+    (M2 + kappa sigma2) / (n + kappa); NaN variance and count 0 when both n and kappa are 0."""
     n = stats[row_n, s, j]
-    kappa = min(kappa, n)  # the prior never outweighs the cell's own samples
     count = n + kappa
     if count <= 0:
         return 0.0, math.nan, 0.0
-    mean = (n * stats[row_n + 1, s, j] + kappa * glob[row_n + 1, j]) / count
+    mean = (n * stats[row_n + 1, s, j] + kappa * prior) / count
     return mean, (stats[row_n + 2, s, j] + kappa * sigma2) / count, count
 
 
 @njit(cache=True)
-def cell_bounds(stats, glob, s, j, pooling, kn, prior):  # type: ignore[no-untyped-def]
+def cell_bounds(stats, s, j, pooling, effects, kn, prior):  # type: ignore[no-untyped-def]
     """(mu_U, cost bound) of cell (segment ``s``, model ``j``): ``simulate.loop.model_bounds``
-    on the shrunk statistics (``kn``: the knobs of ``simulate.loop.knobs``; ``prior[j]``: the
-    cost of an untried model, NaN for the floor)."""
+    on the shrunk statistics (``pooling`` and ``effects``: ``pooling_of``'s; ``kn``: the knobs of
+    ``simulate.loop.knobs``; ``prior[j]``: the cost of an untried model, NaN for the floor)."""
     radius_mean = kn[RADIUS_MEAN] > 0
-    mean, var, n = shrunk_cell(stats, glob, s, j, N_R, pooling[KAPPA_R, j], pooling[VAR_R, j])
+    base = min(max(pooling[BASE_R, j] + effects[s, j], 0.0), 1.0)
+    mean, var, n = shrunk_cell(stats, s, j, N_R, pooling[KAPPA_R, j], pooling[VAR_R, j], base)
     u = reward_bound(mean, var, n, kn[GAMMA], radius_mean)
-    mean, var, n = shrunk_cell(stats, glob, s, j, N_C, pooling[KAPPA_C, j], pooling[VAR_C, j])
+    mean, var, n = shrunk_cell(stats, s, j, N_C, pooling[KAPPA_C, j], pooling[VAR_C, j],
+                               pooling[BASE_C, j])
     c = cost_bound(mean, var, n, kn[COST_GAMMA], radius_mean, kn[SCALE], kn[C_LO], kn[C_HI],
                    prior[j], kn[COST_UPPER] > 0)
     return u, c
 
 
 @njit(cache=True)
-def _all_bounds(stats, glob, pooling, kn, prior, u, c):  # type: ignore[no-untyped-def]
+def _all_bounds(stats, pooling, effects, kn, prior, u, c):  # type: ignore[no-untyped-def]
     for s in range(stats.shape[1]):
         for j in range(stats.shape[2]):
-            u[s, j], c[s, j] = cell_bounds(stats, glob, s, j, pooling, kn, prior)
+            u[s, j], c[s, j] = cell_bounds(stats, s, j, pooling, effects, kn, prior)
 
 
 def shrunk_bounds(stats: NDArray[np.float64], kn: NDArray[np.float64],
@@ -193,9 +281,8 @@ def shrunk_bounds(stats: NDArray[np.float64], kn: NDArray[np.float64],
     prior = np.ascontiguousarray(prior, dtype=np.float64)
     if prior.shape != (stats.shape[2],):
         raise ValueError(f"prior must have shape ({stats.shape[2]},), got {prior.shape}")
-    glob = global_stats(stats)
+    pooling, effects = pooling_of(stats, global_stats(stats))
     u = np.empty(stats.shape[1:])
     c = np.empty(stats.shape[1:])
-    _all_bounds(stats, glob, pooling_of(stats, glob), np.asarray(kn, dtype=np.float64), prior,
-                u, c)
+    _all_bounds(stats, pooling, effects, np.asarray(kn, dtype=np.float64), prior, u, c)
     return u, c

@@ -2,7 +2,8 @@
 
 The contextual counterpart of ``simulate.loop.run_queries``: the statistics are kept per
 (segment, model) cell and per model (their merge), each cell's bounds are shrunk toward its model's
-(``estimate.segments``), and the tables of all segments are one joint RouteOPT
+(``estimate.segments``: the served model's pooling after every query, every model's and the
+segment effects every REFIT queries), and the tables of all segments are one joint RouteOPT
 (``optimize.joint_kernels``) over the frozen deployed set, with the traffic shares of the segments
 seen so far, the shared throughput caps and the exploration floors of ``optimize.explore``.
 """
@@ -12,18 +13,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from stageroute.estimate.segments import cell_bounds, pool_model, pooling_of
+from stageroute.estimate.segments import cell_bounds, fit_effects, pool_model, pooling_of
 from stageroute.estimate.stats import welford
 from stageroute.optimize.explore import explore_limits
 from stageroute.optimize.joint_kernels import OVER_BUDGET, joint_route_into, joint_workspace
 from stageroute.simulate.loop import N_C, N_R, draw
 
+REFIT = 256  # queries between two fits of the segment effects (one model's pooling every query)
+
 
 @njit(cache=True)
-def _bounds_of(cells, stats, pooling, deployed, i, kn, prior, u, c):  # type: ignore[no-untyped-def]
+def _bounds_of(cells, pooling, effects, deployed, i, kn, prior, u, c):  # type: ignore[no-untyped-def]
     """Column ``i`` (deployed model) of the per-segment bounds."""
     for s in range(u.shape[0]):
-        u[s, i], c[s, i] = cell_bounds(cells, stats, s, deployed[i], pooling, kn, prior)
+        u[s, i], c[s, i] = cell_bounds(cells, s, deployed[i], pooling, effects, kn, prior)
 
 
 @njit(cache=True)
@@ -69,10 +72,10 @@ def run_contextual(deployed, alpha, prompts, segment_of, draws, R, C, cells, sta
     n_r = np.zeros(d)
     alpha_d = np.zeros(d)
     ws = joint_workspace(n_seg, size)
-    pooling = pooling_of(cells, stats)
+    pooling, effects = pooling_of(cells, stats)
     for i in range(d):
         alpha_d[i] = alpha[deployed[i]]
-        _bounds_of(cells, stats, pooling, deployed, i, kn, prior, u, c)
+        _bounds_of(cells, pooling, effects, deployed, i, kn, prior, u, c)
     table = -1
     for t in range(n):
         if refresh <= 0 or (t * refresh) // n != table:
@@ -101,8 +104,13 @@ def run_contextual(deployed, alpha, prompts, segment_of, draws, R, C, cells, sta
         welford(stats, N_C, j, cost)
         welford(cells[:, seg, :], N_R, j, r)
         welford(cells[:, seg, :], N_C, j, cost)
-        pool_model(cells, stats, j, pooling)
-        _bounds_of(cells, stats, pooling, deployed, pick, kn, prior, u, c)
+        if (t + 1) % REFIT == 0:
+            fit_effects(cells, stats, pooling, effects)
+            for i in range(d):
+                _bounds_of(cells, pooling, effects, deployed, i, kn, prior, u, c)
+        else:
+            pool_model(cells, stats, pooling, effects, j)
+            _bounds_of(cells, pooling, effects, deployed, pick, kn, prior, u, c)
         out_model[t] = j
         out_reward[t] = r
         out_cost[t] = cost
