@@ -247,19 +247,16 @@ def read_summary(logs: str | Path | StoreInput, catalog: pl.DataFrame, config: P
     """The log summary: from the statistics store (``plan --stats``), from the logs grouped by
     window (a drift option), or from the logs in one pass."""
     if isinstance(logs, StoreInput):
-        if config.segments:
-            raise UsageError("--segments reads the segment column from the logs: give --logs, "
-                             "not --stats")
         if feedback is not None:
             raise UsageError("--feedback is joined when the store is built: pass it to "
                              "stageroute stats, not to plan --stats")
         say(f"reading the statistics store {logs}")
         summary = store_summary(logs.path, catalog, config.as_of, config.drift,
-                                recent=config.stage_length)
+                                recent=config.stage_length, segments=config.segments)
     elif not config.drift.stationary:
         say(f"scanning logs {logs} by day")
         summary = logs_by_window(logs, catalog, config.as_of, feedback, config.drift,
-                                 recent=config.stage_length)
+                                 recent=config.stage_length, segments=config.segments)
     else:
         say(f"scanning logs {logs}")
         return summarise_logs(logs, catalog, config.as_of, feedback, config.strict,
@@ -313,7 +310,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     current = _currently_deployed(config, summary, catalog)
     queries = stage_queries(summary, config)
     if summary.cells is not None:
-        cells = segment_cells(summary.cells, cand, config)
+        cells = segment_cells(summary, cand, config)
         say(f"solving the joint DeployOPT over {cand.u.size} candidates and "
             f"{len(cells.names)} segments")
         chosen, unexplorable = segment_deployment(cells, cand, config, queries)
@@ -348,7 +345,8 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
     tables = None
     if decision.cells is not None:
         chosen, unexplorable, table, tables = segment_tables(decision.cells, cand, dep.chosen,
-                                                             config, queries)
+                                                             config, queries,
+                                                             drop=not config.routing_only)
         disagreement = joint_cross_check(tables, table, config)
     else:
         chosen, unexplorable, table = stage_table(cand, dep.chosen, config, queries,
@@ -489,9 +487,11 @@ def make_routing_plan(logs: str | Path, catalog_path: str | Path, config: PlanCo
     say(f"re-solving the routing table of the {len(kept)} deployed models (no DeployOPT)")
     dep = deployment_on(cand.u, cand.c, cand.a, config.budget, np.isin(cand.names, kept),
                         config.allow_drop)
+    cells = None if summary.cells is None else segment_cells(summary, cand, config)
     note = (f"routing refresh (--routing-only): the {len(kept)} models of {_origin(config)} are "
-            "kept and only the routing table is re-solved; no model is added or evicted")
-    decision = _Decision(dep, kept, notes=(note,), warnings=dropped, kept=tuple(kept))
+            f"kept and only the routing table{' is' if cells is None else 's per segment are'} "
+            "re-solved; no model is added or evicted")
+    decision = _Decision(dep, kept, notes=(note,), warnings=dropped, kept=tuple(kept), cells=cells)
     return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
 
 

@@ -1,7 +1,9 @@
 """``plan --segments``: one deployment set for every query segment, one routing table per segment.
 
 The logs' ``segment`` column splits the traffic (SPEC 12). From the per-(segment, model)
-statistics of the plan's one pass over the logs (``LogSummary.cells``), each cell's bounds are
+statistics (``LogSummary.cells``: the plan's one pass over the logs, or the statistics store's
+windows and the logs grouped by day merged per cell with the drift options' window and weights,
+``plan_segments_store``), each cell's bounds are
 StageRoute's on its statistics shrunk toward the model's (``estimate.segments.shrunk_bounds``);
 the segments' traffic shares w_s are their shares of the used rows. The deployment is the joint
 DeployOPT on the joint RouteOPT's objective (``optimize.joint.deploy_joint``), with the
@@ -10,7 +12,8 @@ per-model preference order as a one-table plan does; the tables are the joint Ro
 set with the per-model exploration caps and floors of ``optimize.explore.explore_limits``
 (the floors yield to the budget, as for one table), cross-checked against the Pyomo LP on the
 chosen solver as a one-table plan is. This is the stage step of the contextual replay
-(``simulate.contextual``), on a log's statistics.
+(``simulate.contextual``), on a log's statistics. A routing refresh (``--routing-only``) keeps
+the set it is given and re-solves only the tables, by the same function (``segment_tables``).
 
 With one segment value in the whole log the bounds are the per-model ones, and the set and the
 table are a one-table plan's (up to ties inside the routing LP, which the two exact solvers may
@@ -23,12 +26,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.candidates import Candidates, disagreement
 from stageroute.errors import UsageError
 from stageroute.estimate.segments import shrunk_bounds
+from stageroute.inputs.logs import LogSummary
 from stageroute.inputs.segmentation import check_segment_names
 from stageroute.optimize.deploy import preference_order
 from stageroute.optimize.explore import Table, deploy_caps, explorable, explore_limits, refill
@@ -75,22 +78,22 @@ class SegmentTables:
 
 
 def check_segments(config: PlanConfig) -> None:
-    """--segments plans from the logs in one pass, with a full DeployOPT."""
-    if not config.segments:
-        return
-    for given, what in ((config.routing_only, "--routing-only"),
-                        (config.max_changes is not None, "--max-changes"),
-                        (not config.drift.stationary, "--window and --half-life")):
-        if given:
-            raise UsageError(f"--segments does not combine with {what} yet; drop one of them "
-                             "(plan --segments re-plans the set and every segment's table from "
-                             "all of the logs)")
+    """--segments chooses the set by a joint DeployOPT without a limit on the changes."""
+    if config.segments and config.max_changes is not None:
+        raise UsageError("--segments does not combine with --max-changes yet; drop one of them "
+                         "(plan --segments re-plans the set from the latest statistics; "
+                         "--routing-only --previous PLAN keeps it)")
 
 
-def segment_cells(cells: pl.DataFrame, cand: Candidates, config: PlanConfig) -> SegmentCells:
-    """The cells' statistics over the pool (``cand.names``) and their shrunk bounds."""
+def segment_cells(summary: LogSummary, cand: Candidates, config: PlanConfig) -> SegmentCells:
+    """The cells' statistics (``summary.cells``) over the pool (``cand.names``) and their
+    shrunk bounds."""
+    cells = summary.cells
+    if cells is None:
+        raise ValueError("segment_cells needs a summary with cells (segments=True)")
     names = tuple(sorted(set(cells["segment"].to_list())))
-    check_segment_names(names, "the logs' column 'segment'")
+    check_segment_names(names, f"the segments of statistics store {summary.label}"
+                        if summary.source == "stats" else "the logs' column 'segment'")
     seg = {s: i for i, s in enumerate(names)}
     col = {m: j for j, m in enumerate(cand.names)}
     stats = np.zeros((6, len(names), len(cand.names)))
@@ -138,15 +141,16 @@ def joint_table(u: Floats, c: Floats, w: Floats, cap: Floats, floor: Floats, bud
 
 
 def segment_tables(cells: SegmentCells, cand: Candidates, deployed: NDArray[np.bool_],
-                   config: PlanConfig, queries: float,
+                   config: PlanConfig, queries: float, drop: bool = True,
                    ) -> tuple[NDArray[np.bool_], list[int], Table, SegmentTables]:
-    """The set without the under-sampled models the stage cannot explore, its per-segment
-    tables, and the per-model view of them as a ``Table`` (each model's share of all traffic,
-    the caps and floors): (set mask, dropped pool indices, table, per-segment tables)."""
+    """The set without the under-sampled models the stage cannot explore (``drop``; a routing
+    refresh keeps every model, as ``candidates.stage_table``), its per-segment tables, and the
+    per-model view of them as a ``Table`` (each model's share of all traffic, the caps and
+    floors): (set mask, dropped pool indices, table, per-segment tables)."""
     n_r = cand.n_r.astype(np.float64)
     share, need = config.canary_share, float(config.min_samples)
     order = np.array([i for i in preference_order(cand.u, cand.c) if deployed[i]], dtype=np.int64)
-    kept, dropped = explorable(order, n_r, cand.a, share, need, queries)
+    kept, dropped = explorable(order, n_r, cand.a, share if drop else 1.0, need, queries)
     chosen = np.zeros(cand.u.size, dtype=bool)
     chosen[kept] = True
     idx = np.flatnonzero(chosen)
