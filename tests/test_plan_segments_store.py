@@ -1,5 +1,6 @@
-"""plan --segments with the statistics store (--stats), drift windows (--window, --half-life) and
-routing refreshes (--routing-only --previous): the same cells and tables as from the logs."""
+"""plan --segments with the statistics store (--stats), drift windows (--window, --half-life),
+routing refreshes (--routing-only --previous) and a change limit (--max-changes): the same cells
+and tables as from the logs, and the one-table plan's semantics."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from jsonschema import Draft202012Validator
 from test_plan_segments import AS_OF, tables, write_inputs
 from typer.testing import CliRunner
 
-from stageroute.errors import BadDataError, UsageError
+from stageroute.errors import BadDataError
 from stageroute.inputs.catalog import read_catalog
 from stageroute.inputs.logs import summarise_logs
 from stageroute.plan import PlanConfig, make_plan, plan_document
@@ -215,9 +216,95 @@ def test_a_routing_refresh_of_another_set_solves_its_tables_on_that_set(tmp_path
     assert tables(doc) == {"A": {"z": 1.0, "y": 0.0}, "B": {"y": 1.0, "z": 0.0}}
 
 
-def test_max_changes_with_segments_is_still_refused():
-    with pytest.raises(UsageError, match="--segments does not combine with --max-changes"):
-        config(segments=True, max_changes=1)
+def test_max_changes_keeps_the_set_and_says_what_it_would_change(tmp_path):
+    """Deployed now: x and z. Without a limit the set is {x, y} (y is B's best); --max-changes 0
+    keeps {x, z} with the one-table plan's reasons and note; 1 allows y in."""
+    logs, cat = write_inputs(tmp_path)
+    free = plan_document(make_plan(logs, cat, config(segments=True, deployed=("x", "z"))))
+    assert {m["model"]: m["action"] for m in free["candidates"]} == \
+        {"x": "keep", "y": "add", "z": "evict"}
+    held = plan_document(make_plan(logs, cat, config(segments=True, deployed=("x", "z"),
+                                                     max_changes=0)))
+    lines = {m["model"]: (m["action"], m["reason"]) for m in held["candidates"]}
+    assert lines["x"][0] == "keep" and lines["y"][0] == "idle" and lines["z"][0] == "keep"
+    assert lines["z"][1].endswith("; kept by --max-changes 0 (without the limit it would be "
+                                  "evicted)")
+    assert lines["y"][1] == ("not added: --max-changes 0 allows 0 addition(s) (without the "
+                             "limit it would be deployed)")
+    assert any(n.startswith("--max-changes 0 binds: the plan adds 0 model(s) (at most 0); "
+                            "without the limit DeployOPT would deploy 'x', 'y'")
+               for n in held["notes"])
+    assert tables(held) == {"A": {"x": 1.0, "z": 0.0}, "B": {"z": 1.0, "x": 0.0}}
+    assert held["max_changes"] == 0
+    one = plan_document(make_plan(logs, cat, config(segments=True, deployed=("x", "z"),
+                                                    max_changes=1)))
+    assert one["routing"] == free["routing"] and one["deployment"] == free["deployment"]
+
+
+@pytest.mark.parametrize("changes", [0, 1])
+def test_max_changes_with_one_segment_value_is_the_one_table_plan(tmp_path, changes):
+    logs, cat = write_inputs(tmp_path, max_share={"x": 0.4}, segments=("only",), extra_model=True)
+    kw = {"max_deployed": 3, "deployed": ("z", "w"), "max_changes": changes}
+    seg = plan_document(make_plan(logs, cat, config(segments=True, **kw)))
+    flat = plan_document(make_plan(logs, cat, config(**kw)))
+    assert [(m["model"], m["action"], m["reason"]) for m in seg["candidates"]] == \
+        [(m["model"], m["action"], m["reason"]) for m in flat["candidates"]]
+    assert [n for n in seg["notes"] if "--max-changes" in n] == \
+        [n for n in flat["notes"] if "--max-changes" in n]
+    assert any("--max-changes" in n for n in flat["notes"])  # the limit binds in both
+
+
+def test_the_limited_enumeration_is_the_joint_deploy_opt_within_the_limit():
+    """Random instances: without a binding limit the enumeration picks deploy_joint's set (the
+    same key and tie rule); with one, its value is the best of deploy_joint over every sub-pool
+    of the current models plus ``additions`` others (an independent search)."""
+    from itertools import combinations
+
+    from stageroute.optimize.deploy import ChangeLimit, preference_order
+    from stageroute.optimize.joint import deploy_joint
+    from stageroute.plan_segments import joint_deploy_within
+
+    rng = np.random.default_rng(12)
+    for _ in range(60):
+        n, segs, k = int(rng.integers(4, 8)), int(rng.integers(1, 4)), int(rng.integers(2, 4))
+        u = np.round(rng.random((segs, n)), 1)  # rounded: ties between sets happen
+        c = np.round(rng.random((segs, n)), 1) * 1e-3 + 1e-4
+        w = rng.dirichlet(np.ones(segs))
+        a = rng.choice([0.3, 0.6, 1.0], n)
+        budget = float(rng.choice([2e-4, 5e-4, 1e-3]))
+        order = preference_order(u.mean(axis=0), c.mean(axis=0))
+        a[order[0]] = 1.0  # some set carries the traffic
+        current = np.zeros(n, dtype=bool)
+        current[rng.choice(n, k, replace=False)] = True
+        free = ChangeLimit(~current, k)
+        chosen, table = joint_deploy_within(u, c, w, a, budget, k, False, order, free)
+        want, want_table = deploy_joint(u, c, w, a, budget, k, order=order)
+        assert chosen.tolist() == want.tolist()
+        assert table.objective == pytest.approx(want_table.objective, abs=1e-12)
+        for additions in (0, 1):
+            limit = ChangeLimit(~current, additions)
+            try:
+                chosen, table = joint_deploy_within(u, c, w, a, budget, k, False, order, limit)
+            except Exception as exc:  # no set within the limit carries the traffic
+                assert "--max-changes" in str(exc)
+                continue
+            assert limit.allows(chosen) and chosen.sum() == k
+            best = None
+            for extra in combinations(np.flatnonzero(~current), additions):
+                pool = current.copy()
+                pool[list(extra)] = True
+                idx = np.flatnonzero(pool)
+                if np.sort(a[idx])[::-1][:k].sum() < 1 - 1e-12:
+                    continue  # no k of these carry the traffic
+                sub, sub_table = deploy_joint(u[:, idx], c[:, idx], w, a[idx], budget, k)
+                key = (not sub_table.over_budget, -sub_table.cost if sub_table.over_budget
+                       else 0.0, sub_table.objective)
+                best = key if best is None or key > best else best
+            assert best is not None
+            got = (not table.over_budget, -table.cost if table.over_budget else 0.0,
+                   table.objective)
+            assert got[0] == best[0] and got[1] == pytest.approx(best[1], abs=1e-9)
+            assert got[2] == pytest.approx(best[2], abs=1e-9)
 
 
 def test_cli_plans_per_segment_from_the_store(tmp_path):
@@ -233,3 +320,18 @@ def test_cli_plans_per_segment_from_the_store(tmp_path):
         "-q"])
     assert result.exit_code == 0, result.output
     assert "Segment A: 50.0%" in result.output and "Segment B: 50.0%" in result.output
+
+
+def test_too_many_sets_within_the_limit_are_refused_with_the_fix():
+    from stageroute.errors import UsageError
+    from stageroute.optimize.deploy import ChangeLimit
+    from stageroute.plan_segments import joint_deploy_within
+
+    n = 6
+    current = np.array([True, True] + [False] * (n - 2))
+    u, c = np.full((2, n), 0.5), np.full((2, n), 1e-4)
+    with pytest.raises(UsageError, match=r"--max-changes 1 with --segments .* 9 \(at most 8\); "
+                                         "lower --max-changes or --max-deployed"):
+        # sets of 2: the current pair, or one of the 2 with one of the 4 others (8)
+        joint_deploy_within(u, c, np.ones(2) / 2, np.ones(n), 1.0, 2, False, np.arange(n),
+                            ChangeLimit(~current, 1), most=8)
