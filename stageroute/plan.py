@@ -42,11 +42,10 @@ from stageroute.options import format_duration, window_start
 from stageroute.plan_segments import (
     SegmentCells,
     SegmentTables,
-    check_segments,
     joint_cross_check,
     routing_rows,
     segment_cells,
-    segment_deployment,
+    segment_deploy,
     segment_means,
     segment_note,
     segment_tables,
@@ -56,6 +55,8 @@ from stageroute.runid import run_id
 from stageroute.store.read import STATIONARY, Drift, StoreInput, logs_by_window, store_summary
 
 SCHEMA_VERSION = 1
+# A DeployOPT: (reward bounds, the models deployed now, additions allowed) -> the set
+Deploy = Callable[[NDArray[np.float64], NDArray[np.bool_] | None, int | None], Deployment]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +96,6 @@ class PlanConfig(SharedConfig):
             raise UsageError(
                 f"--max-unknown-share must be a share in [0, 1], got {self.max_unknown_share}")
         _check_changes(self)
-        check_segments(self)
 
     def _align(self) -> None:
         """With an anchor, as_of becomes the start of the window the run plans."""
@@ -247,19 +247,16 @@ def read_summary(logs: str | Path | StoreInput, catalog: pl.DataFrame, config: P
     """The log summary: from the statistics store (``plan --stats``), from the logs grouped by
     window (a drift option), or from the logs in one pass."""
     if isinstance(logs, StoreInput):
-        if config.segments:
-            raise UsageError("--segments reads the segment column from the logs: give --logs, "
-                             "not --stats")
         if feedback is not None:
             raise UsageError("--feedback is joined when the store is built: pass it to "
                              "stageroute stats, not to plan --stats")
         say(f"reading the statistics store {logs}")
         summary = store_summary(logs.path, catalog, config.as_of, config.drift,
-                                recent=config.stage_length)
+                                recent=config.stage_length, segments=config.segments)
     elif not config.drift.stationary:
         say(f"scanning logs {logs} by day")
         summary = logs_by_window(logs, catalog, config.as_of, feedback, config.drift,
-                                 recent=config.stage_length)
+                                 recent=config.stage_length, segments=config.segments)
     else:
         say(f"scanning logs {logs}")
         return summarise_logs(logs, catalog, config.as_of, feedback, config.strict,
@@ -312,16 +309,11 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     cand = candidates(pool, summary, config, catalog.height)
     current = _currently_deployed(config, summary, catalog)
     queries = stage_queries(summary, config)
-    if summary.cells is not None:
-        cells = segment_cells(summary.cells, cand, config)
-        say(f"solving the joint DeployOPT over {cand.u.size} candidates and "
-            f"{len(cells.names)} segments")
-        chosen, unexplorable = segment_deployment(cells, cand, config, queries)
-        decision = _Decision(Deployment(chosen, Routing(np.zeros(0), 0.0, 0.0, False), False),
-                             current, unexplorable=tuple(unexplorable), cells=cells)
-    else:
-        say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}")
-        decision = _deploy_explorable(cand, config, current, queries)
+    cells = None if summary.cells is None else segment_cells(summary, cand, config)
+    say(f"solving DeployOPT over {cand.u.size} candidates with {config.solver}" if cells is None
+        else f"solving the joint DeployOPT over {cand.u.size} candidates and {len(cells.names)} "
+        "segments")
+    decision = _deploy_explorable(cand, config, current, queries, cells)
     return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
 
 
@@ -348,7 +340,8 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
     tables = None
     if decision.cells is not None:
         chosen, unexplorable, table, tables = segment_tables(decision.cells, cand, dep.chosen,
-                                                             config, queries)
+                                                             config, queries,
+                                                             drop=not config.routing_only)
         disagreement = joint_cross_check(tables, table, config)
     else:
         chosen, unexplorable, table = stage_table(cand, dep.chosen, config, queries,
@@ -393,34 +386,42 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
 
 
 def _deploy_explorable(cand: Candidates, config: PlanConfig, current: list[str],
-                       queries: float) -> _Decision:
-    """``_solve_deployment``, again without the under-sampled models the stage cannot explore
-    (``optimize.explore.refill``), so that their slots go to other models."""
+                       queries: float, cells: SegmentCells | None = None) -> _Decision:
+    """``_solve_deployment`` (the joint DeployOPT on the ``cells``, with --segments), again
+    without the under-sampled models the stage cannot explore (``optimize.explore.refill``), so
+    that their slots go to other models."""
+    caps = deploy_caps(cand.n_r.astype(np.float64), cand.a, config.canary_share,
+                       float(config.min_samples), config.max_deployed)
+
+    def one_table(u: NDArray[np.float64], now: NDArray[np.bool_] | None,
+                  additions: int | None) -> Deployment:
+        return solve_deploy(u, cand.c, caps, config.budget, config.max_deployed, config.solver,
+                            config.allow_drop, current=now, max_changes=additions)
+
+    deploy = one_table if cells is None else segment_deploy(cells, cand, config, caps)
+
     def solve(bounds: NDArray[np.float64]) -> tuple[NDArray[np.bool_], _Decision]:
-        decision = _solve_deployment(cand, config, current, bounds)
+        decision = _solve_deployment(cand, config, current, bounds, deploy)
         return decision.dep.chosen, decision
 
     decision, excluded = refill(solve, cand.u, cand.c, cand.n_r.astype(np.float64), cand.a,
                                 config.canary_share, float(config.min_samples), queries)
-    return replace(decision, unexplorable=tuple(int(i) for i in excluded))
+    return replace(decision, unexplorable=tuple(int(i) for i in excluded), cells=cells)
 
 
 def _solve_deployment(cand: Candidates, config: PlanConfig, current: list[str],
-                      u: NDArray[np.float64]) -> _Decision:
-    """DeployOPT on reward bounds ``u`` within --max-changes; where the limit changes the set,
-    also the set it would choose without the limit (for the reasons and the note)."""
-    caps = deploy_caps(cand.n_r.astype(np.float64), cand.a, config.canary_share,
-                       float(config.min_samples), config.max_deployed)
-    args = (u, cand.c, caps, config.budget, config.max_deployed, config.solver,
-            config.allow_drop)
+                      u: NDArray[np.float64], deploy: Deploy) -> _Decision:
+    """DeployOPT (``deploy``) on reward bounds ``u`` within --max-changes; where the limit
+    changes the set, also the set it would choose without the limit (for the reasons and the
+    note)."""
     if config.max_changes is None:
-        return _Decision(solve_deploy(*args), current)
+        return _Decision(deploy(u, None, None), current)
     now = np.isin(cand.names, current)
     kept = int(now.sum())
     allowed = change_allowance(config.max_changes, kept, len(current) - kept,
                                min(config.max_deployed, len(cand.names)))
-    dep = solve_deploy(*args, current=now, max_changes=allowed)
-    unlimited = solve_deploy(*args)
+    dep = deploy(u, now, allowed)
+    unlimited = deploy(u, None, None)
     if unlimited.chosen.tolist() == dep.chosen.tolist():
         return _Decision(dep, current)
     added = int((dep.chosen & ~now).sum())
@@ -489,9 +490,11 @@ def make_routing_plan(logs: str | Path, catalog_path: str | Path, config: PlanCo
     say(f"re-solving the routing table of the {len(kept)} deployed models (no DeployOPT)")
     dep = deployment_on(cand.u, cand.c, cand.a, config.budget, np.isin(cand.names, kept),
                         config.allow_drop)
+    cells = None if summary.cells is None else segment_cells(summary, cand, config)
     note = (f"routing refresh (--routing-only): the {len(kept)} models of {_origin(config)} are "
-            "kept and only the routing table is re-solved; no model is added or evicted")
-    decision = _Decision(dep, kept, notes=(note,), warnings=dropped, kept=tuple(kept))
+            f"kept and only the routing table{' is' if cells is None else 's per segment are'} "
+            "re-solved; no model is added or evicted")
+    decision = _Decision(dep, kept, notes=(note,), warnings=dropped, kept=tuple(kept), cells=cells)
     return _assemble(config, cand, decision, catalog, catalog_notes, summary, excluded)
 
 

@@ -1,7 +1,9 @@
 """``plan --segments``: one deployment set for every query segment, one routing table per segment.
 
 The logs' ``segment`` column splits the traffic (SPEC 12). From the per-(segment, model)
-statistics of the plan's one pass over the logs (``LogSummary.cells``), each cell's bounds are
+statistics (``LogSummary.cells``: the plan's one pass over the logs, or the statistics store's
+windows and the logs grouped by day merged per cell with the drift options' window and weights,
+``plan_segments_store``), each cell's bounds are
 StageRoute's on its statistics shrunk toward the model's (``estimate.segments.shrunk_bounds``);
 the segments' traffic shares w_s are their shares of the used rows. The deployment is the joint
 DeployOPT on the joint RouteOPT's objective (``optimize.joint.deploy_joint``), with the
@@ -10,7 +12,10 @@ per-model preference order as a one-table plan does; the tables are the joint Ro
 set with the per-model exploration caps and floors of ``optimize.explore.explore_limits``
 (the floors yield to the budget, as for one table), cross-checked against the Pyomo LP on the
 chosen solver as a one-table plan is. This is the stage step of the contextual replay
-(``simulate.contextual``), on a log's statistics.
+(``simulate.contextual``), on a log's statistics. A routing refresh (``--routing-only``) keeps
+the set it is given and re-solves only the tables, by the same function (``segment_tables``).
+Under ``--max-changes`` the joint DeployOPT searches the sets within the change limit
+(``joint_deploy_within``), and ``plan`` gives the one-table plan's reasons and note.
 
 With one segment value in the whole log the bounds are the per-model ones, and the set and the
 table are a one-table plan's (up to ties inside the routing LP, which the two exact solvers may
@@ -19,25 +24,31 @@ break differently).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.candidates import Candidates, disagreement
-from stageroute.errors import UsageError
+from stageroute.errors import InfeasibleError, UsageError
 from stageroute.estimate.segments import shrunk_bounds
+from stageroute.inputs.logs import LogSummary
 from stageroute.inputs.segmentation import check_segment_names
-from stageroute.optimize.deploy import preference_order
-from stageroute.optimize.explore import Table, deploy_caps, explorable, explore_limits, refill
+from stageroute.optimize.deploy import ChangeLimit, Deployment, preference_order
+from stageroute.optimize.deploy import _checked as checked_size
+from stageroute.optimize.explore import Table, explorable, explore_limits
 from stageroute.optimize.joint import (
+    TIE_TOL,
     JointRouting,
     deploy_joint,
     solve_joint_route,
     solve_joint_route_pyomo,
 )
+from stageroute.optimize.joint_kernels import _key_better as key_better
 from stageroute.optimize.route import Routing, cost_unit
 from stageroute.options import Radius
 from stageroute.render.output import json_number
@@ -74,23 +85,15 @@ class SegmentTables:
     dropped: Floats  # [S] refused share (--allow-drop)
 
 
-def check_segments(config: PlanConfig) -> None:
-    """--segments plans from the logs in one pass, with a full DeployOPT."""
-    if not config.segments:
-        return
-    for given, what in ((config.routing_only, "--routing-only"),
-                        (config.max_changes is not None, "--max-changes"),
-                        (not config.drift.stationary, "--window and --half-life")):
-        if given:
-            raise UsageError(f"--segments does not combine with {what} yet; drop one of them "
-                             "(plan --segments re-plans the set and every segment's table from "
-                             "all of the logs)")
-
-
-def segment_cells(cells: pl.DataFrame, cand: Candidates, config: PlanConfig) -> SegmentCells:
-    """The cells' statistics over the pool (``cand.names``) and their shrunk bounds."""
+def segment_cells(summary: LogSummary, cand: Candidates, config: PlanConfig) -> SegmentCells:
+    """The cells' statistics (``summary.cells``) over the pool (``cand.names``) and their
+    shrunk bounds."""
+    cells = summary.cells
+    if cells is None:
+        raise ValueError("segment_cells needs a summary with cells (segments=True)")
     names = tuple(sorted(set(cells["segment"].to_list())))
-    check_segment_names(names, "the logs' column 'segment'")
+    check_segment_names(names, f"the segments of statistics store {summary.label}"
+                        if summary.source == "stats" else "the logs' column 'segment'")
     seg = {s: i for i, s in enumerate(names)}
     col = {m: j for j, m in enumerate(cand.names)}
     stats = np.zeros((6, len(names), len(cand.names)))
@@ -107,22 +110,78 @@ def segment_cells(cells: pl.DataFrame, cand: Candidates, config: PlanConfig) -> 
     return SegmentCells(names, rows / max(rows.sum(), 1.0), stats, u, c)
 
 
-def segment_deployment(cells: SegmentCells, cand: Candidates, config: PlanConfig,
-                       queries: float) -> tuple[NDArray[np.bool_], list[int]]:
-    """The joint DeployOPT's set, again without the under-sampled models the stage cannot
-    explore (``refill``): (set mask over the pool, the pool indices left out)."""
-    n_r = cand.n_r.astype(np.float64)
-    share, need = config.canary_share, float(config.min_samples)
-    caps = deploy_caps(n_r, cand.a, share, need, config.max_deployed)
+def segment_deploy(cells: SegmentCells, cand: Candidates, config: PlanConfig, caps: Floats,
+                   ) -> Callable[[Floats, NDArray[np.bool_] | None, int | None], Deployment]:
+    """The joint DeployOPT as ``plan`` calls a DeployOPT: ``deploy(bounds, current, additions)``
+    chooses a set on the cells' bounds (models with a negative ``bounds`` entry, which
+    ``optimize.explore.refill`` leaves out, enter with a reward bound of -1 in every segment),
+    ties broken by the per-model preference order of ``bounds``, with at most ``additions``
+    models outside ``current`` (None: no limit; ``joint_deploy_within``)."""
+    def deploy(bounds: Floats, current: NDArray[np.bool_] | None, additions: int | None,
+               ) -> Deployment:
+        u = np.where(bounds[None, :] < 0, -1.0, cells.u)
+        order = preference_order(bounds, cand.c)
+        limit = ChangeLimit.of(bounds.size, current, additions)
+        if limit is None:
+            chosen, table = deploy_joint(u, cells.c, cells.shares, caps, config.budget,
+                                         config.max_deployed, config.solver, config.allow_drop,
+                                         order=order)
+        else:
+            chosen, table = joint_deploy_within(u, cells.c, cells.shares, caps, config.budget,
+                                                config.max_deployed, config.allow_drop, order,
+                                                limit)
+        routing = Routing(cells.shares @ table.probability, table.objective, table.cost,
+                          table.over_budget, float(cells.shares @ table.dropped))
+        return Deployment(chosen, routing, table.over_budget)
 
-    def solve(bounds: Floats) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-        chosen = deploy_joint(np.where(bounds[None, :] < 0, -1.0, cells.u), cells.c, cells.shares,
-                              caps, config.budget, config.max_deployed, config.solver,
-                              config.allow_drop, order=preference_order(bounds, cand.c))[0]
-        return chosen, chosen
+    return deploy
 
-    chosen, excluded = refill(solve, cand.u, cand.c, n_r, cand.a, share, need, queries)
-    return chosen, [int(i) for i in excluded]
+
+def joint_deploy_within(u: Floats, c: Floats, w: Floats, a: Floats, budget: float,
+                        max_deployed: int, allow_drop: bool, order: NDArray[np.intp],
+                        limit: ChangeLimit, most: int = 20_000,
+                        ) -> tuple[NDArray[np.bool_], JointRouting]:
+    """Joint DeployOPT over the sets within a change limit (``plan --segments --max-changes``),
+    by enumeration: the sets of the limited size (``optimize.deploy``'s rule: fewer when the
+    current models and the additions cannot fill M_max) with at most ``limit.additions`` models
+    outside the current set, in lexicographic order of ``order``; the exact joint table on each,
+    and the key and tie rule of the unlimited enumeration (``optimize.joint_kernels.best_set``:
+    sets that meet the budget first, then the least cost, then the most reward; ties keep the
+    earlier set).
+
+    Raises:
+        InfeasibleError: no set within the limit can carry the traffic (the message names
+            --max-changes, as for one table).
+        UsageError: more than ``most`` sets to enumerate.
+    """
+    k = checked_size(u[0], c[0], a, max_deployed, allow_drop, limit)[3]
+    # models by their rank in ``order``: a set is its ranks, sorted; the sets in rank order
+    inside = [r for r, i in enumerate(order) if not limit.outside[i]]
+    outside = [r for r, i in enumerate(order) if limit.outside[i]]
+    additions = range(min(limit.additions, k) + 1)
+    count = sum(math.comb(len(inside), k - j) * math.comb(len(outside), j) for j in additions)
+    if count > most:
+        raise UsageError(f"--max-changes {limit.additions} with --segments enumerates the sets "
+                         f"within the limit, and there are {count:,} (at most {most:,}); "
+                         "lower --max-changes or --max-deployed")
+    sets = sorted(sorted((*keep, *add)) for j in additions
+                  for keep in combinations(inside, k - j) for add in combinations(outside, j))
+    best, found = np.zeros(3), None
+    for ranks in sets:
+        idx = np.sort(np.asarray(order)[ranks])
+        if not allow_drop and a[idx].sum() < 1.0 - 1e-12:
+            continue
+        table = solve_joint_route(u[:, idx], c[:, idx], w, a[idx], budget, allow_drop=allow_drop)
+        feasible, cost = int(not table.over_budget), table.cost if table.over_budget else 0.0
+        if found is None or key_better(feasible, cost, table.objective, best, TIE_TOL):
+            best[:] = feasible, -cost, table.objective
+            found = (idx, table)
+    if found is None:
+        raise InfeasibleError(f"no {k} models within --max-changes {limit.additions} can carry "
+                              "all traffic under the max_share caps; raise --max-changes")
+    chosen = np.zeros(a.size, dtype=bool)
+    chosen[found[0]] = True
+    return chosen, found[1]
 
 
 def joint_table(u: Floats, c: Floats, w: Floats, cap: Floats, floor: Floats, budget: float,
@@ -138,15 +197,16 @@ def joint_table(u: Floats, c: Floats, w: Floats, cap: Floats, floor: Floats, bud
 
 
 def segment_tables(cells: SegmentCells, cand: Candidates, deployed: NDArray[np.bool_],
-                   config: PlanConfig, queries: float,
+                   config: PlanConfig, queries: float, drop: bool = True,
                    ) -> tuple[NDArray[np.bool_], list[int], Table, SegmentTables]:
-    """The set without the under-sampled models the stage cannot explore, its per-segment
-    tables, and the per-model view of them as a ``Table`` (each model's share of all traffic,
-    the caps and floors): (set mask, dropped pool indices, table, per-segment tables)."""
+    """The set without the under-sampled models the stage cannot explore (``drop``; a routing
+    refresh keeps every model, as ``candidates.stage_table``), its per-segment tables, and the
+    per-model view of them as a ``Table`` (each model's share of all traffic, the caps and
+    floors): (set mask, dropped pool indices, table, per-segment tables)."""
     n_r = cand.n_r.astype(np.float64)
     share, need = config.canary_share, float(config.min_samples)
     order = np.array([i for i in preference_order(cand.u, cand.c) if deployed[i]], dtype=np.int64)
-    kept, dropped = explorable(order, n_r, cand.a, share, need, queries)
+    kept, dropped = explorable(order, n_r, cand.a, share if drop else 1.0, need, queries)
     chosen = np.zeros(cand.u.size, dtype=bool)
     chosen[kept] = True
     idx = np.flatnonzero(chosen)

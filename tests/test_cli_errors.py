@@ -557,8 +557,7 @@ CONTEXTUAL_CASES = [
          extra=("--contextual", "--segments", "auto", "--prompts", "prompts.csv", "--clusters", "1")),
 ]
 
-# plan --segments (README "Contextual routing"): the logs need a segment column; what it does
-# not combine with yet.
+# plan --segments (README "Contextual routing"): the logs (or the store) need a segment column.
 def _segments(*names: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """A segment column cycling through ``names``."""
     return lambda frame: frame.with_columns(
@@ -575,14 +574,9 @@ SEGMENT_PLAN_CASES = [
     Case("segments-no-column", "`plan --segments` on logs without a `segment` column",
          ExitCode.BAD_DATA, ("logs.parquet", "no column 'segment'", "--segments",
                              "add a segment column"), extra=("--segments",)),
-    Case("segments-routing-only", "`plan --segments --routing-only`", ExitCode.USAGE,
-         ("--segments does not combine with --routing-only",),
-         extra=("--segments", "--routing-only", "--deployed", "alpha,beta")),
-    Case("segments-max-changes", "`plan --segments --max-changes 1`", ExitCode.USAGE,
-         ("--segments does not combine with --max-changes",),
-         extra=("--segments", "--max-changes", "1")),
-    Case("segments-stats", "`plan --segments --stats DIR`", ExitCode.USAGE,
-         ("--segments reads the segment column from the logs", "--logs"),
+    Case("segments-stats-no-segments", "`plan --segments --stats DIR` of a store built from logs "
+         "without a `segment` column", ExitCode.BAD_DATA,
+         ("statistics store store", "no segments", "--segments", "--rebuild"),
          setup=_store(), drop=("--logs",), extra=("--stats", "store", "--segments")),
 ]
 

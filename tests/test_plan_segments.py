@@ -14,7 +14,7 @@ from conftest import REPO_ROOT
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
-from stageroute.errors import BadDataError, UsageError
+from stageroute.errors import BadDataError
 from stageroute.export import ExportFormat, export_plan, read_routing
 from stageroute.inputs.catalog import read_catalog
 from stageroute.inputs.logs import summarise_logs
@@ -222,13 +222,6 @@ def test_logs_without_a_segment_column_are_refused(tmp_path):
     logs, cat = write_inputs(tmp_path, segments=None)
     with pytest.raises(BadDataError, match="no column 'segment'.*--segments"):
         make_plan(logs, cat, config(segments=True))
-
-
-@pytest.mark.parametrize("kw", [{"routing_only": True, "deployed": ("x", "y")},
-                                {"max_changes": 1}])
-def test_what_segments_do_not_combine_with(kw):
-    with pytest.raises(UsageError, match="--segments does not combine"):
-        config(segments=True, **kw)
 
 
 def test_cli_renders_one_table_per_segment(tmp_path):

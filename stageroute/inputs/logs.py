@@ -105,6 +105,15 @@ def open_logs(path: str | Path, catalog: pl.DataFrame, feedback: str | Path | No
     return LogScan(source, schema, catalog, fb, cost_from_tokens, footers), notes
 
 
+def require_segment_column(scan: LogScan) -> None:
+    """``--segments`` plans by the logs' ``segment`` column: raise BadDataError without one."""
+    if "segment" not in scan.schema:
+        raise BadDataError(
+            f"logs {scan.source.label} have no column 'segment' (they have: "
+            f"{names(scan.schema)}), which --segments plans by; add a segment column (the query "
+            "class of each request) or drop --segments")
+
+
 def _aggregate(scan: LogScan, data: pl.LazyFrame, used: pl.LazyFrame, timed: bool,
                full_check: bool, segments: bool = False,
                ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
@@ -196,11 +205,8 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
         InsufficientDataError: no row before ``as_of``.
     """
     scan, notes = open_logs(path, catalog, feedback)
-    if segments and "segment" not in scan.schema:
-        raise BadDataError(
-            f"logs {scan.source.label} have no column 'segment' (they have: "
-            f"{names(scan.schema)}), which --segments plans by; add a segment column (the query "
-            "class of each request) or drop --segments")
+    if segments:
+        require_segment_column(scan)
     try:
         summary = _summarise(scan, as_of, strict, recent, full_check, segments)
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -25,10 +25,12 @@ from stageroute.inputs.logs import (
     TokenMeans,
     model_figures,
     open_logs,
+    require_segment_column,
     stamp,
     token_means,
 )
 from stageroute.options import format_duration as duration
+from stageroute.plan_segments_store import require_store_segments, window_cells
 from stageroute.store.aggregate import combine
 from stageroute.store.build import (
     StoreOptions,
@@ -126,8 +128,10 @@ def _check_prices(manifest: dict[str, object], catalog: pl.DataFrame, store: str
 def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.datetime,
                     length: dt.timedelta, label: str, drift: Drift = STATIONARY,
                     recent: dt.timedelta = dt.timedelta(days=7), cost_source: str = "column",
-                    notes: tuple[str, ...] = (), footers: bool = True) -> LogSummary:
-    """A ``LogSummary`` from store rows (``store.build.STORE_SCHEMA``) for a plan at ``as_of``.
+                    notes: tuple[str, ...] = (), footers: bool = True,
+                    segments: bool = False) -> LogSummary:
+    """A ``LogSummary`` from store rows (``store.build.STORE_SCHEMA``) for a plan at ``as_of``
+    (with ``segments``, also the per-(segment, model) cells of the same windows and weights).
 
     Raises:
         UsageError: ``as_of`` inside a window that has rows after it.
@@ -195,12 +199,13 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
         cost_source=cost_source,
         label=label,
         notes=notes,
+        cells=window_cells(kept.filter(is_known), weighted) if segments else None,
     )
 
 
 def store_summary(store: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
                   drift: Drift = STATIONARY, recent: dt.timedelta = dt.timedelta(days=7),
-                  ) -> LogSummary:
+                  segments: bool = False) -> LogSummary:
     """``windows_summary`` of the store in ``store`` (``plan --stats``)."""
     manifest = open_store(store)
     length = dt.timedelta(seconds=manifest["window_seconds"])
@@ -211,23 +216,28 @@ def store_summary(store: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
     if drift.stationary and newest is not None and dt.datetime.fromisoformat(newest) < as_of:
         totals = load_totals(store, manifest)  # every row precedes as-of: no window to choose
     parts = totals if totals is not None else load_store(store, manifest)[1]
+    if segments:
+        require_store_segments(parts, str(store))
     source = "tokens" if manifest.get("prices") is not None else "column"
     summary = windows_summary(parts, catalog, as_of, length, str(store), drift, recent, source,
-                              footers=not manifest.get("hive", False))
+                              footers=not manifest.get("hive", False), segments=segments)
     return dataclasses.replace(summary, source="stats")
 
 
 def logs_by_window(logs: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
                    feedback: str | Path | None, drift: Drift,
-                   recent: dt.timedelta = dt.timedelta(days=7)) -> LogSummary:
+                   recent: dt.timedelta = dt.timedelta(days=7), segments: bool = False,
+                   ) -> LogSummary:
     """``windows_summary`` of the logs grouped by day, the days ending at ``as_of`` (a drift
     option on ``plan --logs``): the store's aggregation, in memory."""
     _check_drift(drift, DAY, f"logs {logs} (grouped by day)")
     scan, notes = open_logs(logs, catalog, feedback)
+    if segments:
+        require_segment_column(scan)
     options = StoreOptions(length=DAY, anchor=as_of)
     job = Job(scan, scan.source.files, (), (), as_of, DAY)
     rows, _ = validated(job, "polars")
     parts = window_frame(rows, options)
     source = "tokens" if scan.cost_from_tokens else "column"
     return windows_summary(parts, catalog, as_of, DAY, scan.source.label, drift, recent, source,
-                           notes, footers=not scan.source.hive)
+                           notes, footers=not scan.source.hive, segments=segments)
