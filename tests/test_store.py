@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -314,9 +313,10 @@ def test_half_life_weights_are_exact(tmp_path: Path, write_logs: Any) -> None:
         assert row["m2_reward"] == pytest.approx(np.sum(w * (x - mean) ** 2), rel=1e-9, abs=1e-12)
 
 
-def test_stats_command(tmp_path: Path, sample_logs: Path, sample_catalog: Path) -> None:
+def test_stats_command(tmp_path: Path, sample_logs: Path, sample_catalog: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     first = runner.invoke(app, ["stats", "--logs", str(sample_logs), "--out", "stats", "--json"])
     assert first.exit_code == 0, first.output
     doc = json.loads(first.stdout)
@@ -336,13 +336,14 @@ def test_stats_command(tmp_path: Path, sample_logs: Path, sample_catalog: Path) 
     assert fb.exit_code == ExitCode.USAGE and "pass it to stageroute stats" in fb.stderr
 
 
-def test_stats_and_plan_take_their_options_from_the_config_file(tmp_path: Path, sample_logs: Path,
-                                                                 sample_catalog: Path) -> None:
+def test_stats_and_plan_take_their_options_from_the_config_file(
+        tmp_path: Path, sample_logs: Path, sample_catalog: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "stageroute.toml").write_text(
         f'catalog = "{sample_catalog}"\n\n[stats]\nlogs = "{sample_logs}"\nout = "store"\n'
         'anchor = 2026-01-05T02:00:00Z\n\n[plan]\nstats = "store"\nbudget = 0.002\n'
         'max-deployed = 3\nas-of = 2026-11-16T02:00:00Z\n')
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     built = runner.invoke(app, ["stats", "-q"])
     assert built.exit_code == 0, built.output

@@ -394,18 +394,68 @@ def _key_better(feasible: int, cost: float, obj: float, best: Floats, tie: float
 
 
 @njit(cache=True)
+def _ceiling(u: Floats, w: Floats, idx: Ints, allow_drop: bool) -> float:
+    """sum_s w_s max_i u[s, idx[i]] (0 among them with ``allow_drop``): no table on the set
+    earns more (every row of a table is a mixture of its columns)."""
+    total = 0.0
+    for s in range(u.shape[0]):
+        top = 0.0 if allow_drop else -np.inf
+        for i in range(idx.size):
+            top = max(top, u[s, idx[i]])
+        total += w[s] * top
+    return total
+
+
+@njit(cache=True)
+def _set_table(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, idx: Ints,
+               uu: Floats, cc: Floats, aa: Floats, ff: Floats, p: Floats, ws: Workspace) -> int:
+    """The joint table of the columns ``idx`` (into ``p``, the set's columns into uu, cc, aa)."""
+    for i in range(idx.size):
+        aa[i] = a[idx[i]]
+        for s in range(u.shape[0]):
+            uu[s, i] = u[s, idx[i]]
+            cc[s, i] = c[s, idx[i]]
+    return joint_route_into(uu, cc, w, aa, ff, budget, p, ws)
+
+
+@njit(cache=True)
+def _greedy_bar(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
+                allow_drop: bool, uu: Floats, cc: Floats, aa: Floats, ff: Floats, p: Floats,
+                ws: Workspace) -> float:
+    """The reward of the k columns of most sum_s w_s u_sm when their table meets the budget (a
+    reward the best set reaches), else -inf."""
+    score = np.zeros(a.size)
+    for m in range(a.size):
+        for s in range(u.shape[0]):
+            score[m] += w[s] * u[s, m]
+    idx = np.sort(np.argsort(-score, kind="mergesort")[:k])
+    caps = 0.0
+    for i in range(k):
+        caps += a[idx[i]]
+    if not allow_drop and caps < 1.0 - 1e-12:
+        return -np.inf
+    if _set_table(u, c, w, a, budget, idx, uu, cc, aa, ff, p, ws) != OK:
+        return -np.inf
+    return _weighted(p, uu, w)
+
+
+@njit(cache=True)
 def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
              allow_drop: bool, tie: float, chosen: Ints) -> bool:
     """Joint DeployOPT by enumeration, compiled: every set of ``k`` of the columns in
     lexicographic order, the exact joint table on each (``joint_route_into``); the best set's
     columns into ``chosen`` [k]. The key: sets that meet the budget first, then (over budget)
     the least cost, then the most reward; ties within ``tie`` keep the earlier set. Sets whose
-    caps sum below 1 are skipped without ``allow_drop``. Returns False when no set is feasible."""
+    caps sum below 1 are skipped without ``allow_drop``, and so is a set whose ceiling
+    (``_ceiling``) is below the reward of a set that meets the budget (the best so far, or the
+    k columns of most reward, ``_greedy_bar``): it cannot be the best or tie with it.
+    Returns False when no set is feasible."""
     n, segments = a.size, u.shape[0]
     size = k + 1 if allow_drop else k
     uu, cc, p = np.zeros((segments, size)), np.zeros((segments, size)), np.zeros((segments, size))
     aa, ff = np.ones(size), np.zeros(size)
     ws = joint_workspace(segments, size)
+    bar = _greedy_bar(u, c, w, a, budget, k, allow_drop, uu, cc, aa, ff, p, ws)
     idx = np.arange(k)
     best = np.zeros(3)
     found = False
@@ -413,13 +463,11 @@ def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
         caps = 0.0
         for i in range(k):
             caps += a[idx[i]]
-        if allow_drop or caps >= 1.0 - 1e-12:
-            for i in range(k):
-                aa[i] = a[idx[i]]
-                for s in range(segments):
-                    uu[s, i] = u[s, idx[i]]
-                    cc[s, i] = c[s, idx[i]]
-            status = joint_route_into(uu, cc, w, aa, ff, budget, p, ws)
+        if found and best[0] == 1:
+            bar = max(bar, best[2])
+        if (allow_drop or caps >= 1.0 - 1e-12) and not (
+                _ceiling(u, w, idx, allow_drop) < bar - tie * max(1.0, abs(bar))):
+            status = _set_table(u, c, w, a, budget, idx, uu, cc, aa, ff, p, ws)
             if status != INFEASIBLE:
                 obj, cost = _weighted(p, uu, w), _weighted(p, cc, w)
                 feasible = 0 if status == OVER_BUDGET else 1
