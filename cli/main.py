@@ -137,11 +137,16 @@ def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: proc
         process.print_out(text)
 
 
-def _history_lock(history: Path | None) -> contextlib.AbstractContextManager[None]:
-    """The history's lock, held for the whole run (``--history``), or nothing."""
+def _history_lock(history: Path | None, stats: Path | None = None,
+                  ) -> contextlib.AbstractContextManager[None]:
+    """The history's lock, held for the whole run (``--history``), or nothing. A history inside
+    the ``--stats`` store is refused (exit 2): the store is the stats command's."""
     if history is None:
         return contextlib.nullcontext()
     from stageroute.history import history_locked
+    from stageroute.render.output import check_not_input
+
+    check_not_input("--history", history, {"--stats": stats})
 
     return history_locked(history)
 
@@ -258,7 +263,7 @@ def plan(
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
     inputs = {"--logs": logs, "--stats": stats, "--catalog": catalog, "--feedback": feedback}
-    with process.command({"--output": output}, inputs) as session, _history_lock(history):
+    with process.command({"--output": output}, inputs) as session, _history_lock(history, stats):
         from stageroute.history import AlreadyPlanned
         from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
 

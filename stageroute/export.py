@@ -156,6 +156,10 @@ def _routing_tables(plan_path: str | Path, option: str,
         if sum(p for _, p in rows) <= 0:
             raise BadDataError(f"{where}plan {plan_path} routes no traffic (every probability "
                                "is 0); a gateway needs at least one model with traffic")
+    if segmented:  # each becomes a group name: the rule plan --segments applied to the logs
+        from stageroute.inputs.segmentation import check_segment_names
+
+        check_segment_names(list(tables), f"plan {plan_path}")
     return doc, tables, segmented
 
 

@@ -139,7 +139,7 @@ def segment_deploy(cells: SegmentCells, cand: Candidates, config: PlanConfig, ca
 
 def joint_deploy_within(u: Floats, c: Floats, w: Floats, a: Floats, budget: float,
                         max_deployed: int, allow_drop: bool, order: NDArray[np.intp],
-                        limit: ChangeLimit, most: int = 20_000,
+                        limit: ChangeLimit, most: int = 200_000,
                         ) -> tuple[NDArray[np.bool_], JointRouting]:
     """Joint DeployOPT over the sets within a change limit (``plan --segments --max-changes``),
     by enumeration: the sets of the limited size (``optimize.deploy``'s rule: fewer when the
@@ -152,7 +152,8 @@ def joint_deploy_within(u: Floats, c: Floats, w: Floats, a: Floats, budget: floa
     Raises:
         InfeasibleError: no set within the limit can carry the traffic (the message names
             --max-changes, as for one table).
-        UsageError: more than ``most`` sets to enumerate.
+        UsageError: more than ``most`` tables to solve (sets x segments): the enumeration
+            would run for minutes (one joint table per set, each over every segment).
     """
     k = checked_size(u[0], c[0], a, max_deployed, allow_drop, limit)[3]
     # models by their rank in ``order``: a set is its ranks, sorted; the sets in rank order
@@ -160,10 +161,11 @@ def joint_deploy_within(u: Floats, c: Floats, w: Floats, a: Floats, budget: floa
     outside = [r for r, i in enumerate(order) if limit.outside[i]]
     additions = range(min(limit.additions, k) + 1)
     count = sum(math.comb(len(inside), k - j) * math.comb(len(outside), j) for j in additions)
-    if count > most:
+    if count * u.shape[0] > most:
         raise UsageError(f"--max-changes {limit.additions} with --segments enumerates the sets "
-                         f"within the limit, and there are {count:,} (at most {most:,}); "
-                         "lower --max-changes or --max-deployed")
+                         f"within the limit, and there are {count:,} on {u.shape[0]:,} segments "
+                         f"({count * u.shape[0]:,} segment tables, at most {most:,}); "
+                         "lower --max-changes or --max-deployed, or use fewer segments")
     sets = sorted(sorted((*keep, *add)) for j in additions
                   for keep in combinations(inside, k - j) for add in combinations(outside, j))
     best, found = np.zeros(3), None

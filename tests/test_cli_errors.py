@@ -578,6 +578,11 @@ SEGMENT_PLAN_CASES = [
          "without a `segment` column", ExitCode.BAD_DATA,
          ("statistics store store", "no segments", "--segments", "--rebuild"),
          setup=_store(), drop=("--logs",), extra=("--stats", "store", "--segments")),
+    Case("plan-output-in-store", "`plan --stats DIR --output DIR/manifest.json`: an output inside "
+         "the statistics store", ExitCode.USAGE,
+         ("--output", "store/manifest.json", "inside that statistics store", "another path"),
+         setup=_store(), drop=("--logs",), extra=("--stats", "store"),
+         output="store/manifest.json"),
 ]
 
 ALL_CASES = (CASES + HOSTILE_CASES + EXPORT_CASES + STORE_CASES + OFFPOLICY_CASES

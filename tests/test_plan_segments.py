@@ -196,6 +196,21 @@ def test_the_document_validates_and_export_writes_one_group_per_segment(tmp_path
         read_routing(path, "stageroute diff")
 
 
+@pytest.mark.parametrize(("name", "why"), [("a\nb", "control or invisible"),
+                                           ("b", "differ only in case"), (" A", "whitespace")])
+def test_export_refuses_segment_names_that_cannot_be_group_names(tmp_path, name, why):
+    """A plan edited by hand (or by another tool) meets the rule plan --segments applies."""
+    logs, cat = write_inputs(tmp_path)
+    doc = plan_document(make_plan(logs, cat, config(segments=True)))
+    for row in doc["routing"]:
+        if row["segment"] == "A":
+            row["segment"] = name
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(BadDataError, match=why):
+        export_plan(path, ExportFormat.LITELLM)
+
+
 def test_export_of_a_plan_without_segments_is_one_group(tmp_path):
     logs, cat = write_inputs(tmp_path)
     path = tmp_path / "plan.json"

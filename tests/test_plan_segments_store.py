@@ -330,8 +330,9 @@ def test_too_many_sets_within_the_limit_are_refused_with_the_fix():
     n = 6
     current = np.array([True, True] + [False] * (n - 2))
     u, c = np.full((2, n), 0.5), np.full((2, n), 1e-4)
-    with pytest.raises(UsageError, match=r"--max-changes 1 with --segments .* 9 \(at most 8\); "
-                                         "lower --max-changes or --max-deployed"):
+    with pytest.raises(UsageError, match=r"--max-changes 1 with --segments .* 9 on 2 segments "
+                                         r"\(18 segment tables, at most 16\); lower --max-changes "
+                                         "or --max-deployed, or use fewer segments"):
         # sets of 2: the current pair, or one of the 2 with one of the 4 others (8)
         joint_deploy_within(u, c, np.ones(2) / 2, np.ones(n), 1.0, 2, False, np.arange(n),
-                            ChangeLimit(~current, 1), most=8)
+                            ChangeLimit(~current, 1), most=16)

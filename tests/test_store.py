@@ -334,6 +334,13 @@ def test_stats_command(tmp_path: Path, sample_logs: Path, sample_catalog: Path,
                              "--catalog", str(sample_catalog), "--budget", "0.002",
                              "--max-deployed", "3"])
     assert fb.exit_code == ExitCode.USAGE and "pass it to stageroute stats" in fb.stderr
+    for option in ("--output", "--history"):  # nothing but stats writes inside the store
+        inside = runner.invoke(app, ["plan", "--stats", "stats", "--catalog", str(sample_catalog),
+                                     "--budget", "0.002", "--max-deployed", "3", "--as-of",
+                                     "2026-11-16T02:00:00Z", option, "stats/manifest.json"])
+        assert inside.exit_code == ExitCode.USAGE, inside.output
+        assert "inside that statistics store" in inside.stderr
+    assert json.loads((tmp_path / "stats" / "manifest.json").read_text())["windows"]
 
 
 def test_stats_and_plan_take_their_options_from_the_config_file(

@@ -180,6 +180,9 @@ def check_writable(path: Path) -> None:
 
 # Inputs given as a file, a glob or a directory of Parquet files (``inputs.logs.find_logs``).
 SCANNED = frozenset({"--logs", "--feedback"})
+# Inputs that are directories a stageroute command owns (a statistics store): nothing else may
+# be written anywhere inside them.
+OWNED = frozenset({"--stats"})
 
 
 def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path | None],
@@ -198,7 +201,8 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
                              "give them different paths")
     for written in (output, lock_path(output)):
         for name, spec in inputs.items():
-            why = None if spec is None else _reads(spec, written, name in SCANNED)
+            why = None if spec is None else (_owns(spec, written) if name in OWNED
+                                             else _reads(spec, written, name in SCANNED))
             if spec is None or why is None:
                 continue
             what = f"its lock file {_p(written)}" if written != output else "it"
@@ -206,6 +210,14 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
                 f"{option} {_p(output)} would overwrite the input {name} {_p(spec)} ({what} {why}), "
                 f"give {option} another path"
             )
+
+
+def _owns(spec: str | Path, target: Path) -> str | None:
+    """Why writing ``target`` would damage the directory ``spec`` that a command owns."""
+    root = os.path.realpath(spec)
+    if Path(os.path.realpath(target)).is_relative_to(root) or os.path.realpath(target) == root:
+        return "is inside that statistics store, which only stageroute stats writes"
+    return None
 
 
 def _reads(spec: str | Path, target: Path, scanned: bool) -> str | None:
