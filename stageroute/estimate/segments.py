@@ -156,19 +156,18 @@ def model_pooling(stats, glob, effect, weight, base, j, row_n):  # type: ignore[
 
 
 @njit(cache=True)
-def others_effects(stats, pooling, j, out):  # type: ignore[no-untyped-def]
+def others_effects(stats, pooling, num, den, j, out):  # type: ignore[no-untyped-def]
     """The reward's segment effects as the models other than ``j`` show them, into ``out`` [S]:
     b_s = sum_m n_sm (x_sm - a_m) / (EFFECT_PRIOR + sum_m n_sm) over m != j, with each model's
-    level a_m of the joint fit (``pooling[FIT_R]``); O(S N)."""
+    level a_m of the joint fit (``pooling[FIT_R]``), from the sums over all models ``num`` and
+    ``den`` [S] (``fit_effects``) less model j's own terms; O(S)."""
     for s in range(stats.shape[1]):
-        num = 0.0
-        den = EFFECT_PRIOR
-        for m in range(stats.shape[2]):
-            n = stats[N_R, s, m]
-            if m != j and n > 0:
-                num += n * (stats[N_R + 1, s, m] - pooling[FIT_R, m])
-                den += n
-        out[s] = num / den
+        n = stats[N_R, s, j]
+        if n > 0:
+            out[s] = ((num[s] - n * (stats[N_R + 1, s, j] - pooling[FIT_R, j]))
+                      / (den[s] - n))
+        else:
+            out[s] = num[s] / den[s]
 
 
 @njit(cache=True)
@@ -194,7 +193,8 @@ def fit_effects(stats, glob, pooling, effects):  # type: ignore[no-untyped-def]
 
     Exact: with a_m = xbar_m - sum_s n_sm b_s / n_m substituted, the normal equations of b are
     the S x S system (EFFECT_PRIOR + n_s.) b_s - sum_m n_sm / n_m sum_t n_tm b_t
-    = sum_m n_sm (x_sm - xbar_m), symmetric positive definite; O(S^2 N + S^3)."""
+    = sum_m n_sm (x_sm - xbar_m), symmetric positive definite; O(S^2 N + S^3). Each model's
+    effects are the all-model sums less its own terms (``others_effects``), O(S N) in all."""
     segments, models = stats.shape[1], stats.shape[2]
     lhs = np.zeros((segments, segments))
     rhs = np.zeros(segments)
@@ -215,8 +215,16 @@ def fit_effects(stats, glob, pooling, effects):  # type: ignore[no-untyped-def]
     effect = np.linalg.solve(lhs, rhs)
     for m in range(models):
         pooling[FIT_R, m] = model_base(stats, glob, effect, m, N_R)
+    num = np.zeros(segments)
+    den = np.full(segments, EFFECT_PRIOR)
+    for s in range(segments):
+        for m in range(models):
+            n = stats[N_R, s, m]
+            if n > 0:
+                num[s] += n * (stats[N_R + 1, s, m] - pooling[FIT_R, m])
+                den[s] += n
     for m in range(models):
-        others_effects(stats, pooling, m, effects[:, m])
+        others_effects(stats, pooling, num, den, m, effects[:, m])
         pool_model(stats, glob, pooling, effects, m)
 
 

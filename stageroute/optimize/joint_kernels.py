@@ -407,6 +407,15 @@ def _ceiling(u: Floats, w: Floats, idx: Ints, allow_drop: bool) -> float:
 
 
 @njit(cache=True)
+def _carries(a: Floats, idx: Ints, allow_drop: bool) -> bool:
+    """Whether the columns ``idx`` can carry all traffic: their caps sum to 1, or drop."""
+    caps = 0.0
+    for i in range(idx.size):
+        caps += a[idx[i]]
+    return allow_drop or caps >= 1.0 - 1e-12
+
+
+@njit(cache=True)
 def _set_table(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, idx: Ints,
                uu: Floats, cc: Floats, aa: Floats, ff: Floats, p: Floats, ws: Workspace) -> int:
     """The joint table of the columns ``idx`` (into ``p``, the set's columns into uu, cc, aa)."""
@@ -429,10 +438,7 @@ def _greedy_bar(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: in
         for s in range(u.shape[0]):
             score[m] += w[s] * u[s, m]
     idx = np.sort(np.argsort(-score, kind="mergesort")[:k])
-    caps = 0.0
-    for i in range(k):
-        caps += a[idx[i]]
-    if not allow_drop and caps < 1.0 - 1e-12:
+    if not _carries(a, idx, allow_drop):
         return -np.inf
     if _set_table(u, c, w, a, budget, idx, uu, cc, aa, ff, p, ws) != OK:
         return -np.inf
@@ -460,12 +466,9 @@ def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
     best = np.zeros(3)
     found = False
     while True:
-        caps = 0.0
-        for i in range(k):
-            caps += a[idx[i]]
         if found and best[0] == 1:
             bar = max(bar, best[2])
-        if (allow_drop or caps >= 1.0 - 1e-12) and not (
+        if _carries(a, idx, allow_drop) and not (
                 _ceiling(u, w, idx, allow_drop) < bar - tie * max(1.0, abs(bar))):
             status = _set_table(u, c, w, a, budget, idx, uu, cc, aa, ff, p, ws)
             if status != INFEASIBLE:

@@ -214,8 +214,7 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
 
 def _owns(spec: str | Path, target: Path) -> str | None:
     """Why writing ``target`` would damage the directory ``spec`` that a command owns."""
-    root = os.path.realpath(spec)
-    if Path(os.path.realpath(target)).is_relative_to(root) or os.path.realpath(target) == root:
+    if Path(os.path.realpath(target)).is_relative_to(os.path.realpath(spec)):  # or is it
         return "is inside that statistics store, which only stageroute stats writes"
     return None
 
