@@ -52,6 +52,7 @@ from stageroute.config import (
     DEFAULT_GAMMA,
     DEFAULT_MIN_SAMPLES,
     parse_gamma,
+    parse_models,
     parse_pair,
     parse_refresh,
     pick_budget,
@@ -274,7 +275,7 @@ def plan(
             cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
             allow_drop=allow_drop, canary_share=canary_share, min_samples=min_samples,
             cost_gamma=cost_gamma, budget_safe=budget_safe, strict=strict, full_check=full_check,
-            deployed=parse_list(deployed),
+            deployed=parse_models(deployed, "--deployed"),
             max_staleness=parse_duration(max_staleness, "--max-staleness") if max_staleness else None,
             max_unknown_share=max_unknown_share, max_changes=max_changes,
             routing_only=routing_only, previous=previous,
@@ -677,11 +678,6 @@ def diff(
             process.print_out(to_json(diff_document(result)))
         else:
             _render("render_diff", result)
-
-
-def parse_list(text: str | None) -> tuple[str, ...] | None:
-    """'a, b,c' -> ('a', 'b', 'c'); None stays None."""
-    return tuple(m.strip() for m in text.split(",") if m.strip()) if text else None
 
 
 def run() -> None:

@@ -139,6 +139,18 @@ def parse_pair(text: str, option: str) -> tuple[float, float]:
     return lo, hi
 
 
+def parse_models(text: str | None, option: str) -> tuple[str, ...] | None:
+    """'a, b,c' -> ('a', 'b', 'c'); None (not given) stays None. A value that names no model
+    ('', ',,,') is an error: read as "not given" it would silently plan from another source."""
+    if text is None:
+        return None
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not names:
+        raise UsageError(f"{option} {shown(text)} names no model; give model ids from the "
+                         f"catalog separated by commas (e.g. {option} a,b), or leave {option} out")
+    return names
+
+
 def parse_refresh(text: str) -> int | None:
     """--refresh: 'query' (None: a table per query) or a number of tables per stage."""
     if text.strip().lower() == "query":

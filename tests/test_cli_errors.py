@@ -239,6 +239,8 @@ HOSTILE_CASES = [
          ("--solver 'foo\\nbar'", "highs, glpk"), extra=("--solver", "foo\nbar")),
     Case("deployed-with-newline", "`--deployed` naming a model with a newline", ExitCode.USAGE,
          ("--deployed names 'a\\nb'", "not in the catalog"), extra=("--deployed", "a\nb")),
+    Case("deployed-names-no-model", "`--deployed ',,,'` (commas only)", ExitCode.USAGE,
+         ("--deployed ',,,' names no model", "leave --deployed out"), extra=("--deployed", ",,,")),
     # plan: the change limit and the routing refresh
     Case("max-changes-negative", "`--max-changes -1`", ExitCode.USAGE,
          ("--max-changes", "-1", "--max-changes 1"), extra=("--max-changes", "-1")),
