@@ -20,7 +20,7 @@ from stageroute.errors import BadDataError
 from stageroute.inputs.catalog import read_catalog
 from stageroute.inputs.logs import summarise_logs
 from stageroute.plan import PlanConfig, make_plan, plan_document
-from stageroute.store.build import build_store
+from stageroute.store.build import StoreOptions, build_store
 from stageroute.store.read import Drift, StoreInput, logs_by_window, store_summary
 
 DAY = dt.timedelta(days=1)
@@ -110,6 +110,19 @@ def test_null_segments_in_the_store_are_the_segment_named_empty(tmp_path):
     store = store_of(logs, tmp_path / "stats")
     assert doc_of(store, cat, segments=True) == doc_of(logs, cat, segments=True)
     assert set(doc_of(store, cat, segments=True)["segments"]) == {"", "A"}
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_an_all_null_segment_column_is_one_segment_named_empty_from_the_store_too(tmp_path,
+                                                                                  engine):
+    """Logs with a segment column that is null on every row plan one segment "" from the logs;
+    the store keeps that segment (it refused them as a store without segments)."""
+    logs, cat = write_inputs(tmp_path)
+    pl.read_parquet(logs).with_columns(pl.lit(None, pl.String).alias("segment")).write_parquet(logs)
+    build_store(logs, tmp_path / "stats", StoreOptions(engine=engine))
+    from_logs = doc_of(logs, cat, segments=True)
+    assert doc_of(StoreInput(tmp_path / "stats"), cat, segments=True) == from_logs
+    assert set(from_logs["segments"]) == {""}
 
 
 @pytest.mark.parametrize("from_store", [False, True], ids=["logs-by-day", "store"])

@@ -64,6 +64,22 @@ FINE_SQL: dict[str, str] = {
 }
 
 
+def segment_column(schema: pl.Schema | dict[str, pl.DataType]) -> pl.Expr:
+    """A row's segment in the store: the logs' ``segment`` with null read as "" (as ``plan
+    --segments`` reads logs), or null for every row when the logs have no such column (a store
+    without segments). ``segment_sql`` is the same rule in SQL."""
+    if "segment" not in schema:
+        return pl.lit(None, pl.String).alias("segment")
+    return pl.col("segment").cast(pl.String).fill_null("")
+
+
+def segment_sql(schema: pl.Schema | dict[str, pl.DataType], quote: str) -> str:
+    """``segment_column`` in SQL (``quote``: the dialect's identifier quote)."""
+    if "segment" not in schema:
+        return "CAST(NULL AS STRING) AS segment"
+    return f"COALESCE(CAST({quote}segment{quote} AS STRING), '') AS segment"
+
+
 def cost_bin_sql(cost: str) -> str:
     """``cost_bin`` in SQL: log2 as ln(cost) / ln(2), as Polars computes it, so that the bins are
     the same; null for a cost that is not finite (NaN compares above every number in SQL)."""

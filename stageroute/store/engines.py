@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from stageroute.inputs.checks import LogScan, pass_checks, rules
-from stageroute.store.aggregate import fine_polars, window_index
+from stageroute.store.aggregate import fine_polars, segment_column, window_index
 
 KEYS = ["model", "segment", "window"]
 
@@ -55,8 +55,7 @@ def polars_tables(job: Job) -> Tables:
     if job.partial:
         data = data.filter(pl.col(file_col).is_in(list(job.whole))
                            | pl.col("window").is_in(list(job.windows)))
-    if "segment" not in data.collect_schema():
-        data = data.with_columns(pl.lit(None, pl.String).alias("segment"))
+    data = data.with_columns(segment_column(data.collect_schema()))
     fine = fine_polars(data, KEYS, pass_checks(scan, rules(scan), full_check=True))
     per_file = data.group_by(pl.col(file_col).alias("file"), "window").agg(
         pl.len().cast(pl.Int64).alias("rows"))

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import polars as pl
 
 from stageroute.inputs.checks import FEEDBACK_REWARD, MAX_AMOUNT, LogScan
-from stageroute.store.aggregate import FINE_SCHEMA, FINE_SQL, cost_bin_sql, window_sql
+from stageroute.store.aggregate import (
+    FINE_SCHEMA,
+    FINE_SQL,
+    cost_bin_sql,
+    segment_sql,
+    window_sql,
+)
 
 LOGS, FEEDBACK, CATALOG = "stageroute_logs", "stageroute_feedback", "stageroute_catalog"
 FILE, WHOLE = "stageroute_file", "stageroute_whole"  # columns the engines add to LOGS
@@ -80,7 +86,7 @@ def _prepared(scan: LogScan, d: Dialect, windows: tuple[int, ...] | None,
 
     base = ", ".join([
         col("request_id", "STRING"), d.epoch_us.format(ts=f"{q}timestamp{q}") + " AS ts_us",
-        col("model", "STRING"), col("segment", "STRING"),
+        col("model", "STRING"), segment_sql(schema, q),
         *(col(c, "DOUBLE") for c in NUMBERS), f"{FILE} AS file_", f"{WHOLE} AS whole_"])
     win = window_sql("ts_us", anchor, length, d.div)
     keep = "" if windows is None else (
