@@ -483,6 +483,30 @@ def test_a_drift_window_shorter_than_the_store_s_windows_is_refused(tmp_path: Pa
                  drift=Drift(window=dt.timedelta(days=1)))
 
 
+@pytest.mark.parametrize("half_life", [dt.timedelta(seconds=1), dt.timedelta(hours=1),
+                                       dt.timedelta(days=1)], ids=["1s", "1h", "1d"])
+@pytest.mark.parametrize("from_store", [False, True], ids=["logs-by-day", "store"])
+def test_a_half_life_that_leaves_less_than_one_reward_is_refused_as_such(
+        tmp_path: Path, sample_logs: Path, sample_catalog: Path, half_life: dt.timedelta,
+        from_store: bool) -> None:
+    """Two weeks after the sample's newest row, a half-life of a day or less weighs all its
+    rewards at less than one sample (a second underflows to 0): the error says so and how long a
+    half-life would do, where it said "no row before --as-of" or "every 'reward' is empty"."""
+    source: Any = sample_logs
+    if from_store:
+        build_store(sample_logs, tmp_path / "stats")
+        source = StoreInput(tmp_path / "stats")
+    as_of = END + dt.timedelta(days=14)
+    with pytest.raises(InsufficientDataError,
+                       match=r"with --half-life .* the rewards before --as-of .* weigh .* "
+                             r"sample\(s\) in all .*give a --half-life of at least 1[45]d"):
+        plan_doc(source, sample_catalog, as_of, drift=Drift(half_life=half_life),
+                 max_staleness=dt.timedelta(days=30))
+    doc = plan_doc(source, sample_catalog, as_of, drift=Drift(half_life=dt.timedelta(days=14)),
+                   max_staleness=dt.timedelta(days=30))
+    assert doc["deployment"]
+
+
 @pytest.mark.parametrize("as_of", [END, MID], ids=["after-the-log", "inside-the-log"])
 def test_hive_partitioned_logs_plan_the_same_from_the_store(tmp_path: Path, sample: pl.DataFrame,
                                                             sample_catalog: Path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,28 @@ def _check_drift(drift: Drift, length: dt.timedelta, label: str) -> None:
         )
 
 
+def _check_decay(before: pl.DataFrame, weight: np.ndarray, age: np.ndarray,
+                 half_life: dt.timedelta, as_of: dt.datetime, label: str) -> None:
+    """A half-life so short against the rows' age that all the rewards before ``as_of`` weigh
+    less than one sample (2^(-age / half-life) underflows) leaves nothing to plan from: say so
+    (rather than "no row" or "no reward")."""
+    rewards = before.filter(pl.col("n_reward") > 0)
+    if rewards.height == 0:
+        return  # no reward at all: the usual checks say so
+    keep = (before["n_reward"] > 0).to_numpy()
+    effective = float(np.dot(weight[keep], rewards["n_reward"].to_numpy()))
+    if effective >= 1.0:
+        return
+    newest = dt.timedelta(seconds=float(age[keep].min()))
+    enough = dt.timedelta(days=max(math.ceil(newest / dt.timedelta(days=1)), 1))
+    raise InsufficientDataError(
+        f"logs {label}: with --half-life {duration(half_life)} the rewards before --as-of "
+        f"{stamp(as_of)} UTC weigh {effective:.3g} sample(s) in all (the newest ended "
+        f"{duration(newest)} before --as-of), too little to estimate any model; give a "
+        f"--half-life of at least {duration(enough)}, or an --as-of "
+        "closer to the logs")
+
+
 def _check_prices(manifest: dict[str, object], catalog: pl.DataFrame, store: str | Path) -> None:
     """A store priced from tokens used its catalog's prices: the plan's catalog must agree."""
     prices = manifest.get("prices")
@@ -146,6 +169,8 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
     age = np.maximum((as_of - end).dt.total_microseconds().to_numpy() / 1e6, 0.0)
     weight = window_weights(age, drift.window.total_seconds() if drift.window else None,
                             drift.half_life.total_seconds() if drift.half_life else None)
+    if drift.half_life is not None:
+        _check_decay(before, weight, age, drift.half_life, as_of, label)
     kept = before.with_columns(pl.Series("__weight__", weight)).filter(pl.col("__weight__") > 0)
     if kept.height == 0 or int(kept["rows"].sum()) == 0:
         first, last = parts["first_seen"].min(), parts["last_seen"].max()
