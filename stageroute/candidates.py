@@ -184,8 +184,10 @@ def stage_table(cand: Candidates, deployed: NDArray[np.bool_], config: PlanConfi
 
 def reasons(cand: Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float64],
              unexplorable: list[int], table: Table, config: PlanConfig, queries: float,
+             waiting: list[int] = (),  # type: ignore[assignment]
              ) -> dict[int, str]:
-    """Why each pool model is (not) deployed and gets its share of the table."""
+    """Why each pool model is (not) deployed and gets its share of the table (``waiting``:
+    under-sampled models left for a later stage, ``optimize.explore.one_newcomer``)."""
     reasons = {}
     floors = np.zeros(cand.u.size)
     floors[chosen] = table.floor
@@ -197,6 +199,10 @@ def reasons(cand: Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float6
                           f"exploration share {config.canary_share:g} cannot give it the "
                           f"{need - cand.n_r[i]:g} requests it needs in the stage "
                           f"(~{queries:,.0f} expected)")
+        elif i in waiting:
+            reasons[i] = (f"waiting: fewer than {need} rewards, and the stage explores one "
+                          "under-sampled model at a time (the one with the most rewards, then "
+                          "the highest cost bound)")
         elif chosen[i] and under and floors[i] == 0 and prob[i] == 0:
             reasons[i] = (f"exploration slot: {cand.n_r[i]:g} of {need} rewards, but its minimum "
                           "traffic would break the budget that the table meets without it")

@@ -35,7 +35,7 @@ from stageroute.optimize.deploy import (
     deployment_on,
     solve_deploy,
 )
-from stageroute.optimize.explore import deploy_caps, refill
+from stageroute.optimize.explore import deploy_caps, one_newcomer, refill
 from stageroute.optimize.route import Routing
 from stageroute.optimize.solver import require_solver
 from stageroute.options import format_duration, window_start
@@ -329,6 +329,7 @@ class _Decision:
     warnings: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()  # --routing-only: the deployment kept (it enters the run id)
     unexplorable: tuple[int, ...] = ()  # left out: the stage cannot explore them (pool indices)
+    waiting: tuple[int, ...] = ()  # left out: another newcomer is explored first (--segments)
     cells: SegmentCells | None = None  # plan --segments: the segments' statistics and bounds
 
 
@@ -353,7 +354,8 @@ def _assemble(config: PlanConfig, cand: Candidates, decision: _Decision, catalog
     caps = cand.a.copy()
     caps[chosen] = table.cap
     left_out = sorted({*unexplorable, *(i for i in decision.unexplorable if not chosen[i])})
-    why = reasons(cand, chosen, prob, left_out, table, config, queries)
+    why = reasons(cand, chosen, prob, left_out, table, config, queries,
+                  [i for i in decision.waiting if not chosen[i]])
     lines = _change_reasons(_model_lines(cand, chosen, prob, caps, current, why), cand,
                             decision, config)
     excluded_reasons = dict(excluded.iter_rows())
@@ -390,8 +392,10 @@ def _deploy_explorable(cand: Candidates, config: PlanConfig, current: list[str],
     """``_solve_deployment`` (the joint DeployOPT on the ``cells``, with --segments), again
     without the under-sampled models the stage cannot explore (``optimize.explore.refill``), so
     that their slots go to other models."""
-    caps = deploy_caps(cand.n_r.astype(np.float64), cand.a, config.canary_share,
-                       float(config.min_samples), config.max_deployed)
+    n_r, need = cand.n_r.astype(np.float64), float(config.min_samples)
+    caps = deploy_caps(n_r, cand.a, config.canary_share, need, config.max_deployed)
+    u = cand.u if cells is None else one_newcomer(cand.u, cand.c, n_r, need,
+                                                  config.canary_share, config.max_deployed)
 
     def one_table(u: NDArray[np.float64], now: NDArray[np.bool_] | None,
                   additions: int | None) -> Deployment:
@@ -404,9 +408,11 @@ def _deploy_explorable(cand: Candidates, config: PlanConfig, current: list[str],
         decision = _solve_deployment(cand, config, current, bounds, deploy)
         return decision.dep.chosen, decision
 
-    decision, excluded = refill(solve, cand.u, cand.c, cand.n_r.astype(np.float64), cand.a,
-                                config.canary_share, float(config.min_samples), queries)
-    return replace(decision, unexplorable=tuple(int(i) for i in excluded), cells=cells)
+    decision, excluded = refill(solve, u, cand.c, n_r, cand.a, config.canary_share, need,
+                                queries)
+    waiting = tuple(int(i) for i in np.flatnonzero((u < 0) & (cand.u >= 0)))
+    return replace(decision, unexplorable=tuple(int(i) for i in excluded if i not in waiting),
+                   waiting=waiting, cells=cells)
 
 
 def _solve_deployment(cand: Candidates, config: PlanConfig, current: list[str],

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from stageroute.estimate.prior import price_cost, typical_tokens
-from stageroute.optimize.explore import deploy_caps, explorable, explore_limits, solve_table
+from stageroute.optimize.explore import (
+    deploy_caps,
+    explorable,
+    explore_limits,
+    one_newcomer,
+    solve_table,
+)
 from stageroute.optimize.route import solve_route_pyomo
 from stageroute.options import Solver
 
@@ -143,3 +149,28 @@ def test_typical_tokens_never_return_non_finite_or_zero_tokens(cost):
     got = typical_tokens(np.array(cost), np.full(2, 9.0), np.array([1.0, 1.0]),
                          np.array([2.0, 6.0]))
     assert got is None or (all(np.isfinite(got)) and max(got) > 0)
+
+
+def test_one_newcomer_keeps_the_most_sampled_then_the_priciest_under_sampled_model():
+    u = np.array([0.8, 0.7, 1.0, 1.0, 1.0, 0.9])
+    c = np.array([0.1, 0.2, 0.3, 0.9, 0.5, 0.1])
+    n_r = np.array([500.0, 300.0, 0.0, 0.0, 0.0, 12.0])
+    # model 5 has rewards already: it is finished first, the untried ones wait
+    out = one_newcomer(u, c, n_r, 40.0, 0.3, 3)
+    assert out.tolist() == [0.8, 0.7, -1.0, -1.0, -1.0, 0.9]
+    # among untried models the highest cost bound (list price) goes first, ties by index
+    n_r[5] = 40.0
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3).tolist() == [0.8, 0.7, -1.0, 1.0, -1.0, 0.9]
+    c[2] = 0.9
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3).tolist() == [0.8, 0.7, 1.0, -1.0, -1.0, 0.9]
+    assert u.tolist() == [0.8, 0.7, 1.0, 1.0, 1.0, 0.9]  # not modified in place
+
+
+def test_one_newcomer_applies_only_to_bounded_exploration_beside_enough_known_models():
+    u = np.array([0.8, 1.0, 1.0])
+    c = np.array([0.1, 0.2, 0.3])
+    n_r = np.array([500.0, 0.0, 0.0])
+    assert one_newcomer(u, c, n_r, 40.0, 1.0, 2) is u  # share 1: the paper, no slice
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3) is u  # 1 known < M_max - 1 = 2: cold start
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 2).tolist() == [0.8, -1.0, 1.0]
+    assert one_newcomer(u, c, np.array([500.0, 50.0, 0.0]), 40.0, 0.3, 2) is u  # one under

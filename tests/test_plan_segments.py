@@ -272,3 +272,19 @@ def test_a_joint_table_the_solver_disagrees_with_is_reported(tmp_path, monkeypat
         worse(u, c, w, cap, b, floor, drop), floor))
     plan = make_plan(logs, cat, config(segments=True))
     assert any(w.startswith("cross-check: highs's joint RouteOPT") for w in plan.warnings)
+
+
+def test_with_segments_a_stage_explores_one_untried_model_and_the_other_waits(tmp_path):
+    """Two untried models beside three known ones, M_max 3: plan --segments deploys one of
+    them (the higher list price) beside two known models; the other waits, and says why."""
+    logs, cat = write_inputs(tmp_path)
+    with cat.open("a") as out:
+        out.write("v,2026-01-01,,1.0,1.2,2.4\nw,2026-01-01,,1.0,1.0,2.0\n")
+    doc = plan_document(make_plan(logs, cat, config(max_deployed=3, segments=True)))
+    deployed = {line["model"] for line in doc["deployment"]}
+    assert "v" in deployed and "w" not in deployed and len(deployed) == 3
+    reasons = {line["model"]: line["reason"] for line in doc["candidates"]}
+    assert reasons["w"].startswith("waiting: fewer than 40 rewards")
+    # the one-table plan keeps the paper's DeployOPT (both may enter)
+    flat = plan_document(make_plan(logs, cat, config(max_deployed=3)))
+    assert not any(r["reason"].startswith("waiting") for r in flat["candidates"])

@@ -166,6 +166,28 @@ def deploy_caps(n_r: Floats, alpha: Floats, share: float, min_samples: float,
     return np.where(under, np.minimum(alpha, share / k), alpha)
 
 
+def one_newcomer(u: Floats, c: Floats, n_r: Floats, min_samples: float, share: float,
+                 max_deployed: int) -> Floats:
+    """The reward bounds DeployOPT sees when a stage explores at most one under-sampled model
+    (``plan --segments`` and ``replay --contextual``): the others enter with a bound of -1 and
+    wait for a later stage, so that the set keeps M_max - 1 well-sampled models beside the one
+    it explores. Two newcomers at once (each optimistic, mu_U = 1) leave one slot for the
+    models that carry the traffic and can push the best of them out of the set for a stage.
+
+    Which one: the most rewards first (finish what a stage started), then the highest cost
+    bound (for an untried model its list price, the one hint of quality the catalog gives),
+    then the pool order. Applies only when exploration is bounded (``share`` < 1) and the pool
+    has M_max - 1 well-sampled models to deploy beside the newcomer; else ``u`` as it is.
+    """
+    under = np.flatnonzero(np.asarray(n_r) < min_samples)
+    if share >= 1.0 or under.size <= 1 or n_r.size - under.size < max_deployed - 1:
+        return u
+    first = under[np.lexsort((under, -np.asarray(c)[under], -np.asarray(n_r)[under]))[0]]
+    out = np.array(u, dtype=np.float64, copy=True)
+    out[under[under != first]] = -1.0
+    return out
+
+
 def explorable(chosen: Ints, n_r: Floats, alpha: Floats, share: float, min_samples: float,
                queries: float) -> tuple[Ints, Ints]:
     """(kept, dropped): the deployed set without the under-sampled models that cannot reach

@@ -20,7 +20,7 @@ from stageroute.estimate.segments import shrunk_bounds
 from stageroute.inputs.outcomes import OutcomeMatrix
 from stageroute.inputs.segmentation import Segmentation, cell_truth
 from stageroute.optimize.deploy import preference_order
-from stageroute.optimize.explore import deploy_caps, explorable, refill
+from stageroute.optimize.explore import deploy_caps, explorable, one_newcomer, refill
 from stageroute.optimize.joint import JointRouting, deploy_joint
 from stageroute.options import Policy
 from stageroute.simulate import loop as compiled
@@ -70,13 +70,15 @@ def _stage_set(pool: NDArray[np.bool_], cells: NDArray[np.float64],
                prior: NDArray[np.float64], alpha: NDArray[np.float64], config: ReplayConfig,
                queries: float) -> tuple[int, ...]:
     """The deployed set of a stage: joint DeployOPT on the shrunk cell bounds, with the
-    exploration caps and the refill of ``optimize.explore`` counted per model."""
+    exploration caps and the refill of ``optimize.explore`` counted per model, exploring at
+    most one under-sampled model (``optimize.explore.one_newcomer``), as ``plan --segments``."""
     idx = np.flatnonzero(pool)
     u_all, c_all = shrunk_bounds(cells, kn, prior)
     u_cell, c_cell = u_all[:, idx], c_all[:, idx]
     u, c = bounds_of(stats, idx, kn, prior)  # the per-model bounds order the preferences
     n_r = stats[compiled.N_R, idx]
     share, need = config.canary_share, float(config.min_samples)
+    u = one_newcomer(u, c, n_r, need, share, config.max_deployed)
     caps = deploy_caps(n_r, alpha[idx], share, need, config.max_deployed)
 
     def solve(bounds: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
