@@ -54,7 +54,8 @@ on average over the segments; a test checks it on a simulation), not a per-cell 
 guarantee. The floor on tau2 bounds how far the prior narrows a cell's radius.
 
 Measured in replay (``benchmarks/contextual_results.py`` cases, T = 100,000, 10 seeds, M_max 3,
-segments = eval_name, per-query tables; reward per query at relative budgets 0.3 / 0.7):
+segments = eval_name, per-query tables, before the one-newcomer rule of
+``optimize.explore.one_newcomer``; reward per query at relative budgets 0.3 / 0.7):
 RouterBench 0.7187 / 0.7465 and MMLU-Pro 0.4955 / 0.5125 with this prior; 0.7171 / 0.7421 and
 0.4927 / 0.5098 with the prior at the model's plain mean and kept from untried cells (kappa <= n,
 the previous estimator); 0.7172 / 0.7425 and 0.4956 / 0.5117 with the joint fit's effects (own
