@@ -288,3 +288,15 @@ def test_with_segments_a_stage_explores_one_untried_model_and_the_other_waits(tm
     # the one-table plan keeps the paper's DeployOPT (both may enter)
     flat = plan_document(make_plan(logs, cat, config(max_deployed=3)))
     assert not any(r["reason"].startswith("waiting") for r in flat["candidates"])
+
+
+def test_one_segment_value_with_two_newcomers_plans_as_without_segments(tmp_path):
+    """The one-newcomer rule is the contextual plan's: with one segment value the plan is the
+    one-table plan's, two untried models included."""
+    logs, cat = write_inputs(tmp_path, segments=("only",))
+    with cat.open("a") as out:
+        out.write("v,2026-01-01,,1.0,1.2,2.4\nw,2026-01-01,,1.0,1.0,2.0\n")
+    seg = make_plan(logs, cat, config(segments=True, max_deployed=3))
+    flat = make_plan(logs, cat, config(max_deployed=3))
+    assert [(m.model, m.action, m.reason) for m in seg.candidates] == \
+        [(m.model, m.action, m.reason) for m in flat.candidates]

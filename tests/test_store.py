@@ -507,6 +507,17 @@ def test_a_half_life_that_leaves_less_than_one_reward_is_refused_as_such(
     assert doc["deployment"]
 
 
+def test_a_window_that_holds_no_row_is_said_so_with_a_half_life_too(
+        tmp_path: Path, sample_logs: Path, sample_catalog: Path) -> None:
+    as_of = END + dt.timedelta(days=14)
+    for drift in (Drift(window=dt.timedelta(days=7)),
+                  Drift(window=dt.timedelta(days=7), half_life=dt.timedelta(seconds=1))):
+        with pytest.raises(InsufficientDataError, match=r"no row before --as-of .* in the "
+                           r"--window .*an --as-of closer to them or a longer --window"):
+            plan_doc(sample_logs, sample_catalog, as_of, drift=drift,
+                     max_staleness=dt.timedelta(days=30))
+
+
 @pytest.mark.parametrize("as_of", [END, MID], ids=["after-the-log", "inside-the-log"])
 def test_hive_partitioned_logs_plan_the_same_from_the_store(tmp_path: Path, sample: pl.DataFrame,
                                                             sample_catalog: Path,

@@ -169,7 +169,8 @@ def deploy_caps(n_r: Floats, alpha: Floats, share: float, min_samples: float,
 def one_newcomer(u: Floats, c: Floats, n_r: Floats, min_samples: float, share: float,
                  max_deployed: int) -> Floats:
     """The reward bounds DeployOPT sees when a stage explores at most one under-sampled model
-    (``plan --segments`` and ``replay --contextual``): the others enter with a bound of -1 and
+    (``plan --segments`` and ``replay --contextual`` with two segments or more; with one, the
+    plan and the policy are the one-table ones): the others enter with a bound of -1 and
     wait for a later stage, so that the set keeps M_max - 1 well-sampled models beside the one
     it explores. Two newcomers at once (each optimistic, mu_U = 1) leave one slot for the
     models that carry the traffic and can push the best of them out of the set for a stage.

@@ -114,7 +114,8 @@ def _check_decay(before: pl.DataFrame, weight: np.ndarray, age: np.ndarray,
                  half_life: dt.timedelta, as_of: dt.datetime, label: str) -> None:
     """A half-life so short against the rows' age that all the rewards before ``as_of`` weigh
     less than one sample (2^(-age / half-life) underflows) leaves nothing to plan from: say so
-    (rather than "no row" or "no reward")."""
+    (rather than "no row" or "no reward"). ``before``: the windows inside a --window, with their
+    ``weight`` and ``age``; none with a reward is left to the other checks."""
     rewards = before.filter(pl.col("n_reward") > 0)
     if rewards.height == 0:
         return  # no reward at all: the usual checks say so
@@ -170,15 +171,18 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
     weight = window_weights(age, drift.window.total_seconds() if drift.window else None,
                             drift.half_life.total_seconds() if drift.half_life else None)
     if drift.half_life is not None:
-        _check_decay(before, weight, age, drift.half_life, as_of, label)
+        inside = age < drift.window.total_seconds() if drift.window else np.ones(age.size, bool)
+        _check_decay(before.filter(pl.Series(inside)), weight[inside], age[inside],
+                     drift.half_life, as_of, label)
     kept = before.with_columns(pl.Series("__weight__", weight)).filter(pl.col("__weight__") > 0)
     if kept.height == 0 or int(kept["rows"].sum()) == 0:
         first, last = parts["first_seen"].min(), parts["last_seen"].max()
         where = " in the --window" if drift.window and before.height else ""
         raise InsufficientDataError(
             f"logs {label} have no row before --as-of {stamp(as_of)} UTC{where} (they run from "
-            f"{stamp(first)} to {stamp(last)}), pass a later --as-of"  # type: ignore[arg-type]
-            + (" or a longer --window" if where else "")
+            f"{stamp(first)} to {stamp(last)}), "  # type: ignore[arg-type]
+            + ("pass an --as-of closer to them or a longer --window" if where
+               else "pass a later --as-of")
         )
     is_known = pl.col("model").is_in(catalog["model"].implode())
     weighted = "__weight__" if drift.half_life is not None else None
