@@ -4,6 +4,7 @@ from a column of the outcomes or from clusters of the prompt text, and the true 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def check_segment_names(names: Sequence[str], where: str, fix: str = "") -> None
     """Refuse segments that cannot become routing tables and gateway groups: more than
     ``MAX_SEGMENTS`` (``fix``: another way out, appended to that message), names with control
     or invisible characters, longer than an id may be, with surrounding whitespace, or
-    differing from another only in case.
+    differing from another only in case or Unicode normalisation (NFKC).
 
     Raises:
         BadDataError: naming ``where`` the segments come from and the first offending value.
@@ -82,11 +83,12 @@ def check_segment_names(names: Sequence[str], where: str, fix: str = "") -> None
         if problem is not None:
             raise BadDataError(f"{where} has the segment {quote(name)}, which {problem}; "
                                "write plain segment names (they name gateway groups)")
-        other = folded.setdefault(name.casefold(), name)
+        other = folded.setdefault(unicodedata.normalize("NFKC", name).casefold(), name)
         if other != name:
             raise BadDataError(f"{where} has the segments {quote(other)} and {quote(name)}, which "
-                               "differ only in case and would name the same gateway group; "
-                               "keep one spelling")
+                               "differ only in case or Unicode form (an accented letter as one "
+                               "character or as letter and accent) and would name the same "
+                               "gateway group; keep one spelling")
 
 
 def cell_truth(matrix: OutcomeMatrix, seg: Segmentation
