@@ -7,6 +7,7 @@ the reason for every model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -184,7 +185,7 @@ def stage_table(cand: Candidates, deployed: NDArray[np.bool_], config: PlanConfi
 
 def reasons(cand: Candidates, chosen: NDArray[np.bool_], prob: NDArray[np.float64],
              unexplorable: list[int], table: Table, config: PlanConfig, queries: float,
-             waiting: list[int] = (),  # type: ignore[assignment]
+             waiting: Sequence[int] = (),
              ) -> dict[int, str]:
     """Why each pool model is (not) deployed and gets its share of the table (``waiting``:
     under-sampled models left for a later stage, ``optimize.explore.one_newcomer``)."""

@@ -394,8 +394,8 @@ def _deploy_explorable(cand: Candidates, config: PlanConfig, current: list[str],
     that their slots go to other models."""
     n_r, need = cand.n_r.astype(np.float64), float(config.min_samples)
     caps = deploy_caps(n_r, cand.a, config.canary_share, need, config.max_deployed)
-    u = cand.u if cells is None or len(cells.names) < 2 else one_newcomer(
-        cand.u, cand.c, n_r, need, config.canary_share, config.max_deployed)
+    u = one_newcomer(cand.u, cand.c, n_r, need, config.canary_share, config.max_deployed,
+                     0 if cells is None else len(cells.names))
 
     def one_table(u: NDArray[np.float64], now: NDArray[np.bool_] | None,
                   additions: int | None) -> Deployment:

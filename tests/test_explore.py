@@ -156,13 +156,13 @@ def test_one_newcomer_keeps_the_most_sampled_then_the_priciest_under_sampled_mod
     c = np.array([0.1, 0.2, 0.3, 0.9, 0.5, 0.1])
     n_r = np.array([500.0, 300.0, 0.0, 0.0, 0.0, 12.0])
     # model 5 has rewards already: it is finished first, the untried ones wait
-    out = one_newcomer(u, c, n_r, 40.0, 0.3, 3)
+    out = one_newcomer(u, c, n_r, 40.0, 0.3, 3, 2)
     assert out.tolist() == [0.8, 0.7, -1.0, -1.0, -1.0, 0.9]
     # among untried models the highest cost bound (list price) goes first, ties by index
     n_r[5] = 40.0
-    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3).tolist() == [0.8, 0.7, -1.0, 1.0, -1.0, 0.9]
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3, 2).tolist() == [0.8, 0.7, -1.0, 1.0, -1.0, 0.9]
     c[2] = 0.9
-    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3).tolist() == [0.8, 0.7, 1.0, -1.0, -1.0, 0.9]
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3, 2).tolist() == [0.8, 0.7, 1.0, -1.0, -1.0, 0.9]
     assert u.tolist() == [0.8, 0.7, 1.0, 1.0, 1.0, 0.9]  # not modified in place
 
 
@@ -170,7 +170,8 @@ def test_one_newcomer_applies_only_to_bounded_exploration_beside_enough_known_mo
     u = np.array([0.8, 1.0, 1.0])
     c = np.array([0.1, 0.2, 0.3])
     n_r = np.array([500.0, 0.0, 0.0])
-    assert one_newcomer(u, c, n_r, 40.0, 1.0, 2) is u  # share 1: the paper, no slice
-    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3) is u  # 1 known < M_max - 1 = 2: cold start
-    assert one_newcomer(u, c, n_r, 40.0, 0.3, 2).tolist() == [0.8, -1.0, 1.0]
-    assert one_newcomer(u, c, np.array([500.0, 50.0, 0.0]), 40.0, 0.3, 2) is u  # one under
+    assert one_newcomer(u, c, n_r, 40.0, 1.0, 2, 2) is u  # share 1: the paper, no slice
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 3, 2) is u  # 1 known < M_max - 1 = 2: cold start
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 2, 2).tolist() == [0.8, -1.0, 1.0]
+    assert one_newcomer(u, c, np.array([500.0, 50.0, 0.0]), 40.0, 0.3, 2, 2) is u  # one under
+    assert one_newcomer(u, c, n_r, 40.0, 0.3, 2, 1) is u  # one segment: the one-table plan

@@ -167,7 +167,7 @@ def deploy_caps(n_r: Floats, alpha: Floats, share: float, min_samples: float,
 
 
 def one_newcomer(u: Floats, c: Floats, n_r: Floats, min_samples: float, share: float,
-                 max_deployed: int) -> Floats:
+                 max_deployed: int, segments: int) -> Floats:
     """The reward bounds DeployOPT sees when a stage explores at most one under-sampled model
     (``plan --segments`` and ``replay --contextual`` with two segments or more; with one, the
     plan and the policy are the one-table ones): the others enter with a bound of -1 and
@@ -177,11 +177,13 @@ def one_newcomer(u: Floats, c: Floats, n_r: Floats, min_samples: float, share: f
 
     Which one: the most rewards first (finish what a stage started), then the highest cost
     bound (for an untried model its list price, the one hint of quality the catalog gives),
-    then the pool order. Applies only when exploration is bounded (``share`` < 1) and the pool
-    has M_max - 1 well-sampled models to deploy beside the newcomer; else ``u`` as it is.
+    then the pool order. Applies only with two ``segments`` or more, when exploration is bounded
+    (``share`` < 1) and the pool has M_max - 1 well-sampled models to deploy beside the
+    newcomer; else ``u`` as it is.
     """
     under = np.flatnonzero(np.asarray(n_r) < min_samples)
-    if share >= 1.0 or under.size <= 1 or n_r.size - under.size < max_deployed - 1:
+    if (segments < 2 or share >= 1.0 or under.size <= 1
+            or n_r.size - under.size < max_deployed - 1):
         return u
     first = under[np.lexsort((under, -np.asarray(c)[under], -np.asarray(n_r)[under]))[0]]
     out = np.array(u, dtype=np.float64, copy=True)

@@ -78,8 +78,7 @@ def _stage_set(pool: NDArray[np.bool_], cells: NDArray[np.float64],
     u, c = bounds_of(stats, idx, kn, prior)  # the per-model bounds order the preferences
     n_r = stats[compiled.N_R, idx]
     share, need = config.canary_share, float(config.min_samples)
-    if cells.shape[1] > 1:  # one segment: StageRoute's own DeployOPT
-        u = one_newcomer(u, c, n_r, need, share, config.max_deployed)
+    u = one_newcomer(u, c, n_r, need, share, config.max_deployed, cells.shape[1])
     caps = deploy_caps(n_r, alpha[idx], share, need, config.max_deployed)
 
     def solve(bounds: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:

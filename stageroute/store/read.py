@@ -110,23 +110,24 @@ def _check_drift(drift: Drift, length: dt.timedelta, label: str) -> None:
         )
 
 
-def _check_decay(before: pl.DataFrame, weight: np.ndarray, age: np.ndarray,
-                 half_life: dt.timedelta, as_of: dt.datetime, label: str) -> None:
+def _check_decay(n_reward: np.ndarray, weight: np.ndarray, age: np.ndarray, drift: Drift,
+                 as_of: dt.datetime, label: str) -> None:
     """A half-life so short against the rows' age that all the rewards before ``as_of`` weigh
     less than one sample (2^(-age / half-life) underflows) leaves nothing to plan from: say so
-    (rather than "no row" or "no reward"). ``before``: the windows inside a --window, with their
-    ``weight`` and ``age``; none with a reward is left to the other checks."""
-    rewards = before.filter(pl.col("n_reward") > 0)
-    if rewards.height == 0:
-        return  # no reward at all: the usual checks say so
-    keep = (before["n_reward"] > 0).to_numpy()
-    effective = float(np.dot(weight[keep], rewards["n_reward"].to_numpy()))
+    (rather than "no row" or "no reward"). ``n_reward``, ``weight``, ``age``: per window before
+    ``as_of``; windows outside a --window, and no reward at all, are left to the other checks."""
+    counted = n_reward > 0
+    if drift.window is not None:
+        counted &= age < drift.window.total_seconds()
+    if drift.half_life is None or not counted.any():
+        return
+    effective = float(np.dot(weight[counted], n_reward[counted]))
     if effective >= 1.0:
         return
-    newest = dt.timedelta(seconds=float(age[keep].min()))
+    newest = dt.timedelta(seconds=float(age[counted].min()))
     enough = dt.timedelta(days=max(math.ceil(newest / dt.timedelta(days=1)), 1))
     raise InsufficientDataError(
-        f"logs {label}: with --half-life {duration(half_life)} the rewards before --as-of "
+        f"logs {label}: with --half-life {duration(drift.half_life)} the rewards before --as-of "
         f"{stamp(as_of)} UTC weigh {effective:.3g} sample(s) in all (the newest ended "
         f"{duration(newest)} before --as-of), too little to estimate any model; give a "
         f"--half-life of at least {duration(enough)}, or an --as-of "
@@ -170,10 +171,7 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
     age = np.maximum((as_of - end).dt.total_microseconds().to_numpy() / 1e6, 0.0)
     weight = window_weights(age, drift.window.total_seconds() if drift.window else None,
                             drift.half_life.total_seconds() if drift.half_life else None)
-    if drift.half_life is not None:
-        inside = age < drift.window.total_seconds() if drift.window else np.ones(age.size, bool)
-        _check_decay(before.filter(pl.Series(inside)), weight[inside], age[inside],
-                     drift.half_life, as_of, label)
+    _check_decay(before["n_reward"].fill_null(0).to_numpy(), weight, age, drift, as_of, label)
     kept = before.with_columns(pl.Series("__weight__", weight)).filter(pl.col("__weight__") > 0)
     if kept.height == 0 or int(kept["rows"].sum()) == 0:
         first, last = parts["first_seen"].min(), parts["last_seen"].max()
