@@ -21,7 +21,12 @@ from stageroute.optimize.joint import (
     solve_joint_route,
     solve_joint_route_pyomo,
 )
-from stageroute.optimize.joint_kernels import best_set, joint_route_into, joint_workspace
+from stageroute.optimize.joint_kernels import (
+    best_set,
+    joint_route_into,
+    joint_route_near,
+    joint_workspace,
+)
 from stageroute.optimize.route import cost_unit, solve_route
 from stageroute.options import Solver
 
@@ -142,6 +147,51 @@ def test_fast_solver_equals_highs_on_random_instances() -> None:
             assert r.cost == pytest.approx(cost, rel=1e-6, abs=1e-12)
         over += ref_over
     assert 20 < over < 600  # both regimes were exercised
+
+
+def kernel_input(u, c, w, a, floor, allow_drop):
+    """The kernels' input: shares that sum to 1, the null option appended for allow-drop."""
+    w = w / w.sum()
+    if allow_drop:
+        s = u.shape[0]
+        u, c = np.hstack([u, np.zeros((s, 1))]), np.hstack([c, np.zeros((s, 1))])
+        a, floor = np.append(a, 1.0), np.append(floor, 0.0)
+    return u, c, w, a, floor
+
+
+def test_warm_started_solver_equals_the_cold_one_on_drifting_instances() -> None:
+    """``joint_route_near`` (started from the last table's price, as the per-query replay
+    re-solves) against ``joint_route_into`` from scratch: the same status, reward and cost on
+    sequences of instances that drift a little (one cell, the shares) or jump (a new instance),
+    so the warm bracket holds, the price falls below it or rises above it."""
+    rng = np.random.default_rng(21)
+    warm_ws = None
+    checked = 0
+    for _ in range(300):
+        u, c, w, a, floor, budget, allow_drop = random_instance(rng)
+        u, c, w, a, floor = kernel_input(u, c, w, a, floor, allow_drop)
+        warm_ws = joint_workspace(*u.shape)
+        for step in range(8):
+            if step:
+                s, m = rng.integers(u.shape[0]), rng.integers(u.shape[1])
+                scale = 10.0 ** -rng.integers(1, 5)
+                u[s, m] = max(u[s, m] + rng.normal(0, scale), 0.0)
+                c[s, m] = max(c[s, m] * (1 + rng.normal(0, scale)), 0.0)
+                w = w * (1 + rng.random(w.size) * scale)
+                w /= w.sum()
+            p_warm, p_cold = np.zeros(u.shape), np.zeros(u.shape)
+            status = joint_route_near(u, c, w, a, floor, budget, p_warm, warm_ws)
+            assert status == joint_route_into(u, c, w, a, floor, budget, p_cold,
+                                              joint_workspace(*u.shape))
+            if status == 2:
+                continue
+            for v in (u, c):
+                cold, warm = w @ (p_cold * v).sum(axis=1), w @ (p_warm * v).sum(axis=1)
+                assert warm == pytest.approx(cold, rel=1e-9, abs=1e-12)
+            assert np.allclose(p_warm.sum(axis=1)[w > 0], 1.0, atol=1e-12)
+            assert np.all(w @ p_warm <= a + 1e-12) and np.all(w @ p_warm >= floor - 1e-12)
+            checked += 1
+    assert checked > 1500
 
 
 def test_pyomo_reference_agrees() -> None:
@@ -354,12 +404,13 @@ def test_kernel_compiled_and_interpreted_agree() -> None:
 
 def test_compiled_enumeration_equals_a_plain_loop_over_the_sets() -> None:
     """``best_set`` (the exhaustive DeployOPT's compiled loop) against a Python loop over
-    itertools.combinations with ``solve_joint_route``, on instances with ties and over budget
-    (on up to 9 columns, where the ceiling and the greedy bar skip sets)."""
+    itertools.combinations with ``solve_joint_route``, on instances with ties, over budget and
+    with some columns capped (on up to 9 columns, where the priced ceilings and the greedy bar
+    skip sets)."""
     import itertools
 
     rng = np.random.default_rng(11)
-    for trial in range(120):
+    for trial in range(200):
         s, n, k = int(rng.integers(1, 6)), int(rng.integers(2, 10)), int(rng.integers(1, 4))
         k = min(k, n)
         u = np.round(rng.random((s, n)), 1)  # coarse: ties between sets
@@ -367,6 +418,8 @@ def test_compiled_enumeration_equals_a_plain_loop_over_the_sets() -> None:
         w = rng.random(s) + 0.1
         w /= w.sum()
         a = np.full(n, 1.0 if trial % 3 else 0.6)
+        if trial % 5 == 1:  # some columns capped (an explored newcomer), the others not
+            a = np.where(rng.random(n) < 0.4, np.round(rng.uniform(0.1, 0.9, n), 2), 1.0)
         budget = float(np.quantile(c, [0.05, 0.4, 0.9][trial % 3]))
         drop = trial % 4 == 0
         best, key = None, None

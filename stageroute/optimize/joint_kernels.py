@@ -25,15 +25,16 @@ from stageroute.optimize.kernels import Floats, Ints
 # Flows live in [0, 1]: residual capacities below this are spent (floating-point crumbs).
 CAP_EPS = 1e-15
 MAX_NEWTON = 200  # a safeguard only: the search ends after a few steps (finitely many flows)
+WARM = 1e-4  # joint_route_near: the relative width of the bracket around the last price
 
 OK = 0
 OVER_BUDGET = 1
 INFEASIBLE = 2
 
 # (x, lo, hi, k) [S, N]; excess per node; (floor used, rest used, rest cap) per column;
-# (dist, pi, done) per node; prev per node.
+# (dist, pi, done) per node; prev per node; the last table's budget price [1].
 Workspace = tuple[Floats, Floats, Floats, Floats, Floats, Floats, Floats, Floats, Floats,
-                  Floats, Floats, Ints]
+                  Floats, Floats, Ints, Floats]
 
 
 @njit(cache=True)
@@ -42,7 +43,7 @@ def joint_workspace(s: int, n: int) -> Workspace:
     v = s + n + 3
     return (np.empty((s, n)), np.empty((s, n)), np.empty((s, n)), np.empty((s, n)),
             np.empty(v), np.empty(n), np.empty(n), np.empty(n), np.empty(v), np.empty(v),
-            np.empty(v), np.empty(v, dtype=np.int64))
+            np.empty(v), np.empty(v, dtype=np.int64), np.zeros(1))
 
 
 @njit(cache=True)
@@ -259,6 +260,16 @@ def _value(x: Floats, v: Floats) -> float:
 
 
 @njit(cache=True)
+def _tolerance(c: Floats, budget: float) -> float:
+    """Costs within this of the budget are on it (rounding)."""
+    cmax = 0.0
+    for s in range(c.shape[0]):
+        for m in range(c.shape[1]):
+            cmax = max(cmax, abs(c[s, m]))
+    return 1e-12 * max(1.0, abs(budget), cmax)
+
+
+@njit(cache=True)
 def joint_route_into(u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, budget: float,
                      p: Floats, ws: Workspace) -> int:
     """Exact joint RouteOPT into ``p`` [S, N]; returns OK, OVER_BUDGET or INFEASIBLE.
@@ -267,12 +278,9 @@ def joint_route_into(u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, 
     option for allow-drop). Over budget: the cheapest mixture with the most reward at that cost.
     """
     x, lo, hi = ws[0], ws[1], ws[2]
-    cmax = 0.0
-    for s in range(u.shape[0]):
-        for m in range(u.shape[1]):
-            cmax = max(cmax, abs(c[s, m]))
-    eps = 1e-12 * max(1.0, abs(budget), cmax)
+    eps = _tolerance(c, budget)
     if not _solve_at(0.0, u, c, w, a, floor, lo, ws):
+        ws[12][0] = 0.0
         return INFEASIBLE
     status = OK
     lam = 0.0
@@ -290,7 +298,41 @@ def joint_route_into(u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, 
     else:
         hi[:, :] = lo
     _table(u, c, w, lo, hi, budget, lam, p)
+    ws[12][0] = lam
     return status
+
+
+@njit(cache=True)
+def joint_route_near(u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, budget: float,
+                     p: Floats, ws: Workspace) -> int:
+    """``joint_route_into`` started from the budget price of the last table solved with ``ws``
+    (``ws[12][0]``): a replay re-solves an LP that one query changed, whose price lambda* has
+    barely moved. The flows at lambda (1 -/+ WARM) bracket the budget when the price is still
+    between them; Newton's steps then start there. Any other case is solved from lambda = 0.
+    The result is as exact; where several tables tie, which one is returned may differ."""
+    lam = ws[12][0]
+    if lam <= 0.0 or lam == np.inf:
+        return joint_route_into(u, c, w, a, floor, budget, p, ws)
+    x, lo, hi = ws[0], ws[1], ws[2]
+    eps = _tolerance(c, budget)
+    if not _solve_at(lam * (1.0 - WARM), u, c, w, a, floor, lo, ws):
+        return joint_route_into(u, c, w, a, floor, budget, p, ws)
+    if _value(lo, c) <= budget + eps:
+        hi[:, :] = lo  # within budget at a lower price: the price fell; bracket from 0
+        _solve_at(0.0, u, c, w, a, floor, lo, ws)
+        if _value(lo, c) <= budget + eps:
+            hi[:, :] = lo
+            _table(u, c, w, lo, hi, budget, 0.0, p)
+            ws[12][0] = 0.0
+            return OK
+    else:
+        _solve_at(lam * (1.0 + WARM), u, c, w, a, floor, hi, ws)
+        if _value(hi, c) > budget + eps:
+            return joint_route_into(u, c, w, a, floor, budget, p, ws)  # the price rose
+    lam = _newton(u, c, w, a, floor, budget, eps, lo, hi, x, ws)
+    _table(u, c, w, lo, hi, budget, lam, p)
+    ws[12][0] = lam
+    return OK
 
 
 @njit(cache=True)
@@ -394,16 +436,87 @@ def _key_better(feasible: int, cost: float, obj: float, best: Floats, tie: float
 
 
 @njit(cache=True)
-def _ceiling(u: Floats, w: Floats, idx: Ints, allow_drop: bool) -> float:
-    """sum_s w_s max_i u[s, idx[i]] (0 among them with ``allow_drop``): no table on the set
-    earns more (every row of a table is a mixture of its columns)."""
-    total = 0.0
+def _ceiling(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, lam: float, idx: Ints,
+             allow_drop: bool, base: Floats) -> float:
+    """An upper bound on the reward of the set's tables that meet the budget, for any price
+    lam >= 0: with v = u - lam c and base_s the best v of segment s among the set's uncapped
+    columns (a >= 1; the null option with ``allow_drop``; all columns if none is uncapped),
+
+        lam b + sum_s w_s base_s + sum_(capped j) a_j max_s (v_sj - base_s)^+
+
+    (the budget row priced into the objective; each row of a table is a mixture of its columns
+    and a capped column carries at most a_j of the traffic). lam = 0 without caps is the reward
+    ceiling of the columns. ``base`` [S]: scratch."""
+    plain = not allow_drop
+    if plain:
+        for i in range(idx.size):
+            if a[idx[i]] >= 1.0:
+                plain = False
+    total = lam * budget
     for s in range(u.shape[0]):
         top = 0.0 if allow_drop else -np.inf
         for i in range(idx.size):
-            top = max(top, u[s, idx[i]])
+            m = idx[i]
+            if plain or a[m] >= 1.0:
+                top = max(top, u[s, m] - lam * c[s, m])
+        base[s] = top
         total += w[s] * top
+    if plain:
+        return total
+    for i in range(idx.size):
+        m = idx[i]
+        if a[m] < 1.0:
+            gain = 0.0
+            for s in range(u.shape[0]):
+                gain = max(gain, u[s, m] - lam * c[s, m] - base[s])
+            total += a[m] * gain
     return total
+
+
+@njit(cache=True)
+def _slope(u: Floats, c: Floats, w: Floats, budget: float, lam: float, idx: Ints,
+           allow_drop: bool) -> float:
+    """The right derivative of ``_ceiling`` in lam: b - the cost of each segment's best column
+    at lam (ties: the cheapest)."""
+    total = budget
+    for s in range(u.shape[0]):
+        top, cost = (0.0, 0.0) if allow_drop else (-np.inf, 0.0)
+        for i in range(idx.size):
+            m = idx[i]
+            v = u[s, m] - lam * c[s, m]
+            if v > top or (v == top and c[s, m] < cost):
+                top, cost = v, c[s, m]
+        total -= w[s] * cost
+    return total
+
+
+@njit(cache=True)
+def _price(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, idx: Ints,
+           allow_drop: bool) -> float:
+    """A budget price for ``_ceiling``: where lam b + sum_s w_s max_m (u - lam c)[s, m] over
+    the uncapped columns of ``idx`` (all of them if none) is least (its slope changes sign; by
+    doubling then bisection). Any price gives a valid bound; this one need not be exact."""
+    uncapped = idx[a[idx] >= 1.0]
+    if uncapped.size > 0 or allow_drop:
+        idx = uncapped  # the columns that may carry all traffic set the price
+    if _slope(u, c, w, budget, 0.0, idx, allow_drop) >= 0.0:
+        return 0.0
+    scale = 1e-12
+    for s in range(u.shape[0]):
+        for i in range(idx.size):
+            scale = max(scale, abs(u[s, idx[i]]))
+    lo, hi = 0.0, scale
+    while _slope(u, c, w, budget, hi, idx, allow_drop) < 0.0:
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e12 * scale:  # no table meets the budget: the ceiling falls without end
+            return hi
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if _slope(u, c, w, budget, mid, idx, allow_drop) < 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 @njit(cache=True)
@@ -453,8 +566,9 @@ def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
     columns into ``chosen`` [k]. The key: sets that meet the budget first, then (over budget)
     the least cost, then the most reward; ties within ``tie`` keep the earlier set. Sets whose
     caps sum below 1 are skipped without ``allow_drop``, and so is a set whose ceiling
-    (``_ceiling``) is below the reward of a set that meets the budget (the best so far, or the
-    k columns of most reward, ``_greedy_bar``): it cannot be the best or tie with it.
+    (``_ceiling``, at the price 0, at the price of all columns and at that of the best set so
+    far) is below the reward of a set that meets the budget (the best so far, or the k columns
+    of most reward, ``_greedy_bar``): it cannot be the best or tie with it.
     Returns False when no set is feasible."""
     n, segments = a.size, u.shape[0]
     size = k + 1 if allow_drop else k
@@ -462,14 +576,18 @@ def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
     aa, ff = np.ones(size), np.zeros(size)
     ws = joint_workspace(segments, size)
     bar = _greedy_bar(u, c, w, a, budget, k, allow_drop, uu, cc, aa, ff, p, ws)
+    base = np.zeros(segments)
+    prices = np.zeros(3)  # 0, the price of all columns, the price of the best set so far
+    prices[1] = _price(u, c, w, a, budget, np.arange(n), allow_drop)
     idx = np.arange(k)
     best = np.zeros(3)
     found = False
     while True:
         if found and best[0] == 1:
             bar = max(bar, best[2])
-        if _carries(a, idx, allow_drop) and not (
-                _ceiling(u, w, idx, allow_drop) < bar - tie * max(1.0, abs(bar))):
+        if _carries(a, idx, allow_drop) and not _below(u, c, w, a, budget, prices, idx,
+                                                       allow_drop, bar - tie * max(1.0, abs(bar)),
+                                                       base):
             status = _set_table(u, c, w, a, budget, idx, uu, cc, aa, ff, p, ws)
             if status != INFEASIBLE:
                 obj, cost = _weighted(p, uu, w), _weighted(p, cc, w)
@@ -479,6 +597,8 @@ def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
                     best[0], best[1], best[2] = feasible, -cost if feasible == 0 else 0.0, obj
                     chosen[:] = idx
                     found = True
+                    if feasible:
+                        prices[2] = _price(u, c, w, a, budget, idx, allow_drop)
         i = k - 1
         while i >= 0 and idx[i] == n - k + i:
             i -= 1
@@ -487,3 +607,13 @@ def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
         idx[i] += 1
         for j in range(i + 1, k):
             idx[j] = idx[j - 1] + 1
+
+
+@njit(cache=True)
+def _below(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, prices: Floats, idx: Ints,
+           allow_drop: bool, bar: float, base: Floats) -> bool:
+    """Whether the set's ceiling at one of the ``prices`` is below ``bar``."""
+    for lam in prices:
+        if _ceiling(u, c, w, a, budget, lam, idx, allow_drop, base) < bar:
+            return True
+    return False

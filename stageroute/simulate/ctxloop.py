@@ -16,7 +16,7 @@ from numba import njit
 from stageroute.estimate.segments import cell_bounds, fit_effects, pool_model, pooling_of
 from stageroute.estimate.stats import welford
 from stageroute.optimize.explore import explore_limits
-from stageroute.optimize.joint_kernels import OVER_BUDGET, joint_route_into, joint_workspace
+from stageroute.optimize.joint_kernels import OVER_BUDGET, joint_route_near, joint_workspace
 from stageroute.simulate.loop import N_C, N_R, draw
 
 REFIT = 256  # queries between two fits of the segment effects (one model's pooling every query)
@@ -33,7 +33,7 @@ def _bounds_of(cells, pooling, effects, deployed, i, kn, prior, u, c):  # type: 
 def _table(u, c, w, cap, floor, budget, p, ws):  # type: ignore[no-untyped-def]
     """The joint table with the exploration floors; they yield to the budget when the table
     without them meets it (as ``optimize.explore.table_into`` does for one segment)."""
-    status = joint_route_into(u, c, w, cap, floor, budget, p, ws)
+    status = joint_route_near(u, c, w, cap, floor, budget, p, ws)
     if status != OVER_BUDGET:
         return
     held = 0.0
@@ -43,9 +43,9 @@ def _table(u, c, w, cap, floor, budget, p, ws):  # type: ignore[no-untyped-def]
         return
     saved = floor.copy()
     floor[:] = 0.0
-    if joint_route_into(u, c, w, cap, floor, budget, p, ws) == OVER_BUDGET:
+    if joint_route_near(u, c, w, cap, floor, budget, p, ws) == OVER_BUDGET:
         floor[:] = saved
-        joint_route_into(u, c, w, cap, floor, budget, p, ws)
+        joint_route_near(u, c, w, cap, floor, budget, p, ws)
 
 
 @njit(cache=True)
