@@ -13,6 +13,10 @@ successive shortest paths (Dijkstra with potentials, dense, real capacities) mov
 flows. Callers append the null option (u = c = 0, a = 1) as the last column for allow-drop, like
 ``kernels.route``. Ties go to the lowest node index in Dijkstra: the same input gives the same
 table. ``.py_func`` runs the same code interpreted (tests compare the two).
+
+The small steps of a solve are inlined (``inline="always"``): a call that passes the workspace
+tuple cost more than a whole 3 x 3 flow (0.63 against 0.27 us per solve). Dijkstra and the path
+helpers stay calls: inlining them too made the first compile three times as long.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def _dijkstra(k: Floats, x: Floats, excess: Floats, rest: Floats, g_floor: Float
                 _relax(v, sink, 0.0, dist, pi, done, prev)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _relax(v: int, to: int, cost: float, dist: Floats, pi: Floats, done: Floats,
            prev: Ints) -> None:
     if done[to] != 0.0:
@@ -107,7 +111,7 @@ def _relax(v: int, to: int, cost: float, dist: Floats, pi: Floats, done: Floats,
         prev[to] = v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _start(x: Floats, k: Floats, w: Floats, floor: Floats, rest: Floats, g_floor: Floats,
            g_rest: Floats, excess: Floats, pi: Floats, cap_h: float) -> float:
     """Each segment sends its share to its cheapest column (lowest index on ties), each column
@@ -145,7 +149,7 @@ def _start(x: Floats, k: Floats, w: Floats, floor: Floats, rest: Floats, g_floor
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _flow(k: Floats, w: Floats, a: Floats, floor: Floats, x: Floats, ws: Workspace) -> bool:
     """Min-cost transportation flow into ``x`` (costs ``k``); False if the caps cannot carry
     the supplies."""
@@ -230,14 +234,14 @@ def _augment(delta: float, x: Floats, excess: Floats, rest: Floats, g_floor: Flo
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _push(value: float, delta: float, bound: float) -> float:
     """value + delta, snapped to ``bound`` when within a crumb of it (saturation is exact)."""
     out = value + delta
     return bound if abs(out - bound) <= CAP_EPS else out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _solve_at(lam: float, u: Floats, c: Floats, w: Floats, a: Floats, floor: Floats, x: Floats,
               ws: Workspace) -> bool:
     """The transportation flow maximising sum x (u - lam c) (lam = inf: minimising sum x c)."""
@@ -249,7 +253,7 @@ def _solve_at(lam: float, u: Floats, c: Floats, w: Floats, a: Floats, floor: Flo
     return _flow(k, w, a, floor, x, ws)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _value(x: Floats, v: Floats) -> float:
     total = 0.0
     ns, nc = x.shape
@@ -259,7 +263,7 @@ def _value(x: Floats, v: Floats) -> float:
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _tolerance(c: Floats, budget: float) -> float:
     """Costs within this of the budget are on it (rounding)."""
     cmax = 0.0
