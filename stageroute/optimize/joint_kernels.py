@@ -512,8 +512,8 @@ def _price(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, idx: Ints,
     lo, hi = 0.0, scale
     while _slope(u, c, w, budget, hi, idx, allow_drop) < 0.0:
         lo, hi = hi, 2.0 * hi
-        if hi > 1e12 * scale:  # no table meets the budget: the ceiling falls without end
-            return hi
+        if hi > 1e12 * scale:  # no table of them meets the budget: the ceiling falls without
+            return 0.0  # end; a huge price would only add rounding (lam b - lam c) to it
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         if _slope(u, c, w, budget, mid, idx, allow_drop) < 0.0:
