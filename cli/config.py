@@ -85,6 +85,9 @@ def read_config(path: Path, commands: Mapping[str, Callable[..., Any]]) -> dict[
         raise ConfigError(f"cannot read the config file {path} ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({one_line(str(exc))})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); TOML is "
+                          f"UTF-8, save it as such") from None
     kinds = {name: option_kinds(function) for name, function in commands.items()}
     shared = {k: v for k, v in data.items() if not isinstance(v, dict)}
     values: dict[str, dict[str, Any]] = {name: {} for name in commands}

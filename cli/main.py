@@ -726,7 +726,9 @@ def _usage_error(exc: Any) -> int:
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     param = getattr(exc, "param", None)
     value = _argument_value(param.opts, sys.argv[1:]) if param is not None else None
-    got = f", got {shown(value)}" if value is not None else ""
+    # a config file's errors name the file and the value already
+    named = type(exc).__name__ == "ConfigError"
+    got = f", got {shown(value)}" if value is not None and not named else ""
     process.stderr(f"Error: {one_line(exc.format_message())}{got}{where}\n")
     return ExitCode.USAGE
 

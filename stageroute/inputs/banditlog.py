@@ -17,7 +17,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.errors import BadDataError, InsufficientDataError
-from stageroute.inputs.checks import _violation, rules
+from stageroute.inputs.checks import Rule, _violation, rules
 from stageroute.inputs.logs import open_logs
 from stageroute.inputs.outcomes import available_mask
 
@@ -57,9 +57,10 @@ class BanditLog:
         return int(self.model.size)
 
 
-def _check_values(scan: object, data: pl.DataFrame) -> None:
-    """Raise the contract's error (file, row, fix) for the first rule the rows break."""
-    contract = rules(scan)  # type: ignore[arg-type]
+def _check_values(scan: object, data: pl.DataFrame, extra: list[Rule]) -> None:
+    """Raise the contract's error (file, row, fix) for the first rule the rows break (the
+    contract's, then ``extra``)."""
+    contract = rules(scan) + extra  # type: ignore[arg-type]
     flags = data.select([r.violated.any().alias(str(i)) for i, r in enumerate(contract)]).row(0)
     for rule, broken in zip(contract, flags, strict=True):
         if broken:
@@ -107,8 +108,16 @@ def load_bandit_log(path: str | Path, catalog: pl.DataFrame, logging: LoggingPol
         data = scan.prepare(scan.source.scan()).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise BadDataError(f"logs {label} cannot be read ({str(exc).splitlines()[0]})") from None
-    _check_values(scan, data)
+    _check_values(scan, data, _served_propensity(catalog) if logging is LoggingPolicy.LOGGED
+                  else [])
     return bandit_log(data, catalog, logging, label)
+
+
+def _served_propensity(catalog: pl.DataFrame) -> list[Rule]:
+    """Off-policy replay weighs every rewarded request of a catalog model by 1 / propensity."""
+    used = pl.col("model").is_in(catalog["model"].implode()) & pl.col("reward").is_not_null()
+    return [Rule("propensity", pl.col("propensity").is_null() & used, "is empty",
+                 "every rewarded request needs the logger's probability of the model it served")]
 
 
 def bandit_log(data: pl.DataFrame, catalog: pl.DataFrame, logging: LoggingPolicy,

@@ -33,6 +33,7 @@ LOG_SCHEMA: dict[str, pl.DataType] = {
 # Costs and token counts beyond this cannot be averaged safely: their squares (the variance)
 # overflow. No real request costs 1e100 of any currency unit.
 MAX_AMOUNT = 1e100
+MIN_PROPENSITY = 1e-12  # 1 / propensity weighs a logged request in off-policy replay
 FEEDBACK_REWARD = "__reward__"  # the reward column of a loaded feedback frame (request_id, this)
 _TEXT = "text (string)"
 
@@ -185,13 +186,15 @@ def rules(scan: LogScan) -> list[Rule]:
         p = pl.col("propensity")
         out.append(Rule("propensity", p.is_nan() | (p <= 0) | (p > 1), "is outside (0, 1]",
                         "propensities are probabilities > 0"))
+        out.append(Rule("propensity", p < MIN_PROPENSITY, f"is below {MIN_PROPENSITY:g}",
+                        "the importance weights 1 / propensity would overflow the estimates; "
+                        "check that the column holds probabilities"))
     return out
 
 
-def _within(footers: Footers | None, column: str, lo: float, hi: float, open_lo: bool = False,
-            ) -> bool:
+def _within(footers: Footers | None, column: str, lo: float, hi: float) -> bool:
     span = footers.ranges.get(column) if footers is not None else None
-    return span is not None and (span[0] > lo if open_lo else span[0] >= lo) and span[1] <= hi
+    return span is not None and span[0] >= lo and span[1] <= hi
 
 
 def vouched(scan: LogScan) -> dict[str, bool]:
@@ -205,7 +208,7 @@ def vouched(scan: LogScan) -> dict[str, bool]:
         "cost": tokens and _within(f, "cost", 0.0, MAX_AMOUNT),
         "input_tokens": tokens and _within(f, "input_tokens", 0.0, MAX_AMOUNT),
         "output_tokens": tokens and _within(f, "output_tokens", 0.0, MAX_AMOUNT),
-        "propensity": _within(f, "propensity", 0.0, 1.0, open_lo=True),
+        "propensity": _within(f, "propensity", MIN_PROPENSITY, 1.0),
     }
 
 

@@ -46,8 +46,24 @@ def segments_by_column(frame: pl.DataFrame, matrix: OutcomeMatrix, column: str) 
         raise UsageError(f"--segments {shown(column)} is not a column of the outcomes (they have "
                          f"{', '.join(frame.columns)}); give a column or --segments auto with "
                          "--prompts FILE")
-    per = (frame.select("sample_id", pl.col(column).cast(pl.String).fill_null("").alias("seg"))
-           .unique("sample_id", keep="first"))
+    dtype = frame.schema[column]
+    if not (dtype in (pl.String, pl.Categorical, pl.Null, pl.Boolean)
+            or isinstance(dtype, pl.Enum) or dtype.is_integer()):
+        raise BadDataError(f"--segments {shown(column)}: the outcomes' column is of type {dtype}, "
+                           "not text or integers; segments are labels (a task, a tenant), give "
+                           "such a column or --segments auto with --prompts FILE")
+    per = (frame.group_by("sample_id")
+           .agg(pl.col(column).cast(pl.String).fill_null("").unique().sort().alias("seg"))
+           .sort("sample_id"))
+    mixed = per.filter(pl.col("seg").list.len() > 1)
+    if mixed.height:
+        sample, values = mixed.row(0)
+        raise BadDataError(
+            f"--segments {shown(column)}: sample_id {quote(sample)} has {len(values)} values in "
+            f"it ({', '.join(quote(v) for v in values[:3])}), a segment is one per prompt; "
+            "give a column that is the same on every model's row of a prompt"
+        )
+    per = per.with_columns(pl.col("seg").list.first())
     lookup = dict(zip(per["sample_id"], per["seg"], strict=True))
     labels = [lookup[s] for s in matrix.samples]
     names = tuple(sorted(set(labels)))

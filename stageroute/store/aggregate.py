@@ -23,6 +23,8 @@ from numpy.typing import NDArray
 
 from stageroute.estimate.stats import fold as chan_fold
 from stageroute.estimate.stats import stats_aggs
+from stageroute.inputs.checks import MAX_AMOUNT
+from stageroute.inputs.files import quote
 
 BINS_PER_OCTAVE = 32
 ZERO_BIN = -(2**31) + 1  # costs of 0 (and of nothing: a null cost)
@@ -221,3 +223,38 @@ def cost_quantile(bins: pl.Series, counts: pl.Series, q: float = 0.999) -> float
     cumulative = np.cumsum(hist["n"].to_numpy())
     at = int(np.searchsorted(cumulative, rank, side="right"))
     return float(bin_value(np.array([hist["bin"][at]]))[0])
+
+
+def store_problem(frame: pl.DataFrame) -> str | None:
+    """What makes store rows (``build.STORE_SCHEMA``) unusable, naming the first such row's
+    window and model, or None. A plan reads the store's counts and moments as they are, so
+    they are checked as the logs' values are: present, finite, in range, one row per
+    (window, model, segment)."""
+    counts = ["rows", "n_reward", "n_cost", "n_input_tokens", "n_output_tokens"]
+    required = ["window_start", "window", *counts, "input_tokens", "output_tokens",
+                "first_seen", "last_seen", "cost_bins", "cost_counts"]
+    rules: list[tuple[pl.Expr, str]] = [(pl.col(c).is_null(), f"column '{c}' is empty")
+                                        for c in required]
+    rules += [(pl.col(c) < 0, f"column '{c}' is negative") for c in counts]
+    rules += [((pl.col("n_reward") > pl.col("rows")) | (pl.col("n_cost") > pl.col("rows")),
+               "counts more rewards or costs than rows")]
+    for n, mean, m2, lo, hi in (("n_reward", "mean_reward", "m2_reward", 0.0, 1.0),
+                                ("n_cost", "mean_cost", "m2_cost", 0.0, MAX_AMOUNT)):
+        seen = pl.col(n) > 0
+        rules += [(seen & ~pl.col(c).is_finite().fill_null(False), f"column '{c}' is not a finite "
+                   "number") for c in (mean, m2)]
+        rules += [(seen & ((pl.col(mean) < lo - 1e-9) | (pl.col(mean) > hi + 1e-9)),
+                   f"column '{mean}' is outside [{lo:g}, {hi:g}]"),
+                  (seen & (pl.col(m2) < -1e-9 * pl.col(n)), f"column '{m2}' is negative")]
+    rules += [(~pl.col(c).is_finite() | (pl.col(c) < 0), f"column '{c}' is not a finite number "
+               ">= 0") for c in ("input_tokens", "output_tokens")]
+    rules += [(pl.col("cost_bins").list.len() != pl.col("cost_counts").list.len(),
+               "columns 'cost_bins' and 'cost_counts' differ in length"),
+              (pl.struct("window", "model", "segment").is_duplicated(),
+               "repeats a (window, model, segment) row")]
+    flags = frame.select([rule.any().alias(str(i)) for i, (rule, _) in enumerate(rules)]).row(0)
+    for (rule, what), broken in zip(rules, flags, strict=True):
+        if broken:
+            row = frame.filter(rule.fill_null(True)).row(0, named=True)
+            return f"{what} (window {row['window']}, model {quote(row['model'])})"
+    return None

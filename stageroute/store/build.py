@@ -39,6 +39,7 @@ from stageroute.store.aggregate import (
     FINE_SCHEMA,
     combine,
     fold,
+    store_problem,
     window_start,
     window_start_expr,
 )
@@ -500,10 +501,15 @@ def _frames(out: Path, paths: list[Path]) -> pl.DataFrame:
                            "missing; rebuild the store with stats --rebuild")
     try:
         frame = pl.read_parquet([str(p) for p in paths])
-        return frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
+        frame = frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise BadDataError(f"statistics store {out}: a window file cannot be read as the store's "
                            f"({first_line(exc)}); rebuild the store with stats --rebuild") from None
+    problem = store_problem(frame)
+    if problem is not None:
+        raise BadDataError(f"statistics store {out}: {problem}; rebuild the store with stats "
+                           "--rebuild")
+    return frame
 
 
 def open_store(out: str | Path) -> dict[str, Any]:

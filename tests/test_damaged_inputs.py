@@ -1,0 +1,126 @@
+"""Damaged inputs found by a hostile-input hunt, one class each: a config file that is not UTF-8,
+off-policy logs whose propensity is empty or too small to weigh by, a segment column that is not
+a label or not one per prompt, and a statistics store whose rows were damaged after ``stats``
+wrote them. Each run ends in exactly one ``Error:`` line and its exit code (as a user runs it: a
+subprocess), never an internal error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import REPO_ROOT
+
+from stageroute.errors import ExitCode
+
+SAMPLE = REPO_ROOT / "sample_logs"
+AS_OF = "2026-11-16T00:00:00Z"
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "stageroute_cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def one_error(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out and "internal error" not in out, out
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("Error: ")] == lines[-1:], result.stderr
+    for word in words:
+        assert word in lines[-1], (word, lines[-1])
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_bytes("[plan]\nbudget = 0.002\n".encode("utf-16"))
+    result = run(["plan", "--config", "c.toml", "--logs", str(SAMPLE / "logs.parquet"),
+                  "--catalog", str(SAMPLE / "catalog.csv"), "--max-deployed", "3"], tmp_path)
+    one_error(result, ExitCode.USAGE, "c.toml", "not UTF-8")
+    assert result.stderr.count("got") == 0  # the file is named once, not echoed again
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (None, ("'propensity' is empty", "request_id")),
+    (1e-300, ("'propensity' is below 1e-12", "overflow")),
+])
+def test_off_policy_propensity_empty_or_too_small(tmp_path: Path, value: float | None,
+                                                   words: tuple[str, ...]) -> None:
+    logs = pl.read_parquet(SAMPLE / "logs.parquet").tail(3000)
+    bad = pl.when(pl.col("reward").is_not_null() & (pl.int_range(pl.len()) % 500 == 3)).then(
+        pl.lit(value, pl.Float64))
+    logs.with_columns(bad.otherwise(pl.col("propensity")).alias("propensity")).write_parquet(
+        tmp_path / "logs.parquet")
+    result = run(["replay", "--logs", "logs.parquet", "--catalog", str(SAMPLE / "catalog.csv"),
+                  "--budget", "0.002", "--max-deployed", "3", "--seeds", "1", "--quiet"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, *words)
+
+
+@pytest.mark.parametrize(("column", "change", "words"), [
+    ("eval_name", pl.concat_list([pl.col("eval_name")]), ("of type List", "labels")),
+    ("reward", None, ("of type Float64",)),
+    ("model", None, ("has 11 values", "one per prompt")),
+])
+def test_a_segment_column_that_is_not_one_label_per_prompt(
+        tmp_path: Path, routerbench: Path, column: str, change: pl.Expr | None,
+        words: tuple[str, ...]) -> None:
+    outcomes = pl.read_parquet(routerbench / "outcomes.parquet")
+    if change is not None:
+        outcomes = outcomes.with_columns(change.alias(column))
+    outcomes.write_parquet(tmp_path / "outcomes.parquet")
+    result = run(["replay", "--outcomes", "outcomes.parquet", "--catalog",
+                  str(routerbench / "catalog.csv"), "--relative-budget", "0.3",
+                  "--max-deployed", "3", "--horizon", "1000", "--seeds", "1", "--contextual",
+                  "--segments", column, "--policy", "stageroute-contextual", "--quiet"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, f"--segments '{column}'", *words)
+
+
+DAMAGE: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
+    "cost_bins' is empty": lambda x: x.with_columns(
+        pl.lit(None, pl.List(pl.Int32)).alias("cost_bins")),
+    "last_seen' is empty": lambda x: x.with_columns(
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("last_seen")),
+    "mean_reward' is not a finite number": lambda x: x.with_columns(
+        pl.lit(float("nan")).alias("mean_reward")),
+    "mean_reward' is outside [0, 1]": lambda x: x.with_columns(pl.lit(5.0).alias("mean_reward")),
+    "mean_cost' is not a finite number": lambda x: x.with_columns(
+        pl.lit(float("inf")).alias("mean_cost")),
+    "m2_reward' is negative": lambda x: x.with_columns(-pl.col("m2_reward") - 1),
+    "n_reward' is negative": lambda x: x.with_columns(-pl.col("n_reward")),
+    "repeats a (window, model, segment)": lambda x: pl.concat([x, x]),
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("store")
+    result = run(["stats", "--logs", str(SAMPLE / "logs.parquet"), "--out", "stats", "--quiet"],
+                 root)
+    assert result.returncode == 0, result.stderr
+    return root / "stats"
+
+
+@pytest.mark.parametrize("what", list(DAMAGE))
+def test_plan_refuses_a_damaged_store(tmp_path: Path, store: Path, what: str) -> None:
+    damaged = tmp_path / "stats"
+    shutil.copytree(store, damaged)
+    for file in [*damaged.glob("windows/*.parquet"), *damaged.glob("totals-*.parquet")]:
+        DAMAGE[what](pl.read_parquet(file)).write_parquet(file)
+    for window in ([], ["--window", "28d"]):
+        result = run(["plan", "--stats", "stats", "--catalog", str(SAMPLE / "catalog.csv"),
+                      "--budget", "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--quiet",
+                      *window], tmp_path)
+        one_error(result, ExitCode.BAD_DATA, what, "stats --rebuild")
+    rebuilt = run(["stats", "--logs", str(SAMPLE / "logs.parquet"), "--out", "stats", "--rebuild",
+                   "--quiet"], tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    plan = run(["plan", "--stats", "stats", "--catalog", str(SAMPLE / "catalog.csv"), "--budget",
+                "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--quiet"], tmp_path)
+    assert plan.returncode == 0, plan.stderr
