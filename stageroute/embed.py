@@ -17,7 +17,9 @@ not depend on the machine's thread count, and on a shared machine one thread is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +78,15 @@ class PromptEmbedding:
         return self._project(_hashed(texts))
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """scikit-learn's numerical warnings on degenerate text (every prompt alike: an SVD with no
+    variance to explain) stay out of stderr: a library does not print."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def _fit(counts: Any, dim: int, seed: int) -> PromptEmbedding:
     from sklearn.decomposition import TruncatedSVD
     from threadpoolctl import threadpool_limits
@@ -93,7 +104,7 @@ def _fit(counts: Any, dim: int, seed: int) -> PromptEmbedding:
     empty = PromptEmbedding(columns, idf, np.zeros((0, columns.size)), dim)
     if rank < 1:
         return empty
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), _quiet():
         svd = TruncatedSVD(rank, n_iter=SVD_ITERATIONS, random_state=seed)
         svd.fit(empty._weighted(counts))
     components = np.ascontiguousarray(svd.components_, dtype=np.float64)
@@ -152,7 +163,7 @@ def fit_clusters(features: NDArray[np.float64], k: int, seed: int = 0) -> Cluste
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"features must be a non-empty [n, dim] array, got shape {x.shape}")
     k = min(k, np.unique(x, axis=0).shape[0])
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), _quiet():
         fitted = KMeans(k, n_init=KMEANS_STARTS, random_state=seed).fit(x)
     labels = np.asarray(fitted.labels_, dtype=np.int64)
     sizes = np.bincount(labels, minlength=k)

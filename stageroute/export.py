@@ -236,7 +236,13 @@ def group_name(model_name: str, segment: str, segments: Mapping[str, object]) ->
 
 
 def _comments(header: Sequence[str]) -> str:
-    return "".join(f"# {line}\n" for line in header)
+    """YAML comment lines; what the plan file brings (its name, window, model ids) cannot end
+    a comment: characters YAML breaks lines at, or any other unprintable one, are escaped."""
+    return "".join(f"# {_printable(line)}\n" for line in header)
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
 def _yaml(doc: Any) -> str:

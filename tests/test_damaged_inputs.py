@@ -124,3 +124,86 @@ def test_plan_refuses_a_damaged_store(tmp_path: Path, store: Path, what: str) ->
     plan = run(["plan", "--stats", "stats", "--catalog", str(SAMPLE / "catalog.csv"), "--budget",
                 "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--quiet"], tmp_path)
     assert plan.returncode == 0, plan.stderr
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("plans")
+    for name, extra in (("plan.json", []), ("seg.json", ["--segments"])):
+        result = run(["plan", "--logs", str(SAMPLE / "logs.parquet"), "--catalog",
+                      str(SAMPLE / "catalog.csv"), "--budget", "0.002", "--max-deployed", "3",
+                      "--as-of", "2026-11-16T02:00:00Z", "--output", name, "--quiet", *extra],
+                     root)
+        assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["litellm", "envoy"])
+def test_export_comments_cannot_be_broken_out_of(tmp_path: Path, plans: Path, fmt: str) -> None:
+    """A plan's window and model ids reach the YAML header comments: a newline (or YAML's
+    other line breaks) in them must not start a line of the config."""
+    import json
+
+    import yaml
+
+    doc = json.loads((plans / "plan.json").read_text())
+    doc["window"] = {"start": "2026\napiVersion: evil", "end": "x\u2028y: z"}
+    doc["routing"][0]["model"] = "bo\nreal: 1"
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    result = run(["export", "--plan", "p.json", "--format", fmt, "--output", "out.yaml"],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "out.yaml").read_text()
+    config = yaml.safe_load(text)
+    assert not {"y", "real"} & set(config) and config.get("apiVersion") != "evil"
+    assert all(line.startswith("#") for line in text.splitlines() if "evil" in line)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ("seg.json", ("one routing table per segment", "without --segments")),
+    ("sum", ("add up to 1.4", "more than 1")),
+])
+def test_replay_logs_refuses_a_plan_it_cannot_evaluate(tmp_path: Path, plans: Path, change: str,
+                                                        words: tuple[str, ...]) -> None:
+    import json
+
+    plan = plans / "seg.json"
+    if change == "sum":
+        doc = json.loads((plans / "plan.json").read_text())
+        doc["routing"][0]["probability"] = 1.0
+        plan = tmp_path / "sum.json"
+        plan.write_text(json.dumps(doc))
+    result = run(["replay", "--logs", str(SAMPLE / "logs.parquet"), "--catalog",
+                  str(SAMPLE / "catalog.csv"), "--budget", "0.002", "--max-deployed", "3",
+                  "--seeds", "1", "--policy", "plan", "--plan", str(plan), "--quiet"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, *words)
+
+
+def test_a_store_of_logs_from_year_1_reads_back(tmp_path: Path) -> None:
+    """Window files are named by their start with a four-digit year (%Y gives '1' on Linux)."""
+    import datetime as dt
+
+    logs = pl.read_parquet(SAMPLE / "logs.parquet").tail(2000)
+    old = pl.lit(dt.datetime(1, 1, 1, tzinfo=dt.UTC))
+    logs.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(old)
+                      .otherwise(pl.col("timestamp")).alias("timestamp")).write_parquet(
+        tmp_path / "logs.parquet")
+    assert run(["stats", "--logs", "logs.parquet", "--out", "s", "--quiet"],
+               tmp_path).returncode == 0
+    assert (tmp_path / "s" / "windows" / "w-00010101T000000Z-g1.parquet").is_file()
+    result = run(["plan", "--stats", "s", "--catalog", str(SAMPLE / "catalog.csv"), "--budget",
+                  "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--quiet"], tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_identical_prompts_cluster_without_warnings(tmp_path: Path, routerbench: Path) -> None:
+    prompts = pl.read_parquet(routerbench / "prompts.parquet")
+    prompts.with_columns(pl.lit("hello world").alias("prompt")).write_parquet(
+        tmp_path / "prompts.parquet")
+    result = run(["replay", "--outcomes", str(routerbench / "outcomes.parquet"), "--catalog",
+                  str(routerbench / "catalog.csv"), "--relative-budget", "0.3",
+                  "--max-deployed", "3", "--horizon", "1000", "--seeds", "1", "--contextual",
+                  "--segments", "auto", "--prompts", "prompts.parquet", "--policy",
+                  "stageroute", "--quiet"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

@@ -19,7 +19,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.config import SharedConfig
-from stageroute.errors import BadDataError, UsageError
+from stageroute.errors import BadDataError, UsageError, shown
 from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, load_bandit_log
 from stageroute.inputs.catalog import load_catalog
@@ -165,13 +165,24 @@ def plan_table(path: Path, models: tuple[str, ...]) -> NDArray[np.float64]:
     index = {m: j for j, m in enumerate(models)}
     w = np.zeros(len(models))
     rows = routing if isinstance(routing, list) else []
+    if isinstance(doc.get("segments"), dict | list) or any(
+            isinstance(row, dict) and "segment" in row for row in rows):
+        raise BadDataError(f"plan {path} has one routing table per segment (plan --segments); "
+                           "replay --logs --plan evaluates one table for all requests, pass a "
+                           "plan written without --segments")
     for row in rows:
         model, prob = (row.get("model"), row.get("probability")) if isinstance(row, dict) else (
             None, None)
         if model not in index or not isinstance(prob, int | float) or not prob >= 0:
             raise BadDataError(f"plan {path}: routing entry {row!r} is not a catalog model with a "
                                "probability >= 0; pass a plan written by 'stageroute plan'")
+        if w[index[model]] > 0:
+            raise BadDataError(f"plan {path} lists {shown(model)} twice in 'routing'; pass a plan "
+                               "written by 'stageroute plan'")
         w[index[model]] = float(prob)
+    if w.sum() > 1.0 + 1e-9:
+        raise BadDataError(f"plan {path}: the routing probabilities add up to {w.sum():.6g}, "
+                           "more than 1; pass a plan written by 'stageroute plan'")
     if not w.sum() > 0:
         raise BadDataError(f"plan {path} has no routing table with a probability > 0; pass a "
                            "plan written by 'stageroute plan'")

@@ -109,7 +109,8 @@ class StoreReport:
 
 
 def _stamp(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    t = t.astimezone(dt.UTC)  # %Y does not pad years before 1000 to four digits everywhere
+    return f"{t.year:04d}" + t.strftime("%m%dT%H%M%SZ")
 
 
 def _iso(t: dt.datetime) -> str:
