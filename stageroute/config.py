@@ -148,6 +148,10 @@ def parse_models(text: str | None, option: str) -> tuple[str, ...] | None:
     if not names:
         raise UsageError(f"{option} {shown(text)} names no model; give model ids from the "
                          f"catalog separated by commas (e.g. {option} a,b), or leave {option} out")
+    twice = sorted({m for m in names if names.count(m) > 1})
+    if twice:
+        raise UsageError(f"{option} names {shown(twice[0])} twice; a model is deployed once, "
+                         "give each id once")
     return names
 
 

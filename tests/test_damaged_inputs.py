@@ -207,3 +207,19 @@ def test_identical_prompts_cluster_without_warnings(tmp_path: Path, routerbench:
                   "stageroute", "--quiet"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["replay", "--outcomes", "OUTCOMES", "--catalog", "CATALOG", "--relative-budget", "0.3",
+      "--max-deployed", "3", "--horizon", "1000", "--contextual", "--segments", "eval_name",
+      "--clusters", "5"], ("--clusters", "--segments 'eval_name'", "drop --clusters")),
+    (["plan", "--logs", str(SAMPLE / "logs.parquet"), "--catalog", str(SAMPLE / "catalog.csv"),
+      "--budget", "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--routing-only",
+      "--deployed", "boreal-70b,boreal-70b"], ("--deployed", "'boreal-70b' twice")),
+])
+def test_options_that_do_not_fit_together(tmp_path: Path, routerbench: Path, args: list[str],
+                                          words: tuple[str, ...]) -> None:
+    paths = {"OUTCOMES": str(routerbench / "outcomes.parquet"),
+             "CATALOG": str(routerbench / "catalog.csv")}
+    result = run([paths.get(a, a) for a in args], tmp_path)
+    one_error(result, ExitCode.USAGE, *words)

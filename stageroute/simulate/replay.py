@@ -19,7 +19,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.config import SharedConfig
-from stageroute.errors import BadDataError, UsageError
+from stageroute.errors import BadDataError, UsageError, shown
 from stageroute.estimate.bounds import cost_lcb, reward_ucb
 from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.inputs.catalog import load_catalog
@@ -98,8 +98,11 @@ class ReplayConfig(SharedConfig):
         if self.segments == "auto" and self.prompts is None:
             raise UsageError("--segments auto clusters the prompts' text: give --prompts FILE "
                              "(sample_id, prompt)")
-        if self.clusters is not None and (self.segments != "auto"
-                                          or not 2 <= self.clusters <= MAX_CLUSTERS):
+        if self.clusters is not None and self.segments != "auto":
+            raise UsageError(f"--clusters sets the number of prompt clusters of --segments auto, "
+                             f"not of --segments {shown(self.segments)}; drop --clusters or give "
+                             "--segments auto with --prompts FILE")
+        if self.clusters is not None and not 2 <= self.clusters <= MAX_CLUSTERS:
             raise UsageError(f"--clusters must be an integer in [2, {MAX_CLUSTERS}] with "
                              f"--segments auto, got {self.clusters}; give e.g. --clusters 8")
         for option, length in (("--window", self.window), ("--half-life", self.half_life)):
