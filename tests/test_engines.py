@@ -7,6 +7,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ AS_OF = dt.datetime(2026, 11, 16, 2, tzinfo=dt.UTC)
 
 
 def options(engine: str, **kw: Any) -> StoreOptions:
-    return StoreOptions(engine=engine, spark_master=SPARK_MASTER, **kw)
+    master = SPARK_MASTER if engine == "spark" else "local[*]"  # the others refuse one
+    return StoreOptions(engine=engine, spark_master=master, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +273,17 @@ def test_a_missing_engine_says_how_to_install_it(engine: str, package: str, inst
     assert install in str(caught.value)
     assert caught.value.exit_code == ExitCode.NO_SOLVER == 69
     assert not (tmp_path / "store" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(("engine", "kw", "words"), [
+    ("polars", {"memory_limit": "2GB"}, "--memory-limit caps DuckDB's memory"),
+    ("spark", {"memory_limit": "2GB"}, "add --engine duckdb"),
+    ("duckdb", {"spark_master": "spark://h:7077"}, "--spark-master names Spark's master"),
+])
+def test_an_option_of_another_engine_is_a_usage_error(engine: str, kw: dict[str, str],
+                                                       words: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(words)):
+        StoreOptions(engine=engine, **kw)  # type: ignore[arg-type]
 
 
 def test_a_spark_master_that_is_no_url_is_a_usage_error() -> None:

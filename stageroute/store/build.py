@@ -81,6 +81,12 @@ class StoreOptions:
         if self.engine not in ENGINES:
             raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got "
                              f"{self.engine!r}; give e.g. --engine duckdb")
+        if self.memory_limit is not None and self.engine != "duckdb":
+            raise UsageError(f"--memory-limit caps DuckDB's memory and the engine is "
+                             f"{self.engine}; add --engine duckdb or drop --memory-limit")
+        if self.spark_master != "local[*]" and self.engine != "spark":
+            raise UsageError(f"--spark-master names Spark's master and the engine is "
+                             f"{self.engine}; add --engine spark or drop --spark-master")
 
 
 @dataclass(frozen=True, slots=True)
