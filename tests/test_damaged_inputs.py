@@ -223,3 +223,13 @@ def test_options_that_do_not_fit_together(tmp_path: Path, routerbench: Path, arg
              "CATALOG": str(routerbench / "catalog.csv")}
     result = run([paths.get(a, a) for a in args], tmp_path)
     one_error(result, ExitCode.USAGE, *words)
+
+
+def test_prompts_that_are_all_blank(tmp_path: Path, routerbench: Path) -> None:
+    prompts = pl.read_parquet(routerbench / "prompts.parquet")
+    prompts.with_columns(pl.lit(" ").alias("prompt")).write_parquet(tmp_path / "prompts.parquet")
+    result = run(["replay", "--outcomes", str(routerbench / "outcomes.parquet"), "--catalog",
+                  str(routerbench / "catalog.csv"), "--relative-budget", "0.3",
+                  "--max-deployed", "3", "--horizon", "1000", "--seeds", "1", "--contextual",
+                  "--segments", "auto", "--prompts", "prompts.parquet", "--quiet"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, "every prompt is empty or whitespace")

@@ -70,4 +70,8 @@ def load_prompts(path: str | Path) -> pl.DataFrame:
             f"prompts {path} list sample_id {quote(row['sample_id'])} twice (0-based row "
             f"{row['row']}), keep one row per sample_id"
         )
+    if (frame["prompt"].str.strip_chars() == "").all():
+        raise BadDataError(f"prompts {path}: every prompt is empty or whitespace, so there is no "
+                           "text to cluster or to find neighbours in; give each sample_id its "
+                           "prompt text")
     return frame
