@@ -726,9 +726,10 @@ def _usage_error(exc: Any) -> int:
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     param = getattr(exc, "param", None)
     value = _argument_value(param.opts, sys.argv[1:]) if param is not None else None
-    # a config file's errors name the file and the value already
-    named = type(exc).__name__ == "ConfigError"
-    got = f", got {shown(value)}" if value is not None and not named else ""
+    from stageroute_cli.config import ConfigError  # its errors name the file and the value
+
+    got = (f", got {shown(value)}" if value is not None and not isinstance(exc, ConfigError)
+           else "")
     process.stderr(f"Error: {one_line(exc.format_message())}{got}{where}\n")
     return ExitCode.USAGE
 

@@ -616,8 +616,13 @@ def best_set(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, k: int,
 @njit(cache=True)
 def _below(u: Floats, c: Floats, w: Floats, a: Floats, budget: float, prices: Floats, idx: Ints,
            allow_drop: bool, bar: float, base: Floats) -> bool:
-    """Whether the set's ceiling at one of the ``prices`` is below ``bar``."""
-    for lam in prices:
-        if _ceiling(u, c, w, a, budget, lam, idx, allow_drop, base) < bar:
+    """Whether the set's ceiling at one of the ``prices`` is below ``bar`` (a price equal to
+    an earlier one is not evaluated again: before a set meets the budget, or when the budget does
+    not bind, several are 0)."""
+    for j in range(prices.size):
+        seen = False
+        for i in range(j):
+            seen = seen or prices[i] == prices[j]
+        if not seen and _ceiling(u, c, w, a, budget, prices[j], idx, allow_drop, base) < bar:
             return True
     return False

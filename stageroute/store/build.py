@@ -43,7 +43,7 @@ from stageroute.store.aggregate import (
     window_start,
     window_start_expr,
 )
-from stageroute.store.engines import ENGINES, KEYS, Job, run
+from stageroute.store.engines import ENGINES, KEYS, LOCAL_SPARK, Job, run
 
 FORMAT = "stageroute-stats"
 VERSION = 1
@@ -71,7 +71,7 @@ class StoreOptions:
     anchor: dt.datetime = EPOCH
     engine: str = "polars"
     memory_limit: str | None = None
-    spark_master: str = "local[*]"
+    spark_master: str = LOCAL_SPARK
     rebuild: bool = False
 
     def __post_init__(self) -> None:
@@ -84,7 +84,7 @@ class StoreOptions:
         if self.memory_limit is not None and self.engine != "duckdb":
             raise UsageError(f"--memory-limit caps DuckDB's memory and the engine is "
                              f"{self.engine}; add --engine duckdb or drop --memory-limit")
-        if self.spark_master != "local[*]" and self.engine != "spark":
+        if self.spark_master != LOCAL_SPARK and self.engine != "spark":
             raise UsageError(f"--spark-master names Spark's master and the engine is "
                              f"{self.engine}; add --engine spark or drop --spark-master")
 

@@ -21,6 +21,7 @@ from stageroute.inputs.checks import LogScan, pass_checks, rules
 from stageroute.store.aggregate import fine_polars, segment_column, window_index
 
 KEYS = ["model", "segment", "window"]
+LOCAL_SPARK = "local[*]"  # --spark-master's default: Spark in this process, on every core
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ class Job:
     anchor: dt.datetime
     length: dt.timedelta
     memory_limit: str | None = None
-    spark_master: str = "local[*]"
+    spark_master: str = LOCAL_SPARK
 
 
 @dataclass(frozen=True, slots=True)
