@@ -162,16 +162,20 @@ def test_export_comments_cannot_be_broken_out_of(tmp_path: Path, plans: Path, fm
 @pytest.mark.parametrize(("change", "words"), [
     ("seg.json", ("one routing table per segment", "without --segments")),
     ("sum", ("add up to 1.4", "more than 1")),
+    ("twice", ("twice in 'routing'",)),
 ])
 def test_replay_logs_refuses_a_plan_it_cannot_evaluate(tmp_path: Path, plans: Path, change: str,
                                                         words: tuple[str, ...]) -> None:
     import json
 
     plan = plans / "seg.json"
-    if change == "sum":
+    if change != "seg.json":
         doc = json.loads((plans / "plan.json").read_text())
-        doc["routing"][0]["probability"] = 1.0
-        plan = tmp_path / "sum.json"
+        if change == "sum":
+            doc["routing"][0]["probability"] = 1.0
+        else:  # the same model again, first at probability 0
+            doc["routing"].insert(0, {**doc["routing"][0], "probability": 0.0})
+        plan = tmp_path / "plan.json"
         plan.write_text(json.dumps(doc))
     result = run(["replay", "--logs", str(SAMPLE / "logs.parquet"), "--catalog",
                   str(SAMPLE / "catalog.csv"), "--budget", "0.002", "--max-deployed", "3",

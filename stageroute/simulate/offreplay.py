@@ -165,6 +165,7 @@ def plan_table(path: Path, models: tuple[str, ...]) -> NDArray[np.float64]:
     index = {m: j for j, m in enumerate(models)}
     w = np.zeros(len(models))
     rows = routing if isinstance(routing, list) else []
+    listed: set[str] = set()
     if isinstance(doc.get("segments"), dict | list) or any(
             isinstance(row, dict) and "segment" in row for row in rows):
         raise BadDataError(f"plan {path} has one routing table per segment (plan --segments); "
@@ -176,9 +177,10 @@ def plan_table(path: Path, models: tuple[str, ...]) -> NDArray[np.float64]:
         if model not in index or not isinstance(prob, int | float) or not prob >= 0:
             raise BadDataError(f"plan {path}: routing entry {row!r} is not a catalog model with a "
                                "probability >= 0; pass a plan written by 'stageroute plan'")
-        if w[index[model]] > 0:
+        if model in listed:
             raise BadDataError(f"plan {path} lists {shown(model)} twice in 'routing'; pass a plan "
                                "written by 'stageroute plan'")
+        listed.add(model)
         w[index[model]] = float(prob)
     if w.sum() > 1.0 + 1e-9:
         raise BadDataError(f"plan {path}: the routing probabilities add up to {w.sum():.6g}, "
