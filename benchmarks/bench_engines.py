@@ -23,7 +23,7 @@ from bench_plan import ensure_log
 from polars.testing import assert_frame_equal
 
 from _common import ROOT
-from stageroute.store.build import load_store
+from stageroute.store.layout import load_store
 
 # (label, engine, extra options); the DuckDB cap is filled in from the log's size.
 RUNS = [("Polars (streaming)", "polars", []), ("DuckDB", "duckdb", []),

@@ -40,7 +40,7 @@ def option_kinds(function: Callable[..., Any]) -> dict[str, tuple[str, Any]]:
     """A command's options: long name without dashes -> (parameter name, base type)."""
     kinds = {}
     for name, hint in typing.get_type_hints(function, include_extras=True).items():
-        if name in ("return", "config_file"):
+        if name in ("return", "config_file") or hint is typer.Context:
             continue
         decls = [d for m in getattr(hint, "__metadata__", ())  # Option("--json"): the default
                  for d in (getattr(m, "default", None), *(getattr(m, "param_decls", None) or ()))
@@ -90,6 +90,14 @@ def read_config(path: Path, commands: Mapping[str, Callable[..., Any]]) -> dict[
                           f"UTF-8, save it as such") from None
     kinds = {name: option_kinds(function) for name, function in commands.items()}
     shared = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    for table, keys in [("", shared), *((f" in [{k}]", v) for k, v in data.items()
+                                        if isinstance(v, dict))]:
+        spellings: dict[str, str] = {}
+        for key in keys:
+            other = spellings.setdefault(key.replace("_", "-"), key)
+            if other != key:
+                raise ConfigError(f"config file {path}: '{other}' and '{key}'{table} set the same "
+                                  "option; keep one of them")
     values: dict[str, dict[str, Any]] = {name: {} for name in commands}
     for table in (k for k, v in data.items() if isinstance(v, dict)):
         if table not in commands:

@@ -389,6 +389,7 @@ def _log_input(logs: Path | None, stats: Path | None) -> Any:
     --max-deployed 2 --horizon 20000 --policy stageroute --policy oracle --json
 """)
 def replay(
+    ctx: typer.Context,
     catalog: opt.Catalog,
     max_deployed: opt.MaxDeployed,
     budget: opt.Budget = None,
@@ -471,6 +472,9 @@ def replay(
     with process.command(outputs, {"--outcomes": outcomes, "--catalog": catalog}) as session:
         from stageroute.simulate.replay import ReplayConfig, replay_document, replay_from_files
 
+        opt.refuse_unused(ctx, ("plan_file", "logging_policy", "min_kept"),
+                          "with --outcomes (it is for --logs, off-policy replay)")
+
         value, relative = pick_budget(budget, relative_budget)
         config = ReplayConfig(
             budget=value, relative_budget=relative, max_deployed=max_deployed, horizon=horizon,
@@ -516,6 +520,9 @@ def _replay_logs(a: dict[str, Any]) -> None:
                              "with --logs PATH (one of the two)")
         if a["plot"] is not None:
             raise UsageError("--plot needs --outcomes (an oracle frontier); leave it out with --logs")
+        opt.refuse_unused(a["ctx"], ("horizon", "contextual", "segments", "prompts", "clusters", "start",
+                           "end", "window", "half_life"),
+                          "with --logs (the log's own events and times are replayed)")
         value, relative = pick_budget(a["budget"], a["relative_budget"])
         default = DEFAULT_POLICIES + (("plan",) if a["plan_file"] is not None else ())
         config = OffPolicyConfig(

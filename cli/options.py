@@ -92,3 +92,17 @@ HalfLife = Annotated[str | None, typer.Option(
     help="Weight each window's statistics by 2^(-age / DURATION), age from the window's end to "
     "--as-of; counts become effective counts in the confidence radius. Default: no decay. "
     "E.g. --half-life 14d")]
+
+
+
+def refuse_unused(ctx: typer.Context, names: tuple[str, ...], reason: str) -> None:
+    """Raise a usage error when one of the parameters ``names`` was given on the command line
+    although it has no effect in this mode (``reason``: e.g. "with --logs"). Values that come
+    from a ``--config`` file or a default are left alone: a shared file may hold them."""
+    from stageroute.errors import UsageError
+
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            flag = "--" + name.removesuffix("_file").replace("_", "-")
+            raise UsageError(f"{flag} has no effect {reason}; leave it out")

@@ -156,11 +156,42 @@ def _routing_tables(plan_path: str | Path, option: str,
         if sum(p for _, p in rows) <= 0:
             raise BadDataError(f"{where}plan {plan_path} routes no traffic (every probability "
                                "is 0); a gateway needs at least one model with traffic")
+    _check_totals(doc, tables, plan_path, segmented)
     if segmented:  # each becomes a group name: the rule plan --segments applied to the logs
         from stageroute.inputs.segmentation import check_segment_names
 
         check_segment_names(list(tables), f"plan {plan_path}")
     return doc, tables, segmented
+
+
+SUM_TOLERANCE = 1e-6  # a plan's probabilities are rounded to 12 significant digits
+
+
+def _check_totals(doc: dict[str, Any], tables: dict[str, list[tuple[str, float]]],
+                  plan_path: str | Path, segmented: bool) -> None:
+    """A table's probabilities add up to 1 less the share the plan drops (``dropped``; with one
+    table per segment, at most 1), and every routed model is in the plan's deployment."""
+    dropped = doc.get("dropped")
+    dropped = float(dropped) if isinstance(dropped, int | float) and not isinstance(
+        dropped, bool) and 0 <= dropped <= 1 else 0.0
+    deployment = doc.get("deployment")
+    deployed = {e.get("model") for e in deployment if isinstance(e, dict)} \
+        if isinstance(deployment, list) else None
+    for segment, rows in tables.items():
+        where = f"segment {shown(segment, 60)} of " if segmented else ""
+        total = sum(p for _, p in rows)
+        low = 1.0 - (1.0 if segmented and dropped > 0 else dropped)
+        if not low - SUM_TOLERANCE <= total <= 1.0 + SUM_TOLERANCE:
+            expected = ("at most 1" if segmented and dropped > 0 else "1" if dropped == 0
+                        else f"1 less 'dropped' ({dropped:.6g}) = {1.0 - dropped:.6g}")
+            raise BadDataError(
+                f"{where}plan {plan_path}: the routing probabilities add up to {total:.6g}, "
+                f"expected {expected}; pass {HINT}")
+        stray = [m for m, p in rows if p > 0 and deployed is not None and m not in deployed]
+        if stray:
+            raise BadDataError(
+                f"{where}plan {plan_path} routes traffic to {shown(stray[0], 60)}, which is not "
+                f"in its 'deployment'; pass {HINT}")
 
 
 def _catalog_columns(catalog: str | Path | None, models: Sequence[str],

@@ -78,6 +78,10 @@ def test_relative_paths_are_relative_to_the_file(in_tmp):
     ("[plam]\nbudget = 1\n", ["[plam]", "unknown table"]),
     ("[replay]\nhistory = 'plans'\n", ["'history'", "[replay]", "unknown key"]),
     ("[plan\n", ["not valid TOML", "line 1"]),
+    ("[plan]\nmax-deployed = 3\nmax_deployed = 2\n", ["'max-deployed' and 'max_deployed'",
+                                                      "[plan]", "keep one"]),
+    ("seeds = 3\nmax_deployed = 2\nmax-deployed = 3\n", ["'max_deployed' and 'max-deployed'"]),
+    ("ctx = 1\n", ["'ctx'", "no command has the option --ctx"]),
 ])
 def test_bad_files_are_usage_errors_naming_the_key_and_the_file(in_tmp, content, words):
     (in_tmp / "bad.toml").write_text(content)

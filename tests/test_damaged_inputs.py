@@ -148,7 +148,9 @@ def test_export_comments_cannot_be_broken_out_of(tmp_path: Path, plans: Path, fm
 
     doc = json.loads((plans / "plan.json").read_text())
     doc["window"] = {"start": "2026\napiVersion: evil", "end": "x\u2028y: z"}
-    doc["routing"][0]["model"] = "bo\nreal: 1"
+    for entry in (doc["routing"][0], *[d for d in doc["deployment"]
+                                       if d["model"] == doc["routing"][0]["model"]]):
+        entry["model"] = "bo\nreal: 1"
     (tmp_path / "p.json").write_text(json.dumps(doc))
     result = run(["export", "--plan", "p.json", "--format", fmt, "--output", "out.yaml"],
                  tmp_path)
@@ -220,6 +222,14 @@ def test_identical_prompts_cluster_without_warnings(tmp_path: Path, routerbench:
     (["plan", "--logs", str(SAMPLE / "logs.parquet"), "--catalog", str(SAMPLE / "catalog.csv"),
       "--budget", "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--routing-only",
       "--deployed", "boreal-70b,boreal-70b"], ("--deployed", "'boreal-70b' twice")),
+    (["replay", "--outcomes", "OUTCOMES", "--catalog", "CATALOG", "--relative-budget", "0.3",
+      "--max-deployed", "3", "--plan", "plan.json"], ("--plan has no effect with --outcomes",)),
+    (["replay", "--logs", str(SAMPLE / "logs.parquet"), "--catalog", str(SAMPLE / "catalog.csv"),
+      "--budget", "0.002", "--max-deployed", "3", "--contextual"],
+     ("--contextual has no effect with --logs",)),
+    (["replay", "--logs", str(SAMPLE / "logs.parquet"), "--catalog", str(SAMPLE / "catalog.csv"),
+      "--budget", "0.002", "--max-deployed", "3", "--half-life", "7d"],
+     ("--half-life has no effect with --logs",)),
 ])
 def test_options_that_do_not_fit_together(tmp_path: Path, routerbench: Path, args: list[str],
                                           words: tuple[str, ...]) -> None:
@@ -237,3 +247,72 @@ def test_prompts_that_are_all_blank(tmp_path: Path, routerbench: Path) -> None:
                   "--max-deployed", "3", "--horizon", "1000", "--seeds", "1", "--contextual",
                   "--segments", "auto", "--prompts", "prompts.parquet", "--quiet"], tmp_path)
     one_error(result, ExitCode.BAD_DATA, "every prompt is empty or whitespace")
+
+
+@pytest.mark.parametrize(("change", "code", "words"), [
+    ("half", ExitCode.BAD_DATA, ("add up to", "expected 1;")),
+    ("stray", ExitCode.BAD_DATA, ("routes traffic to 'ghost'", "not in its 'deployment'")),
+    ("dropped", 0, ()),
+])
+@pytest.mark.parametrize("command", ["export", "diff"])
+def test_a_plan_whose_table_a_gateway_cannot_run(tmp_path: Path, plans: Path, change: str,
+                                                 code: int, words: tuple[str, ...],
+                                                 command: str) -> None:
+    """Probabilities that do not add up to 1 (less the share the plan drops), or traffic to a
+    model the plan does not deploy: export would renormalise or route to it silently."""
+    import json
+
+    doc = json.loads((plans / "plan.json").read_text())
+    if change == "stray":
+        doc["routing"][0]["model"] = "ghost"
+    else:
+        for row in doc["routing"]:
+            row["probability"] /= 2
+        doc["dropped"] = 0.5 if change == "dropped" else 0.0
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    args = (["export", "--plan", "p.json", "--format", "litellm"] if command == "export"
+            else ["diff", str(plans / "plan.json"), "p.json"])
+    result = run(args, tmp_path)
+    if code:
+        one_error(result, code, *words)
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("value", "code"), [("   ", 0), ("openai/gpt\n-4o", ExitCode.BAD_DATA)])
+def test_catalog_gateway_names_blank_or_broken(tmp_path: Path, plans: Path, value: str,
+                                               code: int) -> None:
+    """A blank litellm_model is not given (the model id is exported); one with a control
+    character is refused rather than written into the gateway's config."""
+    import json
+
+    import yaml
+
+    catalog = pl.read_csv(SAMPLE / "catalog.csv").with_columns(
+        pl.lit(value).alias("litellm_model"))
+    catalog.write_parquet(tmp_path / "catalog.parquet")
+    result = run(["export", "--plan", str(plans / "plan.json"), "--format", "litellm",
+                  "--catalog", "catalog.parquet"], tmp_path)
+    if code:
+        one_error(result, code, "column 'litellm_model'", "control or invisible character")
+        return
+    assert result.returncode == 0, result.stderr
+    routed = {row["model"] for row in json.loads((plans / "plan.json").read_text())["routing"]}
+    params = {e["litellm_params"]["model"] for e in yaml.safe_load(result.stdout)["model_list"]}
+    assert params == routed
+
+
+def test_a_failed_first_stats_run_leaves_no_store_behind(tmp_path: Path) -> None:
+    """A first run that fails (here on a file that is not Parquet) removes the directory it
+    made, lock included; a later failure leaves an existing store as it was."""
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    result = run(["stats", "--logs", "bad.parquet", "--out", "store", "--quiet"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, "cannot be read as Parquet")
+    assert not (tmp_path / "store").exists()
+    made = run(["stats", "--logs", str(SAMPLE / "logs.parquet"), "--out", "store", "--quiet"],
+               tmp_path)
+    assert made.returncode == 0, made.stderr
+    before = sorted(p.name for p in (tmp_path / "store").rglob("*"))
+    result = run(["stats", "--logs", "bad.parquet", "--out", "store", "--quiet"], tmp_path)
+    assert result.returncode != 0
+    assert sorted(p.name for p in (tmp_path / "store").rglob("*")) == before

@@ -19,7 +19,8 @@ from polars.testing import assert_frame_equal
 from stageroute.errors import BadDataError, EngineUnavailableError, ExitCode, UsageError
 from stageroute.inputs.catalog import read_catalog
 from stageroute.plan import PlanConfig, make_plan, plan_document
-from stageroute.store.build import StoreOptions, build_store, load_store
+from stageroute.store.build import StoreOptions, build_store
+from stageroute.store.layout import load_store
 from stageroute.store.read import StoreInput
 
 ENGINES = ("polars", "duckdb", "spark")
@@ -329,3 +330,18 @@ def test_the_engines_benchmark_runs_on_a_small_log(repo_root: Path, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "| Spark, local[*] | 0 |" in result.stdout
     assert "The three stores are equal" in result.stdout
+
+
+@pytest.mark.parametrize("zone", ["UTC", None])
+def test_duckdb_reads_nanosecond_timestamps_as_polars_does(zone: str | None, sample: pl.DataFrame,
+                                                           tmp_path: Path) -> None:
+    """Parquet written by pandas or Spark often holds nanoseconds; DuckDB has no epoch_us of a
+    zoned nanosecond timestamp, so the engine floors epoch_ns to microseconds as Polars does."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    stamp = pl.col("timestamp").cast(pl.Datetime("ns", zone)) + pl.duration(nanoseconds=999)
+    sample.with_columns(stamp).write_parquet(logs / "ns.parquet")
+    stores = {engine: tmp_path / engine for engine in ("polars", "duckdb")}
+    for engine, out in stores.items():
+        build_store(logs, out, options(engine), None, None)
+    assert_same_store(stores["polars"], stores["duckdb"])

@@ -28,7 +28,8 @@ from stageroute.plan import PlanConfig, make_plan, plan_document
 from stageroute.render.output import locked
 from stageroute.store import build as store_build
 from stageroute.store.aggregate import cost_quantile
-from stageroute.store.build import StoreOptions, build_store, load_store, load_totals
+from stageroute.store.build import StoreOptions, build_store
+from stageroute.store.layout import load_store, load_totals
 from stageroute.store.read import Drift, StoreInput
 from stageroute_cli.main import app
 

@@ -287,6 +287,23 @@ def _check_dates(frame: pl.DataFrame, path: Path) -> None:
         )
 
 
+def _gateway_names(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """``provider`` and ``litellm_model`` go into gateway configs as they are (``export``):
+    surrounding whitespace is removed (a blank value is empty, i.e. not given) and a control or
+    invisible character is refused, as it would be a broken route."""
+    for column in ("provider", "litellm_model"):
+        bad = frame.filter(pl.col(column).str.contains(HIDDEN_CHARACTERS))
+        if len(bad):
+            row = bad.row(0, named=True)
+            raise BadDataError(
+                f"catalog {path}, column '{column}' is {quote(row[column], 40)} for "
+                f"{quote(row['model'])}, which holds a control or invisible character; write the "
+                "gateway's name as plain text (or leave it empty)"
+            )
+    return frame.with_columns(pl.col("provider", "litellm_model").str.strip_chars()
+                              .replace("", None))
+
+
 def _check(frame: pl.DataFrame, path: Path) -> None:
     models = frame["model"]
     if models.null_count() or (models == "").any():
@@ -355,7 +372,7 @@ def read_catalog(path: str | Path) -> tuple[pl.DataFrame, tuple[str, ...]]:
     else:
         notes = ()
     _check(frame, path)
-    return frame.sort("model"), notes
+    return _gateway_names(frame, path).sort("model"), notes
 
 
 def load_catalog(path: str | Path) -> pl.DataFrame:

@@ -226,7 +226,7 @@ def cost_quantile(bins: pl.Series, counts: pl.Series, q: float = 0.999) -> float
 
 
 def store_problem(frame: pl.DataFrame) -> str | None:
-    """What makes store rows (``build.STORE_SCHEMA``) unusable, naming the first such row's
+    """What makes store rows (``layout.STORE_SCHEMA``) unusable, naming the first such row's
     window and model, or None. A plan reads the store's counts and moments as they are, so
     they are checked as the logs' values are: present, finite, in range, one row per
     (window, model, segment)."""

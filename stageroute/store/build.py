@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,40 +28,31 @@ from typing import Any
 
 import polars as pl
 
-from stageroute.errors import BadDataError, CannotWriteError, InputMissingError, UsageError
+from stageroute.errors import BadDataError, CannotWriteError, UsageError
 from stageroute.inputs.checks import check_unique, report_violations, rules
-from stageroute.inputs.files import first_line
 from stageroute.inputs.logs import open_logs
 from stageroute.inputs.sources import find_logs, fingerprint, resolve_files, segments_match
 from stageroute.options import format_duration as duration
 from stageroute.render.output import locked, write_atomic
 from stageroute.store.aggregate import (
     EPOCH,
-    FINE_SCHEMA,
     combine,
     fold,
-    store_problem,
     window_start,
     window_start_expr,
 )
-from stageroute.store.engines import ENGINES, KEYS, LOCAL_SPARK, Job, run
-
-FORMAT = "stageroute-stats"
-VERSION = 1
-MANIFEST = "manifest.json"
-MAX_WINDOW_SECONDS = 36500 * 86400
-WINDOWS_DIR = "windows"
-
-
-STORE_SCHEMA: dict[str, pl.DataType] = {
-    "window_start": pl.Datetime("us", "UTC"),
-    "window": pl.Int64(),
-    "model": pl.String(),
-    "segment": pl.String(),
-    **{name: dtype for name, dtype in FINE_SCHEMA.items() if name != "bin"},
-    "cost_bins": pl.List(pl.Int32()),
-    "cost_counts": pl.List(pl.Int64()),
-}
+from stageroute.store.engines import ENGINES, KEYS, LOCAL_SPARK, MEMORY_AMOUNT, Job, run
+from stageroute.store.layout import (
+    FORMAT,
+    MANIFEST,
+    STORE_SCHEMA,
+    VERSION,
+    WINDOWS_DIR,
+    load_store,
+    load_totals,
+    read_manifest,
+    store_frames,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +73,10 @@ class StoreOptions:
         if self.engine not in ENGINES:
             raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got "
                              f"{self.engine!r}; give e.g. --engine duckdb")
+        if self.memory_limit is not None and not MEMORY_AMOUNT.fullmatch(
+                self.memory_limit.strip()):
+            raise UsageError(f"--memory-limit must be an amount of memory such as 2GB or 512MB, "
+                             f"got {self.memory_limit!r}")
         if self.memory_limit is not None and self.engine != "duckdb":
             raise UsageError(f"--memory-limit caps DuckDB's memory and the engine is "
                              f"{self.engine}; add --engine duckdb or drop --memory-limit")
@@ -126,67 +122,6 @@ def _iso(t: dt.datetime) -> str:
 def file_state(file: str) -> dict[str, int]:
     st = os.stat(file)
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def read_manifest(out: Path) -> dict[str, Any] | None:
-    """The store's manifest (None: no store there yet).
-
-    Raises:
-        BadDataError: a manifest that is not a stageroute statistics store's.
-    """
-    path = out / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadDataError(f"statistics store {out}: {MANIFEST} cannot be read ({exc}); rebuild "
-                           "the store with stats --rebuild") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BadDataError(f"statistics store {out}: {MANIFEST} is not a stageroute statistics "
-                           "manifest; point --out at a store directory (or an empty one)")
-    if manifest.get("version") != VERSION:
-        raise BadDataError(f"statistics store {out} has format version {manifest.get('version')}, "
-                           f"this stageroute reads {VERSION}; rebuild it with stats --rebuild")
-    problem = _manifest_problem(manifest)
-    if problem is not None:
-        raise BadDataError(f"statistics store {out}: {MANIFEST} is damaged ({problem}); rebuild "
-                           "the store with stats --rebuild")
-    return manifest
-
-
-def _manifest_problem(manifest: dict[str, Any]) -> str | None:
-    """What is wrong with a manifest's structure (None: nothing); names only this code writes."""
-    def whole(x: object) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-    if not (whole(manifest.get("window_seconds"))
-            and 0 < manifest["window_seconds"] <= MAX_WINDOW_SECONDS):
-        return "window_seconds is not a positive integer of at most 100 years"
-    try:
-        times = [manifest.get("anchor")] + ([manifest["last_seen"]]
-                                            if manifest.get("last_seen") is not None else [])
-        if any(dt.datetime.fromisoformat(str(t)).tzinfo is None for t in times):
-            return "anchor or last_seen has no time zone"
-    except ValueError:
-        return "anchor or last_seen is not a time"
-    if not whole(manifest.get("generation")):
-        return "generation is not an integer"
-    files, windows = manifest.get("files"), manifest.get("windows")
-    if not isinstance(files, dict) or not all(
-            isinstance(e, dict) and all(whole(e.get(k)) for k in ("size", "mtime_ns", "rows"))
-            and isinstance(e.get("windows"), list) and all(whole(w) or isinstance(w, int)
-                                                           for w in e["windows"])
-            for e in files.values()):
-        return "the files it lists are not (size, mtime_ns, rows, windows) entries"
-    if not isinstance(windows, dict) or not all(
-            isinstance(e, dict) and re.fullmatch(r"w-\d{8}T\d{6}Z-g\d+\.parquet", str(e.get("file")))
-            and re.fullmatch(r"-?\d+", w) for w, e in windows.items()):
-        return "the windows it lists are not window files of the store"
-    totals = manifest.get("totals")
-    if totals is not None and not re.fullmatch(r"totals-g\d+\.parquet", str(totals)):
-        return "totals is not a totals file of the store"
-    return None
 
 
 def _layout(options: StoreOptions) -> dict[str, Any]:
@@ -289,11 +224,24 @@ def build_store(logs: str | Path, out: str | Path, options: StoreOptions = Store
         for row in catalog.iter_rows(named=True)}
     inputs = {"prices": prices,
               "feedback": {os.path.abspath(f): file_state(f) for f in fb_files} or None}
+    created = not out.exists()
     try:
         (out / WINDOWS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CannotWriteError(f"cannot create the statistics store {out} ({exc.strerror}), "
                                "check the path and permissions") from None
+    try:
+        return _locked_build(logs, out, files, inputs, options, catalog, feedback, say)
+    except BaseException:
+        if created:  # a first run that failed leaves no half-made store (nor its lock) behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _locked_build(logs: str | Path, out: Path, files: dict[str, Any], inputs: dict[str, Any],
+                  options: StoreOptions, catalog: pl.DataFrame | None,
+                  feedback: str | Path | None, say: Callable[[str], None]) -> StoreReport:
+    """``build_store`` under the store's lock, once ``out`` exists."""
     with locked(out / "store", doing=f"updating the statistics store {out}"):
         manifest = None if options.rebuild else read_manifest(out)
         if manifest is not None:
@@ -448,7 +396,7 @@ def _write_windows(out: Path, rows: pl.DataFrame | None, old: dict[str, Any],
         w = int(w)
         start = window_start(w, options.anchor, options.length)
         if str(w) in windows:
-            held = _frames(out, [out / WINDOWS_DIR / windows[str(w)]["file"]]).drop("window_start")
+            held = store_frames(out, [out / WINDOWS_DIR / windows[str(w)]["file"]]).drop("window_start")
             both = pl.concat([held.with_columns(pl.lit(0).alias("__part__")),
                               frame.select(held.columns).with_columns(pl.lit(1).alias("__part__"))],
                              how="vertical_relaxed")
@@ -496,58 +444,6 @@ def _sweep(out: Path, windows: dict[str, Any], totals: str) -> None:
     for path in out.glob("totals-g*.parquet"):
         if path.name != totals:
             path.unlink(missing_ok=True)
-
-
-def _frames(out: Path, paths: list[Path]) -> pl.DataFrame:
-    """Store rows from ``paths`` (``STORE_SCHEMA``), every file checked present and readable."""
-    if not paths:
-        return pl.DataFrame(schema=STORE_SCHEMA)
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise BadDataError(f"statistics store {out}: {missing[0].name} listed in {MANIFEST} is "
-                           "missing; rebuild the store with stats --rebuild")
-    try:
-        frame = pl.read_parquet([str(p) for p in paths])
-        frame = frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise BadDataError(f"statistics store {out}: a window file cannot be read as the store's "
-                           f"({first_line(exc)}); rebuild the store with stats --rebuild") from None
-    problem = store_problem(frame)
-    if problem is not None:
-        raise BadDataError(f"statistics store {out}: {problem}; rebuild the store with stats "
-                           "--rebuild")
-    return frame
-
-
-def open_store(out: str | Path) -> dict[str, Any]:
-    """The store's manifest.
-
-    Raises:
-        InputMissingError: no store there.
-        BadDataError: a damaged store.
-    """
-    out = Path(out)
-    manifest = read_manifest(out) if out.is_dir() else None
-    if manifest is None:
-        raise InputMissingError(f"statistics store {out} does not exist (no {MANIFEST} there); "
-                                f"build it with: stageroute stats --logs PATH --out {out}")
-    return manifest
-
-
-def load_store(out: str | Path, manifest: dict[str, Any] | None = None,
-               ) -> tuple[dict[str, Any], pl.DataFrame]:
-    """The manifest and every window's rows (``STORE_SCHEMA``), in window order."""
-    out = Path(out)
-    manifest = manifest if manifest is not None else open_store(out)
-    names = [entry["file"] for _, entry in sorted(manifest["windows"].items(),
-                                                  key=lambda item: int(item[0]))]
-    return manifest, _frames(out, [out / WINDOWS_DIR / n for n in names])
-
-
-def load_totals(out: str | Path, manifest: dict[str, Any]) -> pl.DataFrame | None:
-    """The store's totals (one row per model and segment over every window; None: none kept)."""
-    name = manifest.get("totals")
-    return _frames(Path(out), [Path(out) / name]) if name else None
 
 
 def _totals(out: Path, manifest: dict[str, Any] | None, rows: pl.DataFrame | None,

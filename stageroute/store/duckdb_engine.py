@@ -4,7 +4,6 @@ operators spill to a temporary directory (removed at the end)."""
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +13,7 @@ import polars as pl
 
 from stageroute.errors import EngineUnavailableError, UsageError
 from stageroute.inputs.sources import unreadable
-from stageroute.store.engines import Job, Tables
+from stageroute.store.engines import MEMORY_AMOUNT, Job, Tables
 from stageroute.store.sql import (
     CATALOG,
     DUCKDB,
@@ -29,7 +28,6 @@ from stageroute.store.sql import (
 )
 
 INSTALL = "pip install 'stageroute[duckdb]'"
-_LIMIT = re.compile(r"\d+(\.\d+)?\s*[KMGT]?i?B", re.IGNORECASE)
 
 
 def load_duckdb() -> ModuleType:
@@ -56,7 +54,7 @@ def _read(files: tuple[str, ...], hive: bool, whole: bool) -> str:
 
 def _connect(duckdb: ModuleType, job: Job, tmp: str) -> Any:
     limit = job.memory_limit
-    if limit is not None and not _LIMIT.fullmatch(limit.strip()):
+    if limit is not None and not MEMORY_AMOUNT.fullmatch(limit.strip()):
         raise UsageError(f"--memory-limit must be an amount of memory such as 2GB or 512MB, got "
                          f"{limit!r}")
     con = duckdb.connect(":memory:")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from stageroute.inputs.checks import LogScan, pass_checks, rules
 from stageroute.store.aggregate import fine_polars, segment_column, window_index
 
 KEYS = ["model", "segment", "window"]
+MEMORY_AMOUNT = re.compile(r"\d+(\.\d+)?\s*[KMGT]?i?B", re.IGNORECASE)  # --memory-limit
 LOCAL_SPARK = "local[*]"  # --spark-master's default: Spark in this process, on every core
 
 

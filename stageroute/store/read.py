@@ -33,15 +33,9 @@ from stageroute.inputs.logs import (
 from stageroute.options import format_duration as duration
 from stageroute.plan_segments_store import require_store_segments, window_cells
 from stageroute.store.aggregate import combine
-from stageroute.store.build import (
-    StoreOptions,
-    load_store,
-    load_totals,
-    open_store,
-    validated,
-    window_frame,
-)
+from stageroute.store.build import StoreOptions, validated, window_frame
 from stageroute.store.engines import Job
+from stageroute.store.layout import load_store, load_totals, open_store
 
 DAY = dt.timedelta(days=1)
 
@@ -155,7 +149,7 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
                     recent: dt.timedelta = dt.timedelta(days=7), cost_source: str = "column",
                     notes: tuple[str, ...] = (), footers: bool = True,
                     segments: bool = False) -> LogSummary:
-    """A ``LogSummary`` from store rows (``store.build.STORE_SCHEMA``) for a plan at ``as_of``
+    """A ``LogSummary`` from store rows (``store.layout.STORE_SCHEMA``) for a plan at ``as_of``
     (with ``segments``, also the per-(segment, model) cells of the same windows and weights).
 
     Raises:

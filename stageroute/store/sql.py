@@ -38,12 +38,22 @@ GROUP = ("model", "segment", "win", "cb")  # the fine table's keys as the querie
 class Dialect:
     quote: str  # identifier quote
     epoch_us: str  # microseconds since the epoch of a timestamp ({ts})
+    epoch_us_of_ns: str  # the same of a nanosecond timestamp, floored as Polars does
     div: str  # integer division operator
     hash64: str  # a 64-bit hash function
 
+    def micros(self, ts: str, dtype: pl.DataType | None) -> str:
+        """Microseconds since the epoch of the column ``ts`` of Polars type ``dtype``."""
+        nanos = isinstance(dtype, pl.Datetime) and dtype.time_unit == "ns"
+        return (self.epoch_us_of_ns if nanos else self.epoch_us).format(ts=ts)
 
-DUCKDB = Dialect('"', "epoch_us({ts})", "//", "hash")
-SPARK = Dialect("`", "unix_micros(CAST({ts} AS TIMESTAMP))", "div", "xxhash64")
+
+# DuckDB has no epoch_us of TIMESTAMPTZ_NS (tz-aware nanoseconds); epoch_ns of it is exact and
+# in range (a nanosecond column ends in 2262)
+DUCKDB = Dialect('"', "epoch_us({ts})",
+                 "(epoch_ns({ts}) - ((epoch_ns({ts}) % 1000 + 1000) % 1000)) // 1000", "//", "hash")
+SPARK = Dialect("`", "unix_micros(CAST({ts} AS TIMESTAMP))",
+                "unix_micros(CAST({ts} AS TIMESTAMP))", "div", "xxhash64")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +95,8 @@ def _prepared(scan: LogScan, d: Dialect, windows: tuple[int, ...] | None,
         return f"CAST({source} AS {sql_type}) AS {name}"
 
     base = ", ".join([
-        col("request_id", "STRING"), d.epoch_us.format(ts=f"{q}timestamp{q}") + " AS ts_us",
+        col("request_id", "STRING"),
+        d.micros(f"{q}timestamp{q}", schema.get("timestamp")) + " AS ts_us",
         col("model", "STRING"), segment_sql(schema, q),
         *(col(c, "DOUBLE") for c in NUMBERS), f"{FILE} AS file_", f"{WHOLE} AS whole_"])
     win = window_sql("ts_us", anchor, length, d.div)
