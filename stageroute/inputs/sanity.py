@@ -64,19 +64,20 @@ def check_sufficient(summary: LogSummary, catalog: Iterable[str], as_of: dt.date
         InsufficientDataError: with what is missing and what to do.
     """
     label, used = summary.label, summary.rows_used
+    label = f"{'statistics store' if summary.source == 'stats' else 'logs'} {label}"
     strangers = int(summary.unknown["rows"].sum()) if summary.unknown.height else 0
     before = used + strangers
     hint = lookalikes(summary.unknown["model"].to_list(), catalog)
     if used == 0:
         raise InsufficientDataError(
-            f"logs {label}: none of the {before:,} rows before --as-of {stamp(as_of)} UTC belongs "
+            f"{label}: none of the {before:,} rows before --as-of {stamp(as_of)} UTC belongs "
             f"to a model of the catalog (they name {listing(summary.unknown)}){hint}; fix the "
             "model ids of the logs or of the catalog, nothing can be planned from these rows"
         )
     share = strangers / before
     if share > max_unknown_share:
         raise InsufficientDataError(
-            f"logs {label}: {share:.1%} of the rows before --as-of ({strangers:,} of {before:,}) "
+            f"{label}: {share:.1%} of the rows before --as-of ({strangers:,} of {before:,}) "
             f"belong to models missing from the catalog ({listing(summary.unknown)}){hint}; "
             f"that is more than --max-unknown-share {max_unknown_share:g}: add those models to "
             "the catalog, fix their ids, or raise --max-unknown-share"
@@ -85,7 +86,7 @@ def check_sufficient(summary: LogSummary, catalog: Iterable[str], as_of: dt.date
         why = ("their 'reward' is empty and --feedback gives none of them a reward" if feedback
                else "every 'reward' is empty")
         raise InsufficientDataError(
-            f"logs {label}: none of the {used:,} rows of catalog models before --as-of has a "
+            f"{label}: none of the {used:,} rows of catalog models before --as-of has a "
             f"reward ({why}), so no model's quality can be estimated; check that feedback "
             "reaches the logs (or pass --feedback with the rewards)"
         )
@@ -93,7 +94,7 @@ def check_sufficient(summary: LogSummary, catalog: Iterable[str], as_of: dt.date
     if last is not None and as_of - last > max_staleness:
         age = as_of - last
         raise InsufficientDataError(
-            f"logs {label}: the newest row of a catalog model ({stamp(last)} UTC) is "
+            f"{label}: the newest row of a catalog model ({stamp(last)} UTC) is "
             f"{duration(age)} older than --as-of {stamp(as_of)} UTC, more than --max-staleness "
             f"{duration(max_staleness)}; check that the logs are still being written, or pass "
             f"--max-staleness {math.ceil(age / dt.timedelta(days=1))}d to plan from them anyway"

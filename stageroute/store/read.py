@@ -121,7 +121,7 @@ def _check_decay(n_reward: np.ndarray, weight: np.ndarray, age: np.ndarray, drif
     newest = dt.timedelta(seconds=float(age[counted].min()))
     enough = dt.timedelta(days=max(math.ceil(newest / dt.timedelta(days=1)), 1))
     raise InsufficientDataError(
-        f"logs {label}: with --half-life {duration(drift.half_life)} the rewards before --as-of "
+        f"{label}: with --half-life {duration(drift.half_life)} the rewards before --as-of "
         f"{stamp(as_of)} UTC weigh {effective:.3g} sample(s) in all (the newest ended "
         f"{duration(newest)} before --as-of), too little to estimate any model; give a "
         f"--half-life of at least {duration(enough)}, or an --as-of "
@@ -148,30 +148,33 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
                     length: dt.timedelta, label: str, drift: Drift = STATIONARY,
                     recent: dt.timedelta = dt.timedelta(days=7), cost_source: str = "column",
                     notes: tuple[str, ...] = (), footers: bool = True,
-                    segments: bool = False) -> LogSummary:
+                    segments: bool = False, kind: str = "logs") -> LogSummary:
     """A ``LogSummary`` from store rows (``store.layout.STORE_SCHEMA``) for a plan at ``as_of``
-    (with ``segments``, also the per-(segment, model) cells of the same windows and weights).
+    (with ``segments``, also the per-(segment, model) cells of the same windows and weights);
+    ``kind`` and ``label`` name the source in messages ("logs", "statistics store").
 
     Raises:
         UsageError: ``as_of`` inside a window that has rows after it.
         InsufficientDataError: no row before ``as_of`` (in the drift window).
         BadDataError: a catalog model with requests but no cost.
     """
+    have = "have" if kind == "logs" else "has"
     total = int(parts["rows"].sum())
     if total == 0:
-        raise BadDataError(f"logs {label} have no rows, build the store from the request logs")
-    before = _before(parts, as_of, length, label)
+        raise BadDataError(f"{kind} {label} {have} no rows, build the store from the request logs")
+    before = _before(parts, as_of, length, f"{kind} {label}")
     end = before["window_start"] + length
     age = np.maximum((as_of - end).dt.total_microseconds().to_numpy() / 1e6, 0.0)
     weight = window_weights(age, drift.window.total_seconds() if drift.window else None,
                             drift.half_life.total_seconds() if drift.half_life else None)
-    _check_decay(before["n_reward"].fill_null(0).to_numpy(), weight, age, drift, as_of, label)
+    _check_decay(before["n_reward"].fill_null(0).to_numpy(), weight, age, drift, as_of,
+                 f"{kind} {label}")
     kept = before.with_columns(pl.Series("__weight__", weight)).filter(pl.col("__weight__") > 0)
     if kept.height == 0 or int(kept["rows"].sum()) == 0:
         first, last = parts["first_seen"].min(), parts["last_seen"].max()
         where = " in the --window" if drift.window and before.height else ""
         raise InsufficientDataError(
-            f"logs {label} have no row before --as-of {stamp(as_of)} UTC{where} (they run from "
+            f"{kind} {label} {have} no row before --as-of {stamp(as_of)} UTC{where} (the rows run from "
             f"{stamp(first)} to {stamp(last)}), "  # type: ignore[arg-type]
             + ("pass an --as-of closer to them or a longer --window" if where
                else "pass a later --as-of")
@@ -185,7 +188,7 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
     if unpriced.height:
         row = unpriced.row(0, named=True)
         raise BadDataError(
-            f"logs {label}, column 'cost' is empty in {row['rows'] - row['n_cost']} row(s) of "
+            f"{kind} {label}, column 'cost' is empty in {row['rows'] - row['n_cost']} row(s) of "
             f"model {quote(row['model'])}, every request has a cost (or give tokens and catalog "
             "prices); rebuild the store from logs with costs"
         )
@@ -241,7 +244,8 @@ def store_summary(store: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
         require_store_segments(parts, str(store))
     source = "tokens" if manifest.get("prices") is not None else "column"
     summary = windows_summary(parts, catalog, as_of, length, str(store), drift, recent, source,
-                              footers=not manifest.get("hive", False), segments=segments)
+                              footers=not manifest.get("hive", False), segments=segments,
+                              kind="statistics store")
     return dataclasses.replace(summary, source="stats")
 
 
