@@ -138,16 +138,20 @@ def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: proc
         process.print_out(text)
 
 
-def _history_lock(history: Path | None, stats: Path | None = None,
+def _history_lock(history: Path | None, inputs: dict[str, Path | None],
                   ) -> contextlib.AbstractContextManager[None]:
     """The history's lock, held for the whole run (``--history``), or nothing. A history inside
-    the ``--stats`` store is refused (exit 2): the store is the stats command's."""
+    the ``--stats`` store is refused (exit 2): the store is the stats command's; so is one whose
+    files (its lock, its plans) the ``--logs`` or ``--feedback`` glob would read back."""
     if history is None:
         return contextlib.nullcontext()
     from stageroute.history import history_locked
     from stageroute.render.output import check_not_input
 
-    check_not_input("--history", history, {"--stats": stats})
+    check_not_input("--history", history, {"--stats": inputs["--stats"]})
+    scanned = {k: inputs[k] for k in ("--logs", "--feedback")}
+    for written in (history / "history.lock", history / "plan-RUN_ID.json"):
+        check_not_input("--history", written, scanned)
 
     return history_locked(history)
 
@@ -264,7 +268,8 @@ def plan(
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
     inputs = {"--logs": logs, "--stats": stats, "--catalog": catalog, "--feedback": feedback}
-    with process.command({"--output": output}, inputs) as session, _history_lock(history, stats):
+    with (process.command({"--output": output}, {**inputs, "--history": history}) as session,
+          _history_lock(history, inputs)):
         from stageroute.history import AlreadyPlanned
         from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
 
@@ -691,6 +696,11 @@ def run() -> None:
     """Console-script entry point: Typer's usage errors also become one ``Error:`` line."""
     process.SIGNALS.install()  # first: from here on SIGINT/SIGTERM unwind (and clean up) properly
     process.standard_streams()
+    problem = process.startup_problem(sys.argv[1:], os.environ)
+    if problem is not None:
+        process.stderr(f"Error: {problem}\n")
+        process.SIGNALS.done()
+        sys.exit(ExitCode.USAGE)
     try:
         code = _invoke()
     finally:

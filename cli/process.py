@@ -284,3 +284,26 @@ def warn(warnings: Sequence[str]) -> None:
     """Warnings go to stderr always: --quiet silences progress, not warnings."""
     for warning in warnings:
         stderr(f"stageroute: warning: {one_line(warning)}\n")
+
+
+THREAD_VARIABLES = ("POLARS_MAX_THREADS", "NUMBA_NUM_THREADS")  # read once at import, fatally
+
+
+def startup_problem(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """What makes the run impossible before a command starts (None: nothing): an empty
+    argument (an unset shell variable in a crontab: ``--logs $LOGS`` would otherwise read the
+    working directory), or a thread count in the environment that Polars or Numba would die
+    on."""
+    for i, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        if arg == "" or (flag.startswith("--") and arg.endswith("=") and value == ""):
+            after = f" after {argv[i - 1]}" if arg == "" and i and argv[i - 1].startswith("-") \
+                else f" ({flag})" if arg else ""
+            return (f"argument {i + 1} is empty{after}; give a value (an unset shell variable "
+                    "expands to nothing)")
+    for name in THREAD_VARIABLES:
+        value = environ.get(name, "1")
+        if not (value.strip().isdigit() and int(value) > 0):
+            return (f"the environment variable {name}={value!r} is not a positive whole number; "
+                    f"unset it or give a thread count such as {name}=4")
+    return None

@@ -9,6 +9,7 @@ same history at once.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -31,10 +32,22 @@ def history_file(directory: str | Path, run_id: str) -> Path:
     return Path(directory) / f"plan-{run_id}.json"
 
 
-def check_not_planned(directory: str | Path | None, run_id: str) -> None:
-    """Raise ``AlreadyPlanned`` when ``directory`` holds the plan of ``run_id``."""
-    if directory is not None and history_file(directory, run_id).is_file():
-        raise AlreadyPlanned(history_file(directory, run_id))
+def check_not_planned(directory: str | Path | None, run_id: str) -> tuple[str, ...]:
+    """Raise ``AlreadyPlanned`` when ``directory`` holds the plan of ``run_id``: a readable plan
+    document whose ``run_id`` is this one. A file of that name that is not (cut short, edited,
+    overwritten by hand) is planned again and replaced: the returned warning says so."""
+    if directory is None or not history_file(directory, run_id).is_file():
+        return ()
+    path = history_file(directory, run_id)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("run_id") == run_id and isinstance(
+            doc.get("routing"), list) and isinstance(doc.get("deployment"), list):
+        raise AlreadyPlanned(path)
+    return (f"the history's {path} is not the plan of run {run_id} (damaged or edited), so "
+            "this window was planned again and the file replaced",)
 
 
 @contextlib.contextmanager

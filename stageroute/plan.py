@@ -305,7 +305,7 @@ def make_plan(logs: str | Path, catalog_path: str | Path, config: PlanConfig,
     say = progress or (lambda _: None)
     require_solver(config.solver)
     catalog, catalog_notes, summary, pool, excluded = _load(logs, catalog_path, config, feedback, say)
-    check_not_planned(history, run_id(config, catalog, summary))
+    catalog_notes = (*catalog_notes, *check_not_planned(history, run_id(config, catalog, summary)))
     cand = candidates(pool, summary, config, catalog.height)
     current = _currently_deployed(config, summary, catalog)
     queries = stage_queries(summary, config)
@@ -492,7 +492,7 @@ def make_routing_plan(logs: str | Path, catalog_path: str | Path, config: PlanCo
     if given is None:  # --deployed: checked against the catalog as for a full plan
         given = tuple(_currently_deployed(config, summary, catalog))
     kept, dropped = still_available(given, cand.names, excluded, _origin(config), config.max_deployed)
-    check_not_planned(history, run_id(config, catalog, summary, tuple(kept)))
+    dropped = (*dropped, *check_not_planned(history, run_id(config, catalog, summary, tuple(kept))))
     say(f"re-solving the routing table of the {len(kept)} deployed models (no DeployOPT)")
     dep = deployment_on(cand.u, cand.c, cand.a, config.budget, np.isin(cand.names, kept),
                         config.allow_drop)

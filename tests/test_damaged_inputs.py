@@ -6,6 +6,7 @@ subprocess), never an internal error."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -316,3 +317,72 @@ def test_a_failed_first_stats_run_leaves_no_store_behind(tmp_path: Path) -> None
     result = run(["stats", "--logs", "bad.parquet", "--out", "store", "--quiet"], tmp_path)
     assert result.returncode != 0
     assert sorted(p.name for p in (tmp_path / "store").rglob("*")) == before
+
+
+@pytest.mark.parametrize(("args", "env", "words"), [
+    (["plan", "--logs", "", "--catalog", "c.csv", "--budget", "1", "--max-deployed", "2"], {},
+     ("argument 3 is empty after --logs", "unset shell variable")),
+    (["plan", "--logs=", "--catalog", "c.csv", "--budget", "1", "--max-deployed", "2"], {},
+     ("argument 2 is empty (--logs)",)),
+    (["--help"], {"POLARS_MAX_THREADS": "0"}, ("POLARS_MAX_THREADS='0'", "positive whole")),
+    (["--help"], {"NUMBA_NUM_THREADS": "many"}, ("NUMBA_NUM_THREADS='many'",)),
+])
+def test_empty_arguments_and_thread_counts_fail_before_any_work(
+        tmp_path: Path, args: list[str], env: dict[str, str], words: tuple[str, ...]) -> None:
+    """An unset variable in a crontab (``--logs $LOGS``) read the working directory; a thread
+    count of 0 made Polars panic with a Rust backtrace and Numba raise."""
+    result = subprocess.run([sys.executable, "-m", "stageroute_cli", *args], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+                            capture_output=True, text=True, timeout=300, check=False)
+    one_error(result, ExitCode.USAGE, *words)
+
+
+PLAN = ["plan", "--logs", str(SAMPLE / "logs.parquet"), "--catalog", str(SAMPLE / "catalog.csv"),
+        "--budget", "0.002", "--max-deployed", "3", "--as-of", "2026-11-16T02:00:00Z", "-q"]
+
+
+def test_a_damaged_history_entry_is_planned_again_not_copied_out(tmp_path: Path) -> None:
+    first = run([*PLAN, "--history", "h", "--output", "p.json"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    good = (tmp_path / "p.json").read_text()
+    (entry,) = (tmp_path / "h").glob("plan-*.json")
+    entry.write_text("{corrupt")
+    again = run([*PLAN, "--history", "h", "--output", "p.json"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "planned again and the file replaced" in again.stderr
+    assert (tmp_path / "p.json").read_text() == entry.read_text()
+    assert json.loads(entry.read_text())["run_id"] == json.loads(good)["run_id"]
+    third = run([*PLAN, "--history", "h", "--json"], tmp_path)
+    assert "already planned" in third.stderr and json.loads(third.stdout)["budget"] == 0.002
+
+
+def test_history_paths_that_would_clash(tmp_path: Path) -> None:
+    """--output into the history, a history whose files the --logs glob reads back, and a
+    history given as '.'."""
+    assert run([*PLAN, "--history", "h"], tmp_path).returncode == 0
+    (entry,) = (tmp_path / "h").glob("plan-*.json")
+    result = run([*PLAN[:6], "0.003", *PLAN[7:], "--history", "h", "--output", str(entry)],
+                 tmp_path)
+    one_error(result, ExitCode.USAGE, "inside that plan history")
+    (tmp_path / "g").mkdir()
+    shutil.copy(SAMPLE / "logs.parquet", tmp_path / "g")
+    result = run([*PLAN[:2], "g/*", *PLAN[3:], "--history", "g"], tmp_path)
+    one_error(result, ExitCode.USAGE, "--history g/history.lock", "matches the glob")
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["logs.parquet"]
+    (tmp_path / "here").mkdir()
+    assert run([*PLAN, "--history", "."], tmp_path / "here").returncode == 0
+    assert list((tmp_path / "here").glob("plan-*.json"))
+
+
+def test_replay_refuses_outcome_models_the_catalog_lacks(tmp_path: Path,
+                                                        routerbench: Path) -> None:
+    catalog = pl.read_csv(routerbench / "catalog.csv")
+    catalog.filter(pl.col("model") != "claude-v1").write_csv(tmp_path / "c.csv")
+    result = run(["replay", "--outcomes", str(routerbench / "outcomes.parquet"), "--catalog",
+                  "c.csv", "--relative-budget", "0.3", "--max-deployed", "2", "--horizon",
+                  "1000", "--seeds", "1", "-q"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, "'claude-v1' is not in the catalog")
+    result = run(["replay", "--outcomes", str(routerbench / "outcomes.parquet"), "--catalog",
+                  str(SAMPLE / "catalog.csv"), "--relative-budget", "0.3", "--max-deployed",
+                  "2", "--horizon", "1000", "--seeds", "1", "-q"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, "is not in the catalog (nor are 10 more)")

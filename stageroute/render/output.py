@@ -39,7 +39,9 @@ def output_target(path: str | Path) -> Path:
 def lock_path(path: str | Path) -> Path:
     """``<output>.lock`` beside the file that is written."""
     target = output_target(path)
-    return target.with_name(target.name + ".lock")
+    if not target.name:  # '.', '..' or '/': a directory named by its path alone
+        target = Path(os.path.abspath(target))
+    return target.with_name(target.name + ".lock") if target.name else target / ".lock"
 
 
 @contextlib.contextmanager
@@ -182,7 +184,8 @@ def check_writable(path: Path) -> None:
 SCANNED = frozenset({"--logs", "--feedback"})
 # Inputs that are directories a stageroute command owns (a statistics store): nothing else may
 # be written anywhere inside them.
-OWNED = frozenset({"--stats"})
+OWNED = {"--stats": "that statistics store, which only stageroute stats writes",
+         "--history": "that plan history, which only plan --history writes"}
 
 
 def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path | None],
@@ -201,7 +204,7 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
                              "give them different paths")
     for written in (output, lock_path(output)):
         for name, spec in inputs.items():
-            why = None if spec is None else (_owns(spec, written) if name in OWNED
+            why = None if spec is None else (_owns(spec, written, OWNED[name]) if name in OWNED
                                              else _reads(spec, written, name in SCANNED))
             if spec is None or why is None:
                 continue
@@ -212,10 +215,11 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
             )
 
 
-def _owns(spec: str | Path, target: Path) -> str | None:
-    """Why writing ``target`` would damage the directory ``spec`` that a command owns."""
+def _owns(spec: str | Path, target: Path, owner: str) -> str | None:
+    """Why writing ``target`` would damage the directory ``spec`` that a command owns
+    (``owner`` names it)."""
     if Path(os.path.realpath(target)).is_relative_to(os.path.realpath(spec)):  # or is it
-        return "is inside that statistics store, which only stageroute stats writes"
+        return f"is inside {owner}"
     return None
 
 

@@ -354,8 +354,10 @@ def _alpha(outcomes: OutcomeMatrix, catalog: pl.DataFrame) -> NDArray[np.float64
     missing = [m for m in outcomes.models if m not in set(catalog["model"])]
     if missing:
         raise BadDataError(
-            f"outcome model {missing[0]!r} is not in the catalog; add it to the catalog "
-            "(with its release date)"
+            f"outcome model {missing[0]!r} is not in the catalog"
+            + (f" (nor are {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + "; add it to the catalog (with its release date), or leave its rows out of the "
+            "outcomes"
         )
     info = catalog.filter(pl.col("model").is_in(list(outcomes.models))).sort("model")
     order = {m: i for i, m in enumerate(info["model"])}
@@ -438,10 +440,11 @@ class Setup:
 
 def prepare(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig) -> Setup:
     """Resolve ``config`` on the outcomes and lay out the stages (see ``replay`` for errors)."""
+    alpha = _alpha(outcomes, catalog)  # first: it refuses an outcome model the catalog lacks
     config = resolve(config, outcomes)
     scale = config.cost_scale or float(np.quantile(outcomes.cost, 0.999)) or 1.0
-    return Setup(config, make_schedule(catalog, outcomes, config), _alpha(outcomes, catalog),
-                 scale, _prices(outcomes, catalog))
+    return Setup(config, make_schedule(catalog, outcomes, config), alpha, scale,
+                 _prices(outcomes, catalog))
 
 
 def replay(outcomes: OutcomeMatrix, catalog: pl.DataFrame, config: ReplayConfig,
