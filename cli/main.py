@@ -138,15 +138,22 @@ def _emit(doc: dict[str, Any], as_json: bool, output: Path | None, session: proc
         process.print_out(text)
 
 
-def _history_lock(history: Path | None, inputs: dict[str, Path | None],
+def _history_lock(history: Path | None, inputs: dict[str, Path | None], output: Path | None,
                   ) -> contextlib.AbstractContextManager[None]:
     """The history's lock, held for the whole run (``--history``), or nothing. A history inside
     the ``--stats`` store is refused (exit 2): the store is the stats command's; so is one whose
-    files (its lock, its plans) the ``--logs`` or ``--feedback`` glob would read back."""
+    files (its lock, its plans) the ``--logs`` or ``--feedback`` glob would read back, and an
+    ``--output`` that is one of those files (a current plan beside them is fine)."""
     if history is None:
         return contextlib.nullcontext()
-    from stageroute.history import history_locked
+    from stageroute.errors import UsageError
+    from stageroute.history import history_locked, is_history_file
     from stageroute.render.output import check_not_input
+
+    if output is not None and is_history_file(history, output):
+        raise UsageError(f"--output {output} is a file of the --history {history}, which only "
+                         "plan --history writes; give --output another name, e.g. "
+                         f"{history / 'current.json'}")
 
     check_not_input("--history", history, {"--stats": inputs["--stats"]})
     scanned = {k: inputs[k] for k in ("--logs", "--feedback")}
@@ -268,8 +275,8 @@ def plan(
 ) -> None:
     """Plan the next stage: which models to deploy and the routing table among them."""
     inputs = {"--logs": logs, "--stats": stats, "--catalog": catalog, "--feedback": feedback}
-    with (process.command({"--output": output}, {**inputs, "--history": history}) as session,
-          _history_lock(history, inputs)):
+    with (process.command({"--output": output}, inputs) as session,
+          _history_lock(history, inputs, output)):
         from stageroute.history import AlreadyPlanned
         from stageroute.plan import PlanConfig, make_plan, over_budget_error, plan_document
 

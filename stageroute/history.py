@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -30,6 +31,15 @@ class AlreadyPlanned(Exception):  # noqa: N818 (an outcome, not an error)
 def history_file(directory: str | Path, run_id: str) -> Path:
     """Where the plan of ``run_id`` is kept."""
     return Path(directory) / f"plan-{run_id}.json"
+
+
+def is_history_file(directory: str | Path, path: str | Path) -> bool:
+    """Whether ``path`` is (or would be) one of the history's own files: a plan or its lock."""
+    path = Path(path)
+    inside = os.path.realpath(path.parent) == os.path.realpath(directory)
+    name = path.name
+    return inside and (name == "history.lock"
+                       or (name.startswith("plan-") and name.endswith(".json")))
 
 
 def check_not_planned(directory: str | Path | None, run_id: str) -> tuple[str, ...]:

@@ -363,7 +363,7 @@ def test_history_paths_that_would_clash(tmp_path: Path) -> None:
     (entry,) = (tmp_path / "h").glob("plan-*.json")
     result = run([*PLAN[:6], "0.003", *PLAN[7:], "--history", "h", "--output", str(entry)],
                  tmp_path)
-    one_error(result, ExitCode.USAGE, "inside that plan history")
+    one_error(result, ExitCode.USAGE, "is a file of the --history h")
     (tmp_path / "g").mkdir()
     shutil.copy(SAMPLE / "logs.parquet", tmp_path / "g")
     result = run([*PLAN[:2], "g/*", *PLAN[3:], "--history", "g"], tmp_path)

@@ -184,8 +184,7 @@ def check_writable(path: Path) -> None:
 SCANNED = frozenset({"--logs", "--feedback"})
 # Inputs that are directories a stageroute command owns (a statistics store): nothing else may
 # be written anywhere inside them.
-OWNED = {"--stats": "that statistics store, which only stageroute stats writes",
-         "--history": "that plan history, which only plan --history writes"}
+OWNED = {"--stats": "that statistics store, which only stageroute stats writes"}
 
 
 def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path | None],
