@@ -87,6 +87,38 @@ def test_deploy_caps_split_the_slice_over_the_slots_it_could_fill():
     assert deploy_caps(np.array([50.0, 0, 0]), alpha, 1.0, 20, 3).tolist() == alpha.tolist()
 
 
+def test_deploy_caps_rise_just_enough_where_the_known_models_cannot_carry_the_rest():
+    """One well-sampled model with max_share 0.6 beside untried ones at 1.0, M_max 3: the slice
+    split over two slots (0.15 each) would carry 0.9 at most, yet the pool's max_share values can
+    carry all traffic; each under-sampled cap rises by the same fraction of its room until the
+    best three carry exactly 1 (as ``explore_limits`` raises a deployed set's slice)."""
+    from stageroute.optimize.deploy import solve_deploy
+
+    n_r = np.array([0.0, 777, 37, 0, 0, 0])
+    alpha = np.array([1.0, 0.6, 1.0, 0.5, 1.0, 1.0])
+    caps = deploy_caps(n_r, alpha, 0.3, 40, 3)
+    assert np.sort(caps)[::-1][:3].sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.sort(caps)[::-1][:3].sum() >= 1.0 - 1e-12
+    assert caps[1] == 0.6 and (caps <= alpha).all()
+    lift = (caps[[0, 2, 3, 4, 5]] - 0.15) / (alpha[[0, 2, 3, 4, 5]] - 0.15)
+    assert lift == pytest.approx(np.full(5, 0.1 / 1.7))
+    dep = solve_deploy(np.ones(6), np.zeros(6), caps, 1.0, 3)
+    assert caps[dep.chosen].sum() >= 1.0 - 1e-12
+    # a pool that max_share cannot carry either keeps the plain slice (DeployOPT refuses it)
+    low = np.full(4, 0.3)
+    assert deploy_caps(np.array([50.0, 0, 0, 0]), low, 0.3, 40, 3).tolist() == [0.3, 0.15, 0.15, 0.15]
+    rng = np.random.default_rng(0)
+    for _ in range(2000):  # whenever max_share can carry the traffic, so can the caps
+        n = int(rng.integers(1, 8))
+        a = rng.choice([0.1, 0.25, 0.4, 0.5, 0.6, 0.7, 1.0], n)
+        m = int(rng.integers(1, 5))
+        cap = deploy_caps(rng.choice([0.0, 10.0, 100.0], n), a, float(rng.choice([0.1, 0.3, 0.6])),
+                          40, m)
+        assert (cap <= a).all()
+        if np.sort(a)[::-1][:m].sum() >= 1.0 - 1e-12:
+            assert np.sort(cap)[::-1][:m].sum() >= 1.0 - 1e-12
+
+
 def test_deployopt_keeps_a_known_model_when_untried_ones_crowd_the_pool():
     """Four untried models and M_max 4: the slice must not hand the stage to them."""
     from stageroute.optimize.deploy import solve_deploy

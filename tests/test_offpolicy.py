@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 from conftest import REPO_ROOT, ROUTERBENCH
 
-from stageroute.errors import BadDataError
-from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, bandit_log
+from stageroute.errors import BadDataError, InfeasibleError
+from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, bandit_log, load_bandit_log
 from stageroute.inputs.catalog import load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, load_outcomes, simulate_log, to_matrix
 from stageroute.options import Policy
@@ -285,3 +285,36 @@ def test_dr_uses_the_mean_per_segment_and_model_by_hand() -> None:
         direct = sum(row[j] * cells[(seg, log.models[j])] for j in np.flatnonzero(row))
         total += direct + row[a] / log.propensity[i] * (log.reward[i] - cells[(seg, log.models[a])])
     assert dr.mean_reward == pytest.approx(total / log.size, rel=1e-10)
+
+
+@pytest.mark.parametrize(("stages", "extra"), [
+    (3, ()), (2, ("--logging-policy", "uniform", "--policy", "epsilon-greedy"))])
+def test_a_stage_whose_known_models_cannot_carry_the_rest_still_replays(
+        stages: int, extra: tuple[str, ...], tmp_path: Path, sample_logs: Path,
+        sample_catalog: Path) -> None:
+    """The sample logs: in the last stage, the one well-sampled model of the pool has max_share
+    0.6 and the exploration slice split over two slots (0.15 each) left DeployOPT caps summing to
+    0.9 < 1, while the pool's max_share values (three models at 1.0) carry all traffic. The
+    replay exited 10 blaming the catalog's max_share; the slice now rises just enough."""
+    result = _cli("--logs", str(sample_logs), "--catalog", str(sample_catalog), "--budget", "0.002",
+                  "--max-deployed", "3", "--seeds", "1", "--stages", str(stages), "--json",
+                  "--quiet", *extra, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["source"] == "logs" and doc["stages"] == stages
+    assert any(p["estimator"] == "replay" for p in doc["policies"])
+
+
+def test_a_stage_whose_pool_cannot_carry_the_traffic_names_the_stage_and_the_pool(
+        tmp_path: Path, sample_logs: Path, sample_catalog: Path) -> None:
+    """max_share 0.3 for every model and M_max 3: no set can carry all traffic, as in the
+    full-information replay (exit 10); the message says which stage and that the pool is the
+    models the logger served."""
+    catalog = pl.read_csv(sample_catalog).with_columns(pl.lit(0.3).alias("max_share"))
+    catalog.write_csv(tmp_path / "catalog.csv")
+    cat = load_catalog(tmp_path / "catalog.csv")
+    log = load_bandit_log(sample_logs, cat, LoggingPolicy.LOGGED)
+    config = OffPolicyConfig(budget=0.002, max_deployed=3, stages=3, policies=("stageroute",))
+    with pytest.raises(InfeasibleError, match=r"stage 1 of 3 .*max_share values sum to 0\.9 < 1.*"
+                                              r"that the logger served: 'atlas-lite-1'"):
+        evaluate_log(log, cat, config)

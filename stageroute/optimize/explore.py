@@ -7,7 +7,8 @@ hand an unknown model most of the traffic. The models of the deployed set with f
 - caps: each under-sampled model gets at most min(max_share, share / #under-sampled), when the set
   also has well-sampled models to carry the rest (``share`` >= 1 is the paper: no cap; a set of
   only under-sampled models, the cold start, has nothing else to route to). Where the
-  well-sampled models' max_share cannot carry the rest, the slice rises just enough;
+  well-sampled models' max_share cannot carry the rest, the slice rises just enough (in the
+  table, and in the caps DeployOPT sees over the pool: ``deploy_caps``);
 - floors: each under-sampled model gets at least the traffic it needs to reach ``min_samples`` in
   the ``queries`` the table will serve, (min_samples - n) / queries, within its cap, so that a
   model deployed to be explored is explored (and a deployed model does not sit at 0), unless the
@@ -158,12 +159,34 @@ def deploy_caps(n_r: Floats, alpha: Floats, share: float, min_samples: float,
     share / k, k = min(M_max - 1, #under-sampled) (at least 1): the slots left beside one
     well-sampled model share the slice, and a set of only under-sampled models carries at most
     M_max share / k < 1 (for a share below (M_max - 1) / M_max), so a set that must carry all
-    traffic keeps a well-sampled model (when the pool has some)."""
-    under = n_r < min_samples
+    traffic keeps a well-sampled model (when the pool has some).
+
+    Where no set of min(M_max, |P|) models can carry all traffic under those caps but one can
+    under max_share (the pool's well-sampled models' max_share cannot carry the rest), the
+    under-sampled caps rise towards max_share just enough, each by the same fraction of its room,
+    as ``explore_limits`` raises the slice of a deployed set: the slice never makes a pool
+    infeasible that its max_share values can carry.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    under = np.asarray(n_r) < min_samples
     if share >= 1.0 or under.all() or not under.any():
         return alpha
     k = max(1, min(int(max_deployed) - 1, int(under.sum())))
-    return np.where(under, np.minimum(alpha, share / k), alpha)
+    caps: Floats = np.where(under, np.minimum(alpha, share / k), alpha)
+    size = max(1, min(int(max_deployed), alpha.size))
+
+    def carried(t: float) -> float:  # what the best set carries with the slice lifted by t
+        return float(np.sort(caps + t * (alpha - caps))[::-1][:size].sum())
+
+    target = min(1.0, carried(1.0))  # max_share within DeployOPT's tolerance counts as 1
+    if carried(0.0) >= target or target < 1.0 - 1e-12:
+        return caps  # feasible as it is, or infeasible under max_share too (DeployOPT says so)
+    lo, hi = 0.0, 1.0  # carried() is continuous and non-decreasing in t: the smallest t
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if carried(mid) >= target else (mid, hi)
+    lifted: Floats = caps + hi * (alpha - caps)
+    return lifted
 
 
 def one_newcomer(u: Floats, c: Floats, n_r: Floats, min_samples: float, share: float,

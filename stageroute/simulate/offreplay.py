@@ -19,7 +19,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.config import SharedConfig
-from stageroute.errors import BadDataError, UsageError, shown
+from stageroute.errors import BadDataError, InfeasibleError, UsageError, shown
 from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, load_bandit_log
 from stageroute.inputs.catalog import load_catalog
@@ -241,8 +241,17 @@ def replay_method(policy: Policy, log: BanditLog, catalog: pl.DataFrame, config:
             continue
         prior = price_cost(prices[0], prices[1], typical_tokens(
             stats[compiled.MEAN_C], stats[compiled.N_C], prices[0], prices[1]))
-        current = _stage_set(policy, k, current, pools[k], stats, kn, prior, alpha, config,
-                             float(hi - lo) * p_min)
+        try:
+            current = _stage_set(policy, k, current, pools[k], stats, kn, prior, alpha, config,
+                                 float(hi - lo) * p_min)
+        except InfeasibleError as err:  # the pool itself: its max_share values sum below 1
+            names = ", ".join(shown(log.models[j]) for j in np.flatnonzero(pools[k]))
+            raise InfeasibleError(
+                f"policy {policy}, stage {k + 1} of {pools.shape[0]} "
+                f"({np.datetime_as_string(edges[k], unit='D')} to "
+                f"{np.datetime_as_string(edges[k + 1], unit='D')}): {err}. The stage's pool is "
+                f"the catalog's models available through it that the logger served: {names}"
+            ) from None
         replay_events(np.array(current, dtype=np.int64), alpha, log.model[lo:hi],
                       log.reward[lo:hi], log.cost[lo:hi], accept[lo:hi], draws[lo:hi], stats,
                       prior, kn, config.budget, policy is Policy.PACED, pace_state, mode,
