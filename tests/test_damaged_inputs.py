@@ -386,3 +386,33 @@ def test_replay_refuses_outcome_models_the_catalog_lacks(tmp_path: Path,
                   str(SAMPLE / "catalog.csv"), "--relative-budget", "0.3", "--max-deployed",
                   "2", "--horizon", "1000", "--seeds", "1", "-q"], tmp_path)
     one_error(result, ExitCode.BAD_DATA, "is not in the catalog (nor are 10 more)")
+
+
+@pytest.mark.parametrize(("row", "words"), [
+    ("s1,e,2,0.1", ("column 'a' is outside [0, 1]: 2.0", "'s1'")),
+    ("s1,e,0.5,-0.1", ("column 'a|total_cost' is negative: -0.1", "'s1'")),
+    ("s1,e,0.5,inf", ("column 'a|total_cost' is empty or not finite: inf",)),
+    ("s1,e,0.5,1e-200", ("column 'a|total_cost' is outside the range", "1e-200")),
+    (",e,0.5,0.1", ("column 'sample_id' is empty",)),
+])
+def test_import_routerbench_refuses_what_the_outcomes_loader_refuses(
+        tmp_path: Path, row: str, words: tuple[str, ...]) -> None:
+    """The importer applies the loader's value rules before writing: a file it writes always
+    loads in replay, and a refused import leaves --output as it was."""
+    (tmp_path / "w.csv").write_text(f"sample_id,eval_name,a,a|total_cost\ns0,e,1,0\n{row}\n")
+    (tmp_path / "o.parquet").write_bytes(b"before")
+    result = run(["import", "routerbench", "w.csv", "--output", "o.parquet"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, "RouterBench file w.csv", "(0-based row 1",
+              "nothing was written", *words)
+    assert (tmp_path / "o.parquet").read_bytes() == b"before"
+    assert {p.name for p in tmp_path.iterdir()} - {"o.parquet.lock"} == {"o.parquet", "w.csv"}
+
+
+def test_import_routerbench_output_loads_in_replay(tmp_path: Path) -> None:
+    (tmp_path / "w.csv").write_text("sample_id,eval_name,a,a|total_cost,b,b|total_cost\n"
+                                    "s1,e,1,0.1,0,0\ns2,e,0.5,0.2,1,1e-100\n")
+    result = run(["import", "routerbench", "w.csv", "--output", "o.parquet"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    from stageroute.inputs.outcomes import load_outcomes
+
+    assert load_outcomes(tmp_path / "o.parquet").height == 4

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -85,8 +86,14 @@ def _check_columns(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     return frame.with_columns(pl.col(name).cast(dtype) for name, dtype in OUTCOMES_SCHEMA.items())
 
 
-def _check_values(frame: pl.DataFrame, path: Path) -> None:
-    """Raise for the first row with an empty id, a reward outside [0, 1] or a cost out of range."""
+def first_bad_value(frame: pl.DataFrame) -> tuple[str, str, str, dict[str, Any]] | None:
+    """The first row of ``frame`` (its ``OUTCOMES_SCHEMA`` columns cast to that schema) that
+    breaks a rule of the outcomes table: an empty id, a reward outside [0, 1] or a cost out of
+    range. Rules are tried in order, rows in the frame's order.
+
+    Returns:
+        (column, what is wrong, how to fix it, that row with all its columns), or None.
+    """
     r, c = pl.col("reward"), pl.col("cost")
     checks = [
         ("sample_id", pl.col("sample_id").is_null(), "is empty", "give every row its prompt id"),
@@ -99,16 +106,24 @@ def _check_values(frame: pl.DataFrame, path: Path) -> None:
          f"is outside the range stageroute can normalise (0, or {MIN_COST:g} to {MAX_AMOUNT:g})",
          "write costs in a unit that keeps them in that range"),
     ]
-    indexed = frame.select(*OUTCOMES_SCHEMA).with_row_index("row")  # no user column is "row" here
     for column, pred, what, fix in checks:
-        bad = indexed.filter(pred)
+        bad = frame.filter(pred)
         if bad.height:
-            row = bad.row(0, named=True)
-            value = "" if row[column] is None else f": {quote(row[column])}"
-            raise BadDataError(
-                f"outcomes {path}, column '{column}' {what}{value} (0-based row {row['row']}, "
-                f"sample_id {quote(row['sample_id'])}, model {quote(row['model'])}), {fix}"
-            )
+            return column, what, fix, bad.row(0, named=True)
+    return None
+
+
+def _check_values(frame: pl.DataFrame, path: Path) -> None:
+    """Raise for the first row with an empty id, a reward outside [0, 1] or a cost out of range."""
+    indexed = frame.select(*OUTCOMES_SCHEMA).with_row_index("row")  # no user column is "row" here
+    problem = first_bad_value(indexed)
+    if problem is not None:
+        column, what, fix, row = problem
+        value = "" if row[column] is None else f": {quote(row[column])}"
+        raise BadDataError(
+            f"outcomes {path}, column '{column}' {what}{value} (0-based row {row['row']}, "
+            f"sample_id {quote(row['sample_id'])}, model {quote(row['model'])}), {fix}"
+        )
 
 
 def load_outcomes(path: str | Path) -> pl.DataFrame:
@@ -201,7 +216,12 @@ def import_routerbench(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
     The wide table has one row per prompt: ``sample_id``, ``eval_name``, a score column named
     after each model and a ``<model>|total_cost`` column per model (CSV, Parquet or the original
     pickle, which needs pandas). Prompts whose id repeats or whose scores are missing are dropped
-    and counted.
+    and counted; the rest must pass the value rules of ``load_outcomes`` (``first_bad_value``),
+    so that what is written loads.
+
+    Raises:
+        BadDataError: an unreadable file, not the wide layout, or a value the outcomes loader
+            refuses (named by its wide column and row).
 
     Returns:
         The long table (sample_id, eval_name, model, reward, cost) and counts of what was dropped.
@@ -238,20 +258,49 @@ def import_routerbench(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
         )
     if "eval_name" not in wide.columns:
         wide = wide.with_columns(pl.lit(None, pl.String).alias("eval_name"))
-    wide = wide.with_columns(pl.col("sample_id").cast(pl.String))
+    # The loader's column types; text scores and costs are parsed (what does not parse counts as
+    # missing), true/false scores are 1/0.
+    kinds: list[tuple[str, str, tuple[type[pl.DataType], ...]]] = [
+        ("sample_id", "sample_id", ()), ("eval_name", "model", ())]
+    kinds += [(c, k, (pl.String, pl.Boolean) if k == "reward" else (pl.String,))
+              for m in models for c, k in ((m, "reward"), (f"{m}|total_cost", "cost"))]
+    for name, kind, also in kinds:
+        expected, ok = _TYPES[kind]
+        if not (ok(wide.schema[name]) or wide.schema[name] in also):
+            raise BadDataError(
+                f"RouterBench file {path}, column {quote(name)} has type {wide.schema[name]}, "
+                f"expected {expected}; fix the writer of the table"
+            )
+    row = "_row"  # the 0-based row of the wide table, for messages; never written
+    while row in wide.columns:
+        row = f"_{row}"
+    wide = wide.with_columns(pl.col("sample_id").cast(pl.String)).with_row_index(row)
     repeated = wide.filter(pl.col("sample_id").is_duplicated())
     wide = wide.filter(~pl.col("sample_id").is_duplicated())
     long = pl.concat([
         wide.select(
             "sample_id", pl.col("eval_name").cast(pl.String), pl.lit(m).alias("model"),
             pl.col(m).cast(pl.Float64, strict=False).alias("reward"),
-            pl.col(f"{m}|total_cost").cast(pl.Float64, strict=False).alias("cost"),
+            pl.col(f"{m}|total_cost").cast(pl.Float64, strict=False).alias("cost"), row,
         )
         for m in models
     ])
     incomplete = long.filter(pl.col("reward").is_null() | pl.col("cost").is_null() |
-                             pl.col("reward").is_nan() | pl.col("cost").is_nan())["sample_id"].unique()
-    long = long.filter(~pl.col("sample_id").is_in(incomplete.implode())).sort("sample_id", "model")
+                             pl.col("reward").is_nan() | pl.col("cost").is_nan())[row].unique()
+    # By row, not sample_id: a row whose sample_id is empty is kept, to be refused below.
+    long = long.filter(~pl.col(row).is_in(incomplete.implode())).sort(row, "model")
+    # What is written must load: the outcomes loader's value rules, here with the wide column.
+    bad_value = first_bad_value(long)
+    if bad_value is not None:
+        column, what, fix, bad = bad_value
+        source = {"reward": bad["model"], "cost": f"{bad['model']}|total_cost"}.get(column, column)
+        value = "" if bad[column] is None else f": {quote(bad[column])}"
+        ident = "" if bad["sample_id"] is None else f", sample_id {quote(bad['sample_id'])}"
+        raise BadDataError(
+            f"RouterBench file {path}, column {quote(source)} {what}{value} (0-based row "
+            f"{bad[row]}{ident}), {fix}; nothing was written"
+        )
+    long = long.drop(row).sort("sample_id", "model")
     return long, {"models": len(models), "prompts": long["sample_id"].n_unique(),
                   "dropped_repeated_ids": repeated["sample_id"].n_unique(),
                   "dropped_incomplete": incomplete.len()}
