@@ -416,3 +416,43 @@ def test_import_routerbench_output_loads_in_replay(tmp_path: Path) -> None:
     from stageroute.inputs.outcomes import load_outcomes
 
     assert load_outcomes(tmp_path / "o.parquet").height == 4
+
+
+@pytest.fixture(scope="module")
+def tiny_values(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample logs with boreal-70b's rewards scaled by 1e-300 and boreal-8b's costs 5e-324
+    (subnormal): settling such means once overflowed its decimal scale into NaN (JSON null)."""
+    root = tmp_path_factory.mktemp("tiny")
+    logs = pl.read_parquet(SAMPLE / "logs.parquet")
+    logs.with_columns(
+        pl.when(pl.col("model") == "boreal-70b").then(pl.col("reward") * 1e-300)
+        .otherwise(pl.col("reward")).alias("reward"),
+        pl.when(pl.col("model") == "boreal-8b").then(pl.lit(5e-324))
+        .otherwise(pl.col("cost")).alias("cost"),
+    ).write_parquet(root / "logs.parquet")
+    return root
+
+
+@pytest.mark.parametrize("source", ["logs", "stats"])
+def test_tiny_and_subnormal_means_reach_the_plan(tiny_values: Path, source: str) -> None:
+    import json
+
+    from schema_guard import problems
+
+    if source == "stats":
+        made = run(["stats", "--logs", "logs.parquet", "--out", "store", "--quiet"], tiny_values)
+        assert made.returncode == 0 and made.stderr == "", made.stderr
+    result = run(["plan", f"--{source}", "logs.parquet" if source == "logs" else "store",
+                  "--catalog", str(SAMPLE / "catalog.csv"), "--max-deployed", "3",
+                  "--as-of", "2026-11-16T02:00:00Z", "-q", "--budget", "0.002", "--json"],
+                 tiny_values)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no RuntimeWarning
+    doc = json.loads(result.stdout)
+    assert problems("plan", doc, source) == []
+    for entry in doc["deployment"]:  # null only for a model without samples
+        assert isinstance(entry["mean_reward"], float) or entry["n"] == 0, entry
+        assert isinstance(entry["mean_cost"], float) or entry["n_cost"] == 0, entry
+    means = {c["model"]: c for c in doc["candidates"]}
+    assert 0 < means["boreal-70b"]["mean_reward"] < 1e-299
+    assert means["boreal-8b"]["mean_cost"] == 5e-324

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import polars as pl
@@ -11,6 +12,7 @@ from stageroute.estimate.stats import (
     chan_merge,
     compute_stats,
     merge_stats,
+    settle,
     variance,
     welford,
 )
@@ -130,3 +132,20 @@ def test_merging_disjoint_models_keeps_both_and_empty_sides_are_neutral():
     assert b_row[:2] == ("b", 0) and b_row[3:] == (0.0, 1, 1.0, 0.0)
     assert b_row[2] is None or math.isnan(b_row[2])  # no reward: no mean
     assert merge_stats(a, a.head(0)).equals(a)
+
+
+def test_settle_is_exact_and_quiet_for_tiny_subnormal_and_zero_values():
+    """Below ~1e-297 the decimal scale 10^(digits - 1 - exponent) overflowed a double: the
+    settled value was NaN (null in the plan JSON) with RuntimeWarnings."""
+    x = np.array([0.0, 5e-324, 1e-310, 1e-300, 1e-200, 0.5, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = settle(x)
+        assert np.isfinite(y).all()
+        assert y[0] == 0.0 and y[1] == 5e-324  # the smallest subnormal is itself
+        np.testing.assert_allclose(y, x, rtol=1e-9, atol=0)
+        np.testing.assert_array_equal(settle(-x), -y)
+        np.testing.assert_array_equal(settle(y), y)  # settled values stay put
+        big = np.array([1.7976931348623157e308, np.nan, np.inf])  # rounds up past the largest
+        np.testing.assert_array_equal(settle(big), big)
+    assert settle(x).tobytes() == y.tobytes()  # same inputs, same bytes

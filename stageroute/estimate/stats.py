@@ -137,9 +137,17 @@ def settle(x: NDArray[np.float64], digits: int = SETTLE_DIGITS) -> NDArray[np.fl
     x = np.asarray(x, dtype=np.float64)
     out = x.copy()
     ok = np.isfinite(x) & (x != 0)
-    exp = np.floor(np.log10(np.abs(x[ok])))
-    scale = 10.0 ** (digits - 1 - exp)
-    out[ok] = np.round(x[ok] * scale) / scale
+    v = x[ok]
+    # The decimal scale 10^(digits - 1 - exp) overflows for |x| below ~1e-297 (subnormals need up
+    # to 10^333): apply it in two factors, each at most 10^300, so v * 10^a * 10^b is finite (it
+    # has ``digits`` integer digits) and the quotients land within an ulp or so of the rounded
+    # value. In the normal range b is 0 and 10^0 = 1: the bytes are those of v * 10^a / 10^a.
+    power = digits - 1 - np.floor(np.log10(np.abs(v)))
+    a = np.minimum(power, 300.0)
+    scale_a, scale_b = 10.0 ** a, 10.0 ** (power - a)
+    with np.errstate(over="ignore"):  # rounding up next to the largest double: keep v
+        settled = np.round(v * scale_a * scale_b) / scale_b / scale_a
+    out[ok] = np.where(np.isfinite(settled), settled, v)
     return out
 
 
