@@ -80,7 +80,8 @@ def read_config(path: Path, commands: Mapping[str, Callable[..., Any]]) -> dict[
     """
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            raw = fh.read()
+        data = tomllib.loads(raw.decode("utf-8").removeprefix("\ufeff"))  # a BOM, as editors add
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path} ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:

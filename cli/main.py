@@ -488,10 +488,12 @@ def replay(
                           "with --outcomes (it is for --logs, off-policy replay)")
 
         value, relative = pick_budget(budget, relative_budget)
+        policies = replay_policies(policy, contextual, prompts is not None)
+        if Policy.EPSILON not in policies:
+            opt.refuse_unused(ctx, ("epsilon",), "without --policy epsilon-greedy")
         config = ReplayConfig(
             budget=value, relative_budget=relative, max_deployed=max_deployed, horizon=horizon,
-            stages=stages, seeds=seeds, first_seed=seed,
-            policies=replay_policies(policy, contextual, prompts is not None),
+            stages=stages, seeds=seeds, first_seed=seed, policies=policies,
             gamma=parse_gamma(gamma), delta=delta, radius=choice(Radius, radius, "--radius"),
             epsilon=epsilon, solver=choice(Solver, solver, "--solver"), allow_drop=allow_drop,
             cost_scale=cost_scale, cost_clip=parse_pair(cost_clip, "--cost-clip"),
@@ -537,6 +539,8 @@ def _replay_logs(a: dict[str, Any]) -> None:
                           "with --logs (the log's own events and times are replayed)")
         value, relative = pick_budget(a["budget"], a["relative_budget"])
         default = DEFAULT_POLICIES + (("plan",) if a["plan_file"] is not None else ())
+        if "epsilon-greedy" not in {p.lower() for p in (a["policy"] or default)}:
+            opt.refuse_unused(a["ctx"], ("epsilon",), "without --policy epsilon-greedy")
         config = OffPolicyConfig(
             budget=value, relative_budget=relative, max_deployed=a["max_deployed"],
             policies=tuple(dict.fromkeys(a["policy"] or default)), plan=a["plan_file"],

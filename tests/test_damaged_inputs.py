@@ -231,6 +231,12 @@ def test_identical_prompts_cluster_without_warnings(tmp_path: Path, routerbench:
     (["replay", "--logs", str(SAMPLE / "logs.parquet"), "--catalog", str(SAMPLE / "catalog.csv"),
       "--budget", "0.002", "--max-deployed", "3", "--half-life", "7d"],
      ("--half-life has no effect with --logs",)),
+    (["replay", "--outcomes", "OUTCOMES", "--catalog", "CATALOG", "--relative-budget", "0.3",
+      "--max-deployed", "3", "--policy", "stageroute", "--epsilon", "0.5"],
+     ("--epsilon has no effect without --policy epsilon-greedy",)),
+    (["replay", "--logs", str(SAMPLE / "logs.parquet"), "--catalog", str(SAMPLE / "catalog.csv"),
+      "--budget", "0.002", "--max-deployed", "3", "--policy", "uniform", "--epsilon", "0.5"],
+     ("--epsilon has no effect without --policy epsilon-greedy",)),
 ])
 def test_options_that_do_not_fit_together(tmp_path: Path, routerbench: Path, args: list[str],
                                           words: tuple[str, ...]) -> None:
@@ -456,3 +462,29 @@ def test_tiny_and_subnormal_means_reach_the_plan(tiny_values: Path, source: str)
     means = {c["model"]: c for c in doc["candidates"]}
     assert 0 < means["boreal-70b"]["mean_reward"] < 1e-299
     assert means["boreal-8b"]["mean_cost"] == 5e-324
+
+
+@pytest.mark.parametrize("change", ["twice", "version-true"])
+def test_a_previous_plan_that_lists_a_model_twice_or_says_true(tmp_path: Path, plans: Path,
+                                                              change: str) -> None:
+    """--previous reads the deployment as --deployed does (a model twice is refused there), and
+    a schema_version of true is no version 1 (true == 1 in Python)."""
+    doc = json.loads((plans / "plan.json").read_text())
+    if change == "twice":
+        doc["deployment"].append(dict(doc["deployment"][0]))
+        words: tuple[str, ...] = ("twice in 'deployment'",)
+    else:
+        doc["schema_version"] = True
+        words = ("has schema_version True", "reads version 1")
+    (tmp_path / "prev.json").write_text(json.dumps(doc))
+    result = run([*PLAN, "--routing-only", "--previous", "prev.json"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, *words)
+
+
+def test_a_config_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM; TOML is UTF-8, and the BOM is no key."""
+    (tmp_path / "c.toml").write_text("[plan]\nbudget = 0.002\n", encoding="utf-8-sig")
+    result = run([*PLAN[:5], "--max-deployed", "3", "--as-of", "2026-11-16T02:00:00Z", "-q",
+                  "--config", "c.toml", "--json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["budget"] == 0.002

@@ -32,7 +32,7 @@ def read_plan(path: str | Path, kind: str = "plan", option: str = "--plan") -> d
     p = require_file(path, kind, option, HINT)
     doc = _parse(p, _text(p, kind, option), kind)
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:  # true == 1 in Python
         raise BadDataError(
             f"{kind} {p} has schema_version {quote(version)}, this stageroute reads "
             f"version {SCHEMA_VERSION}; pass {HINT} by this version"
@@ -46,7 +46,7 @@ def read_previous(path: str | Path) -> tuple[str, ...]:
     Raises:
         InputMissingError: nothing there, a directory or other non-file, or unreadable.
         BadDataError: not a plan JSON (not JSON, another schema version, no deployment, a
-            deployment entry without a model id, or no model at all).
+            deployment entry without a model id, a model twice, or no model at all).
     """
     doc = read_plan(path, "previous plan", "--previous")
     p = Path(path)
@@ -62,6 +62,9 @@ def read_previous(path: str | Path) -> tuple[str, ...]:
                 f"previous plan {p}, deployment entry {i + 1} has no model id (got "
                 f"{quote(entry, 60)}); each entry needs \"model\": \"<id>\"; pass {HINT}"
             )
+        if model in models:
+            raise BadDataError(f"previous plan {p} lists {quote(model)} twice in 'deployment'; "
+                               f"pass {HINT}")
         models.append(model)
     if not models:
         raise BadDataError(f"previous plan {p} deploys no model; pass {HINT}, or --deployed a,b,c")
