@@ -147,7 +147,7 @@ def _history_lock(history: Path | None, inputs: dict[str, Path | None], output: 
     if history is None:
         return contextlib.nullcontext()
     from stageroute.errors import UsageError
-    from stageroute.history import history_locked, is_history_file
+    from stageroute.history import history_locked, is_history_file, own_files
     from stageroute.render.output import check_not_input
 
     if output is not None and is_history_file(history, output):
@@ -157,19 +157,18 @@ def _history_lock(history: Path | None, inputs: dict[str, Path | None], output: 
 
     check_not_input("--history", history, {"--stats": inputs["--stats"]})
     scanned = {k: inputs[k] for k in ("--logs", "--feedback")}
-    for written in (history / "history.lock", history / "plan-RUN_ID.json"):
+    for written in own_files(history):
         check_not_input("--history", written, scanned)
 
     return history_locked(history)
 
 
-def _replanned(path: Path, as_json: bool, output: Path | None, session: process.Session) -> None:
-    """A rerun of a planned window and inputs: the stored plan, byte for byte, to --output and
-    --json; nothing new in the history."""
-    from stageroute.history import stored
+def _replanned(path: Path, text: str, as_json: bool, output: Path | None,
+               session: process.Session) -> None:
+    """A rerun of a planned window and inputs: the stored plan ``text``, byte for byte, to
+    --output and --json; nothing new in the history."""
     from stageroute.render.output import write_atomic
 
-    text = stored(path)
     process.stderr(f"stageroute: already planned: {path} holds this window's plan for these "
                    "inputs; nothing recomputed\n")
     if output is not None:
@@ -298,7 +297,7 @@ def plan(
             result = make_plan(_log_input(logs, stats), catalog, config, feedback=feedback,
                                progress=process.progress(quiet), history=history)
         except AlreadyPlanned as done:
-            return _replanned(done.path, json_out, output, session)
+            return _replanned(done.path, done.text, json_out, output, session)
         process.warn(result.warnings)
         failed = result.over_budget and not allow_over_budget
         if not failed:  # a plan that breaks the budget is shown, never written as the new plan
@@ -534,8 +533,8 @@ def _replay_logs(a: dict[str, Any]) -> None:
                              "with --logs PATH (one of the two)")
         if a["plot"] is not None:
             raise UsageError("--plot needs --outcomes (an oracle frontier); leave it out with --logs")
-        opt.refuse_unused(a["ctx"], ("horizon", "contextual", "segments", "prompts", "clusters", "start",
-                           "end", "window", "half_life"),
+        opt.refuse_unused(a["ctx"], ("horizon", "contextual", "segments", "prompts", "clusters",
+                                     "start", "end", "window", "half_life"),
                           "with --logs (the log's own events and times are replayed)")
         value, relative = pick_budget(a["budget"], a["relative_budget"])
         default = DEFAULT_POLICIES + (("plan",) if a["plan_file"] is not None else ())

@@ -94,7 +94,6 @@ HalfLife = Annotated[str | None, typer.Option(
     "E.g. --half-life 14d")]
 
 
-
 def refuse_unused(ctx: typer.Context, names: tuple[str, ...], reason: str) -> None:
     """Raise a usage error when one of the parameters ``names`` was given on the command line
     although it has no effect in this mode (``reason``: e.g. "with --logs"). Values that come

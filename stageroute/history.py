@@ -9,6 +9,7 @@ same history at once.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 from collections.abc import Iterator
@@ -16,16 +17,19 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from stageroute.errors import CannotWriteError, InputMissingError
-from stageroute.render.output import locked, write_atomic
+from stageroute.errors import CannotWriteError
+from stageroute.render.output import lock_path, locked, write_atomic
+
+LOCK = "history"  # the history's lock is DIR/history.lock (``render.output.lock_path``)
 
 
 class AlreadyPlanned(Exception):  # noqa: N818 (an outcome, not an error)
-    """The run's window and inputs are planned already: ``path`` holds the plan."""
+    """The run's window and inputs are planned already: ``path`` holds the plan, ``text``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, text: str) -> None:
         super().__init__(f"this window and these inputs are planned already: {path}")
         self.path = path
+        self.text = text
 
 
 def history_file(directory: str | Path, run_id: str) -> Path:
@@ -33,13 +37,16 @@ def history_file(directory: str | Path, run_id: str) -> Path:
     return Path(directory) / f"plan-{run_id}.json"
 
 
+def own_files(directory: str | Path) -> tuple[Path, Path]:
+    """The history's own files: its lock, and a plan (run id ``*``, a pattern of every plan)."""
+    return lock_path(Path(directory) / LOCK), history_file(directory, "*")
+
+
 def is_history_file(directory: str | Path, path: str | Path) -> bool:
     """Whether ``path`` is (or would be) one of the history's own files: a plan or its lock."""
     path = Path(path)
-    inside = os.path.realpath(path.parent) == os.path.realpath(directory)
-    name = path.name
-    return inside and (name == "history.lock"
-                       or (name.startswith("plan-") and name.endswith(".json")))
+    return (os.path.realpath(path.parent) == os.path.realpath(directory)
+            and any(fnmatch.fnmatchcase(path.name, own.name) for own in own_files(directory)))
 
 
 def check_not_planned(directory: str | Path | None, run_id: str) -> tuple[str, ...]:
@@ -50,12 +57,13 @@ def check_not_planned(directory: str | Path | None, run_id: str) -> tuple[str, .
         return ()
     path = history_file(directory, run_id)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         doc = None
     if isinstance(doc, dict) and doc.get("run_id") == run_id and isinstance(
             doc.get("routing"), list) and isinstance(doc.get("deployment"), list):
-        raise AlreadyPlanned(path)
+        raise AlreadyPlanned(path, text)
     return (f"the history's {path} is not the plan of run {run_id} (damaged or edited), so "
             "this window was planned again and the file replaced",)
 
@@ -74,7 +82,7 @@ def history_locked(directory: str | Path) -> Iterator[None]:
     except OSError as exc:
         raise CannotWriteError(f"cannot create the history directory {directory} "
                                f"({exc.strerror or exc}), check the path and its permissions") from None
-    with locked(directory / "history", doing=f"planning into the history {directory}"):
+    with locked(directory / LOCK, doing=f"planning into the history {directory}"):
         yield
 
 
@@ -84,19 +92,6 @@ def record(directory: str | Path, run_id: str, text: str,
     path = history_file(directory, run_id)
     write_atomic(path, text, lock=False, guard=guard)
     return path
-
-
-def stored(path: Path) -> str:
-    """The text of a plan in the history.
-
-    Raises:
-        InputMissingError: it cannot be read (removed by hand since it was found).
-    """
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputMissingError(f"cannot read the planned {path} ({exc}); remove it to plan the "
-                                "window again") from None
 
 
 def latest(directory: str | Path, count: int = 2) -> list[Path]:

@@ -63,8 +63,8 @@ def check_sufficient(summary: LogSummary, catalog: Iterable[str], as_of: dt.date
     Raises:
         InsufficientDataError: with what is missing and what to do.
     """
-    label, used = summary.label, summary.rows_used
-    label = f"{'statistics store' if summary.source == 'stats' else 'logs'} {label}"
+    label = f"{'statistics store' if summary.source == 'stats' else 'logs'} {summary.label}"
+    used = summary.rows_used
     strangers = int(summary.unknown["rows"].sum()) if summary.unknown.height else 0
     before = used + strangers
     hint = lookalikes(summary.unknown["model"].to_list(), catalog)

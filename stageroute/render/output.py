@@ -184,7 +184,7 @@ def check_writable(path: Path) -> None:
 SCANNED = frozenset({"--logs", "--feedback"})
 # Inputs that are directories a stageroute command owns (a statistics store): nothing else may
 # be written anywhere inside them.
-OWNED = {"--stats": "that statistics store, which only stageroute stats writes"}
+OWNED = frozenset({"--stats"})
 
 
 def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path | None],
@@ -203,7 +203,7 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
                              "give them different paths")
     for written in (output, lock_path(output)):
         for name, spec in inputs.items():
-            why = None if spec is None else (_owns(spec, written, OWNED[name]) if name in OWNED
+            why = None if spec is None else (_owns(spec, written) if name in OWNED
                                              else _reads(spec, written, name in SCANNED))
             if spec is None or why is None:
                 continue
@@ -214,11 +214,10 @@ def check_not_input(option: str, output: Path, inputs: Mapping[str, str | Path |
             )
 
 
-def _owns(spec: str | Path, target: Path, owner: str) -> str | None:
-    """Why writing ``target`` would damage the directory ``spec`` that a command owns
-    (``owner`` names it)."""
+def _owns(spec: str | Path, target: Path) -> str | None:
+    """Why writing ``target`` would damage the directory ``spec`` that a command owns."""
     if Path(os.path.realpath(target)).is_relative_to(os.path.realpath(spec)):  # or is it
-        return f"is inside {owner}"
+        return "is inside that statistics store, which only stageroute stats writes"
     return None
 
 
