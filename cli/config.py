@@ -50,6 +50,9 @@ def option_kinds(function: Callable[..., Any]) -> dict[str, tuple[str, Any]]:
     return kinds
 
 
+FILE_OUTPUTS = ("--output", "--plot")  # the options that write one file (not a directory)
+
+
 def _value(value: Any, kind: Any, where: str, base: Path) -> Any:
     """A TOML value for an option of type ``kind``, or a ConfigError naming ``where``."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -115,6 +118,9 @@ def read_config(path: Path, commands: Mapping[str, Callable[..., Any]]) -> dict[
                 continue
             name, kind = options[flag]
             where = f"config file {path}: '{key}'" + (f" in [{command}]" if key not in shared else "")
+            if f"--{flag}" in FILE_OUTPUTS and isinstance(value, str) and value.endswith("/"):
+                raise ConfigError(f"{where} is {one_line(repr(value))[:80]}, a directory; it takes "
+                                  f"a file name, e.g. {value}NAME")
             values[command][name] = _value(value, kind, where, path.parent)
     for key in shared:
         if not any(key.replace("_", "-") in options for options in kinds.values()):

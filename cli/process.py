@@ -31,6 +31,7 @@ from stageroute.errors import (
     one_line,
     shown,
 )
+from stageroute_cli.config import FILE_OUTPUTS
 
 
 class Interrupted(BaseException):
@@ -292,8 +293,9 @@ THREAD_VARIABLES = ("POLARS_MAX_THREADS", "NUMBA_NUM_THREADS")  # read once at i
 def startup_problem(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
     """What makes the run impossible before a command starts (None: nothing): an empty
     argument (an unset shell variable in a crontab: ``--logs $LOGS`` would otherwise read the
-    working directory), or a thread count in the environment that Polars or Numba would die
-    on."""
+    working directory), a file output written as a directory (``--output out/``: the path
+    reaches the command without its slash and would become a file ``out``), or a thread count
+    in the environment that Polars or Numba would die on."""
     for i, arg in enumerate(argv):
         flag, _, value = arg.partition("=")
         if arg == "" or (flag.startswith("--") and arg.endswith("=") and value == ""):
@@ -301,6 +303,13 @@ def startup_problem(argv: Sequence[str], environ: Mapping[str, str]) -> str | No
                 else f" ({flag})" if arg else ""
             return (f"argument {i + 1} is empty{after}; give a value (an unset shell variable "
                     "expands to nothing)")
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if not eq:
+            flag, value = arg, argv[i + 1] if i + 1 < len(argv) else ""
+        if flag in FILE_OUTPUTS and value.endswith(("/", os.sep)):
+            return (f"{flag} {value} names a directory; it takes a file name, e.g. "
+                    f"{flag} {value}NAME")
     for name in THREAD_VARIABLES:
         value = environ.get(name, "1")
         if not (value.strip().isdigit() and int(value) > 0):

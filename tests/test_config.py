@@ -82,6 +82,7 @@ def test_relative_paths_are_relative_to_the_file(in_tmp):
                                                       "[plan]", "keep one"]),
     ("seeds = 3\nmax_deployed = 2\nmax-deployed = 3\n", ["'max_deployed' and 'max-deployed'"]),
     ("ctx = 1\n", ["'ctx'", "no command has the option --ctx"]),
+    ("[plan]\noutput = 'plans/'\n", ["'output'", "a directory", "plans/NAME"]),
 ])
 def test_bad_files_are_usage_errors_naming_the_key_and_the_file(in_tmp, content, words):
     (in_tmp / "bad.toml").write_text(content)

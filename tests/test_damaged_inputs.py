@@ -330,17 +330,23 @@ def test_a_failed_first_stats_run_leaves_no_store_behind(tmp_path: Path) -> None
      ("argument 3 is empty after --logs", "unset shell variable")),
     (["plan", "--logs=", "--catalog", "c.csv", "--budget", "1", "--max-deployed", "2"], {},
      ("argument 2 is empty (--logs)",)),
+    (["plan", "--logs", "l.parquet", "--catalog", "c.csv", "--budget", "1", "--max-deployed", "2",
+      "--output", "plans/"], {}, ("--output plans/ names a directory", "--output plans/NAME")),
+    (["replay", "--outcomes", "o.parquet", "--catalog", "c.csv", "--budget", "1",
+      "--max-deployed", "2", "--plot=figs/"], {}, ("--plot figs/ names a directory",)),
     (["--help"], {"POLARS_MAX_THREADS": "0"}, ("POLARS_MAX_THREADS='0'", "positive whole")),
     (["--help"], {"NUMBA_NUM_THREADS": "many"}, ("NUMBA_NUM_THREADS='many'",)),
 ])
 def test_empty_arguments_and_thread_counts_fail_before_any_work(
         tmp_path: Path, args: list[str], env: dict[str, str], words: tuple[str, ...]) -> None:
     """An unset variable in a crontab (``--logs $LOGS``) read the working directory; a thread
-    count of 0 made Polars panic with a Rust backtrace and Numba raise."""
+    count of 0 made Polars panic with a Rust backtrace and Numba raise; ``--output plans/``
+    wrote a file named ``plans`` (nothing is written)."""
     result = subprocess.run([sys.executable, "-m", "stageroute_cli", *args], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
                             capture_output=True, text=True, timeout=300, check=False)
     one_error(result, ExitCode.USAGE, *words)
+    assert not list(tmp_path.iterdir())
 
 
 PLAN = ["plan", "--logs", str(SAMPLE / "logs.parquet"), "--catalog", str(SAMPLE / "catalog.csv"),
