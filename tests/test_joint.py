@@ -194,6 +194,39 @@ def test_warm_started_solver_equals_the_cold_one_on_drifting_instances() -> None
     assert checked > 1500
 
 
+def test_tables_kept_from_the_last_solve_give_the_cold_optimum() -> None:
+    """Without binding caps or floors the last solve's two flows are kept (one column per
+    segment) and Newton's steps start from them with the new shares: the same reward and cost
+    as from scratch, on drifting instances where that path is taken."""
+    rng = np.random.default_rng(5)
+    kept = checked = 0
+    for _ in range(200):
+        s, n = int(rng.integers(2, 30)), int(rng.integers(2, 8))
+        u, c = rng.random((s, n)), rng.random((s, n)) * 10.0 ** rng.integers(-3, 3)
+        w = rng.dirichlet(np.ones(s))
+        a, floor = np.ones(n), np.zeros(n)
+        budget = float(np.quantile(c, rng.uniform(0.1, 0.6)))
+        ws = joint_workspace(s, n)
+        for step in range(10):
+            if step:
+                i, j = rng.integers(s), rng.integers(n)
+                u[i, j] = max(u[i, j] + rng.normal(0, 1e-3), 0.0)
+                c[i, j] *= 1 + rng.normal(0, 1e-3)
+                w = w * (1 + rng.random(s) * 1e-3)
+                w /= w.sum()
+            kept += ws[12][1] > 0
+            p_warm, p_cold = np.zeros((s, n)), np.zeros((s, n))
+            status = joint_route_near(u, c, w, a, floor, budget, p_warm, ws)
+            assert status == joint_route_into(u, c, w, a, floor, budget, p_cold,
+                                              joint_workspace(s, n))
+            for v in (u, c):
+                cold, warm = w @ (p_cold * v).sum(axis=1), w @ (p_warm * v).sum(axis=1)
+                assert warm == pytest.approx(cold, rel=1e-9, abs=1e-12)
+            assert np.allclose(p_warm.sum(axis=1), 1.0, atol=1e-12)
+            checked += 1
+    assert kept > checked // 2
+
+
 def test_pyomo_reference_agrees() -> None:
     rng = np.random.default_rng(3)
     for _ in range(15):
