@@ -100,7 +100,8 @@ def test_a_missing_config_file_is_a_usage_error(in_tmp):
 
 def test_replay_takes_its_table_and_the_shared_keys(in_tmp):
     from stageroute_cli.config import option_kinds, read_config
-    from stageroute_cli.main import plan, replay
+    from stageroute_cli.plan_cmd import plan
+    from stageroute_cli.replay_cmd import replay
 
     (in_tmp / "s.toml").write_text("max-deployed = 4\nseeds = 3\n[replay]\npolicy = ['oracle']\n"
                                    "relative-budget = 0.3\n")
