@@ -420,6 +420,38 @@ def test_feedback_fills_null_rewards(tmp_path: Path, write_logs: WriteLogs) -> N
     assert stats["n_reward"].sum() == 2
 
 
+def test_feedback_that_names_no_log_row_is_warned_about(tmp_path: Path,
+                                                        write_logs: WriteLogs) -> None:
+    """Feedback keyed by other ids (another service's, ids written as numbers) adds nothing:
+    the statistics are the logs' own, with a note for the plan's warnings; feedback that names
+    a row has none."""
+    logs, catalog = write_logs()
+    pl.DataFrame({"request_id": ["1", "2"], "reward": [1.0, 0.0]}).write_parquet(
+        tmp_path / "other.parquet")
+    summary = summarise_logs(logs, load_catalog(catalog), AS_OF, feedback=tmp_path / "other.parquet")
+    assert_frame_equal(summary.stats, summarise_logs(logs, load_catalog(catalog), AS_OF).stats)
+    (note,) = summary.notes
+    assert "--feedback names no request of the logs" in note and "same request ids" in note
+    pl.DataFrame({"request_id": ["r0000"], "reward": [1.0]}).write_parquet(tmp_path / "fb.parquet")
+    assert summarise_logs(logs, load_catalog(catalog), AS_OF,
+                          feedback=tmp_path / "fb.parquet").notes == ()
+
+
+def test_files_without_the_reward_column_are_read_as_empty_with_a_note(
+        tmp_path: Path, write_logs: WriteLogs) -> None:
+    logs, catalog = write_logs()
+    frame = pl.read_parquet(logs)
+    (tmp_path / "mixed").mkdir()
+    frame[:10].write_parquet(tmp_path / "mixed" / "a.parquet")
+    frame[10:].drop("reward").write_parquet(tmp_path / "mixed" / "b.parquet")
+    summary = summarise_logs(tmp_path / "mixed", load_catalog(catalog), AS_OF)
+    assert summary.stats["n_reward"].sum() == frame[:10]["reward"].is_not_null().sum()
+    assert any("1 of 2 files has no column 'reward'" in n and "b.parquet" in n
+               for n in summary.notes), summary.notes
+    whole = summarise_logs(logs, load_catalog(catalog), AS_OF)
+    assert not any("no column" in n for n in whole.notes)
+
+
 def test_costs_priced_from_tokens(write_logs: WriteLogs) -> None:
     logs, catalog = write_logs(lambda f: f.drop("cost"))
     summary = summarise_logs(logs, load_catalog(catalog), AS_OF)

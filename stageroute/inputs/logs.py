@@ -132,12 +132,17 @@ def _aggregate(scan: LogScan, data: pl.LazyFrame, used: pl.LazyFrame, timed: boo
         # can only raise a false alarm, which the exact check then clears.
         queries.append(data.select(pl.col("request_id").hash(seed=0).n_unique().alias("unique"),
                                    pl.len().alias("rows")))
+    if scan.feedback is not None:  # log rows that the feedback names (0: the wrong file?)
+        queries.append(data.select("request_id").join(
+            scan.feedback.select("request_id"), on="request_id", how="semi",
+        ).select(pl.len().alias("matched")))
     results = pl.collect_all(queries, engine="streaming")
     sums = tuple(c for c in results[0].columns if c.startswith(("bad_", "sum_")))
     # the segments of a bin merge in segment order: the same figures whatever the pass's order
     per_model = fold(results[0], ["model"], sums, order=keys[:-1]).rename({"rows": "rows_before"})
     cells = fold(results[0], keys) if segments else None
-    return per_model, (results[1] if len(results) > 1 else None), cells
+    counts = pl.concat(results[1:], how="horizontal") if len(results) > 1 else None
+    return per_model, counts, cells
 
 
 def _rows(scan: LogScan, data: pl.LazyFrame, agg: pl.DataFrame, as_of: dt.datetime) -> int | None:
@@ -211,7 +216,7 @@ def summarise_logs(path: str | Path, catalog: pl.DataFrame, as_of: dt.datetime,
         summary = _summarise(scan, as_of, strict, recent, full_check, segments)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise unreadable(scan.source, exc) from None
-    return dataclasses.replace(summary, notes=notes)
+    return dataclasses.replace(summary, notes=(*notes, *summary.notes))
 
 
 def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timedelta,
@@ -227,6 +232,7 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
     report_violations(scan, agg, rules(scan))
     check_unique(scan, data, counts)
     agg = agg.with_columns(pl.col("rows_before").alias("rows"))
+    unmatched = _unmatched_feedback(scan, counts)
     is_known = pl.col("model").is_in(scan.catalog["model"].implode())
     known = agg.filter(is_known)
     unknown = agg.filter(~is_known).select("model", "rows").sort("model")
@@ -245,8 +251,18 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
         tokens=TokenMeans(lambda: _token_pass(scan, as_of, all_before)),
         cost_source="tokens" if scan.cost_from_tokens else "column",
         label=scan.source.label,
+        notes=unmatched,
         cells=None if cells is None else cell_figures(cells.filter(is_known)),
     )
+
+
+def _unmatched_feedback(scan: LogScan, counts: pl.DataFrame | None) -> tuple[str, ...]:
+    """A warning when ``--feedback`` names no log row (its rewards then reach no request)."""
+    if scan.feedback is None or counts is None or counts["matched"][0] > 0:
+        return ()
+    return (f"--feedback names no request of the logs {scan.source.label} (none of its "
+            "request_ids is a log row's), so it adds no reward; check that it is the feedback of "
+            "these logs and that both write the same request ids",)
 
 
 def refuse_unknown(unknown: pl.DataFrame, label: str) -> None:

@@ -236,11 +236,17 @@ def _check_copies(files: list[str], kind: str) -> None:
             )
 
 
+# Nullable columns of the logs that a file may lack while others have them: its rows read them
+# as empty, which the plan says (a file written before feedback was logged, say).
+PATCHY = ("reward", "segment", "propensity")
+
+
 def _merged_schema(files: list[str], label: str, kind: str,
-                   ) -> dict[str, tuple[pl.DataType, str]]:
-    """Every file's columns with their one type and the first file that has them; any file whose
-    footer Polars cannot take is named."""
+                   ) -> tuple[dict[str, tuple[pl.DataType, str]], tuple[str, ...]]:
+    """Every file's columns with their one type and the first file that has them (any file whose
+    footer Polars cannot take is named), and a note per ``PATCHY`` column that some files lack."""
     seen: dict[str, tuple[pl.DataType, str]] = {}
+    lacking: dict[str, list[str]] = {}
     for file in files:
         problem = parquet_schema_problem(file, kind)
         if problem is not None:
@@ -260,7 +266,15 @@ def _merged_schema(files: list[str], label: str, kind: str,
                     f"{kind} {file}, column {quote(column)} has type {dtype} but {first[1]} has "
                     f"{first[0]}, write every file of {label} with the same column types"
                 )
-    return seen
+        for column in PATCHY:
+            if column not in schema:
+                lacking.setdefault(column, []).append(file)
+    notes = tuple(
+        f"{kind} {label}: {len(without)} of {len(files)} files "
+        f"{'has' if len(without) == 1 else 'have'} no column {quote(column)} "
+        f"(e.g. {without[0]}; {seen[column][1]} has it), so their rows read it as empty"
+        for column, without in lacking.items() if column in seen and kind == "logs")
+    return seen, notes
 
 
 def _hive_use(keys: tuple[str, ...], schema: dict[str, pl.DataType], label: str, kind: str,
@@ -335,7 +349,7 @@ def find_logs(path: str | Path, kind: str = "logs",
     files, notes, label, root = resolve_files(path, kind)
     if keep is not None:
         files = [f for f in files if keep(f)]
-    seen = _merged_schema(files, label, kind)
+    seen, patchy = _merged_schema(files, label, kind)
     _check_copies(files, kind)
     schema = {column: dtype for column, (dtype, _) in seen.items()}
     hive, hive_notes = False, tuple[str, ...]()
@@ -343,5 +357,5 @@ def find_logs(path: str | Path, kind: str = "logs",
         keys = _hive_keys(root, files, kind)
         hive, hive_notes = _hive_use(keys, schema, label, kind, needed)
     return LogSource(label, tuple(files), hive=hive, kind=kind, schema=schema,
-                     notes=(*notes, *hive_notes),
+                     notes=(*notes, *hive_notes, *patchy),
                      origin={column: file for column, (_, file) in seen.items()})
