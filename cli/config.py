@@ -50,6 +50,7 @@ def option_kinds(function: Callable[..., Any]) -> dict[str, tuple[str, Any]]:
     return kinds
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few lines; a bigger one is the wrong path
 FILE_OUTPUTS = ("--output", "--plot")  # the options that write one file (not a directory)
 
 
@@ -61,7 +62,16 @@ def _value(value: Any, kind: Any, where: str, base: Path) -> Any:
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind is float and number:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{where} is too large for a number, got "
+                              f"{one_line(repr(value))[:40]}...") from None
+    if kind in (Path, str) and isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{where} is empty; give a value or leave the key out")
+    if kind is list and isinstance(value, list) and any(isinstance(v, str) and not v.strip()
+                                                        for v in value):
+        raise ConfigError(f"{where} holds an empty string; give values or leave the key out")
     if kind is Path and isinstance(value, str):
         return str(base / Path(value).expanduser())  # an absolute value stays as it is
     if kind is str and (isinstance(value, str) or number):
@@ -81,18 +91,34 @@ def read_config(path: Path, commands: Mapping[str, Callable[..., Any]]) -> dict[
     Raises:
         ConfigError: unreadable or invalid TOML, an unknown table or key, a value of the wrong type.
     """
+    from stageroute.errors import InputMissingError
+    from stageroute.inputs.files import require_file
+
     try:
+        require_file(path, "config file", "--config")  # a FIFO or a device would block or never end
         with open(path, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; "
+                              "a stageroute.toml holds a few option values, check the path")
         data = tomllib.loads(raw.decode("utf-8").removeprefix("\ufeff"))  # a BOM, as editors add
+    except InputMissingError as exc:
+        raise ConfigError(str(exc)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path} ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({one_line(str(exc))})") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply; a "
+                          "stageroute.toml holds flat option values") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); TOML is "
                           f"UTF-8, save it as such") from None
     kinds = {name: option_kinds(function) for name, function in commands.items()}
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"config file {path}: [[{key}]] is an array of tables; write the "
+                              f"table once as [{key}]")
     shared = {k: v for k, v in data.items() if not isinstance(v, dict)}
     for table, keys in [("", shared), *((f" in [{k}]", v) for k, v in data.items()
                                         if isinstance(v, dict))]:

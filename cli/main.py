@@ -108,7 +108,10 @@ def _usage_error(exc: Any) -> int:
 
     got = (f", got {shown(value)}" if value is not None and not isinstance(exc, ConfigError)
            else "")
-    process.stderr(f"Error: {one_line(exc.format_message())}{got}{where}\n")
+    message = one_line(exc.format_message())
+    if "--help" in message:  # the message already says where to read
+        where = ""
+    process.stderr(f"Error: {message}{got}{where}\n")
     return ExitCode.USAGE
 
 

@@ -83,6 +83,11 @@ def test_relative_paths_are_relative_to_the_file(in_tmp):
     ("seeds = 3\nmax_deployed = 2\nmax-deployed = 3\n", ["'max_deployed' and 'max-deployed'"]),
     ("ctx = 1\n", ["'ctx'", "no command has the option --ctx"]),
     ("[plan]\noutput = 'plans/'\n", ["'output'", "a directory", "plans/NAME"]),
+    ("[plan]\nbudget = 1" + "0" * 400 + "\n", ["'budget'", "too large for a number"]),
+    ("[[plan]]\nbudget = 0.01\n", ["[[plan]] is an array of tables", "[plan]"]),
+    ("[plan]\nlogs = ''\n", ["'logs'", "is empty"]),
+    ("[plan]\nanchor = ' '\n", ["'anchor'", "is empty"]),
+    ("x = " + "[" * 5000 + "]" * 5000 + "\n", ["nests arrays or tables too deeply"]),
 ])
 def test_bad_files_are_usage_errors_naming_the_key_and_the_file(in_tmp, content, words):
     (in_tmp / "bad.toml").write_text(content)
@@ -91,6 +96,16 @@ def test_bad_files_are_usage_errors_naming_the_key_and_the_file(in_tmp, content,
     error = result.stderr if result.stderr else result.output
     for word in ["bad.toml", *words]:
         assert word in error, error
+
+
+def test_a_config_that_is_no_regular_file_is_refused_without_reading(in_tmp):
+    """A FIFO would block the run for ever; a device such as /dev/zero would never end."""
+    os.mkfifo(in_tmp / "fifo.toml")
+    for path in ("fifo.toml", "/dev/zero"):
+        result = CliRunner().invoke(app, ["plan", *FLAGS, "--config", path])
+        assert result.exit_code == 2
+        error = result.stderr if result.stderr else result.output
+        assert "not a regular file" in error and error.count("--help") == 1, error
 
 
 def test_a_missing_config_file_is_a_usage_error(in_tmp):
