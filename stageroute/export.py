@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stageroute.errors import BadDataError, UsageError, shown
-from stageroute.inputs.catalog import read_catalog
+from stageroute.inputs.catalog import MAX_ID_LENGTH, read_catalog
 from stageroute.inputs.previous import HINT, read_plan
 
 WEIGHT_TOTAL = 1000  # the weights' sum, raised (x10) until every share has RELATIVE_UNITS units
@@ -147,6 +148,11 @@ def _routing_tables(plan_path: str | Path, option: str,
                 "\"model\": \"<id>\" and \"probability\" in [0, 1]"
                 + (" and \"segment\": \"<name>\"" if segmented else "") + "; pass " + HINT
             )
+        if _hidden(model) or len(model) > MAX_ID_LENGTH:
+            raise BadDataError(
+                f"plan {plan_path}, routing row {i + 1} has the model {shown(model, 80)}, which "
+                "holds a control or invisible character or is too long for a model id (the "
+                f"catalog refuses such ids); pass {HINT}")
         tables.setdefault(segment, []).append((model, float(prob)))
     for segment, rows in tables.items():
         where = f"segment {shown(segment, 60)} of " if segmented else ""
@@ -171,12 +177,16 @@ def _check_totals(doc: dict[str, Any], tables: dict[str, list[tuple[str, float]]
                   plan_path: str | Path, segmented: bool) -> None:
     """A table's probabilities add up to 1 less the share the plan drops (``dropped``; with one
     table per segment, at most 1), and every routed model is in the plan's deployment."""
-    dropped = doc.get("dropped")
-    dropped = float(dropped) if isinstance(dropped, int | float) and not isinstance(
-        dropped, bool) and 0 <= dropped <= 1 else 0.0
+    dropped = doc.get("dropped", 0.0)
+    if isinstance(dropped, bool) or not isinstance(dropped, int | float) or not 0 <= dropped <= 1:
+        raise BadDataError(f"plan {plan_path}: 'dropped' is {json.dumps(dropped)[:40]}, expected the "
+                           f"share of traffic the plan drops, a number in [0, 1]; pass {HINT}")
+    dropped = float(dropped)
     deployment = doc.get("deployment")
-    deployed = {e.get("model") for e in deployment if isinstance(e, dict)} \
-        if isinstance(deployment, list) else None
+    if not isinstance(deployment, list) or not all(isinstance(e, dict) for e in deployment):
+        raise BadDataError(f"plan {plan_path} has no 'deployment' list (the models deployed, "
+                           f"which the routed ones must be among); pass {HINT}")
+    deployed = {e.get("model") for e in deployment}
     for segment, rows in tables.items():
         where = f"segment {shown(segment, 60)} of " if segmented else ""
         total = sum(p for _, p in rows)
@@ -187,11 +197,17 @@ def _check_totals(doc: dict[str, Any], tables: dict[str, list[tuple[str, float]]
             raise BadDataError(
                 f"{where}plan {plan_path}: the routing probabilities add up to {total:.6g}, "
                 f"expected {expected}; pass {HINT}")
-        stray = [m for m, p in rows if p > 0 and deployed is not None and m not in deployed]
+        stray = [m for m, p in rows if p > 0 and m not in deployed]
         if stray:
             raise BadDataError(
                 f"{where}plan {plan_path} routes traffic to {shown(stray[0], 60)}, which is not "
                 f"in its 'deployment'; pass {HINT}")
+
+
+def _hidden(text: str) -> bool:
+    """Whether ``text`` holds a control, format, line-separator or surrogate character (the
+    catalog's ``HIDDEN_CHARACTERS``, and lone surrogates, which JSON can carry)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in text)
 
 
 def _catalog_columns(catalog: str | Path | None, models: Sequence[str],

@@ -96,6 +96,12 @@ DAMAGE: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "m2_reward' is negative": lambda x: x.with_columns(-pl.col("m2_reward") - 1),
     "n_reward' is negative": lambda x: x.with_columns(-pl.col("n_reward")),
     "repeats a (window, model, segment)": lambda x: pl.concat([x, x]),
+    "cost_bins' holds a bin that no cost": lambda x: x.with_columns(
+        pl.col("cost_bins").list.eval(pl.lit(2**31 - 1, pl.Int32))),
+    "cost_counts' holds a negative count": lambda x: x.with_columns(
+        pl.col("cost_counts").list.eval(-pl.element())),
+    "cost_counts' does not count every row": lambda x: x.with_columns(
+        pl.col("cost_counts").list.eval(pl.element() * 0)),
 }
 
 
@@ -149,9 +155,6 @@ def test_export_comments_cannot_be_broken_out_of(tmp_path: Path, plans: Path, fm
 
     doc = json.loads((plans / "plan.json").read_text())
     doc["window"] = {"start": "2026\napiVersion: evil", "end": "x\u2028y: z"}
-    for entry in (doc["routing"][0], *[d for d in doc["deployment"]
-                                       if d["model"] == doc["routing"][0]["model"]]):
-        entry["model"] = "bo\nreal: 1"
     (tmp_path / "p.json").write_text(json.dumps(doc))
     result = run(["export", "--plan", "p.json", "--format", fmt, "--output", "out.yaml"],
                  tmp_path)
@@ -260,23 +263,39 @@ def test_prompts_that_are_all_blank(tmp_path: Path, routerbench: Path) -> None:
     ("half", ExitCode.BAD_DATA, ("add up to", "expected 1;")),
     ("stray", ExitCode.BAD_DATA, ("routes traffic to 'ghost'", "not in its 'deployment'")),
     ("dropped", 0, ()),
+    ("dropped 2", ExitCode.BAD_DATA, ("'dropped' is 2", "in [0, 1]")),
+    ("dropped true", ExitCode.BAD_DATA, ("'dropped' is true",)),
+    ("no deployment", ExitCode.BAD_DATA, ("no 'deployment' list",)),
+    ("model bo\nreal: 1", ExitCode.BAD_DATA, ("control or invisible character",)),
+    ("model bo\u200breal", ExitCode.BAD_DATA, ("control or invisible character",)),
+    ("model bo\ud800real", ExitCode.BAD_DATA, ("control or invisible character",)),
 ])
 @pytest.mark.parametrize("command", ["export", "diff"])
 def test_a_plan_whose_table_a_gateway_cannot_run(tmp_path: Path, plans: Path, change: str,
                                                  code: int, words: tuple[str, ...],
                                                  command: str) -> None:
-    """Probabilities that do not add up to 1 (less the share the plan drops), or traffic to a
-    model the plan does not deploy: export would renormalise or route to it silently."""
+    """Probabilities that do not add up to 1 (less the share the plan drops), traffic to a
+    model the plan does not deploy, a plan without its deployment or with a 'dropped' that is
+    no share, a model id no catalog holds (a newline, a zero-width space, a lone surrogate):
+    export would renormalise, route or write them silently."""
     import json
 
     doc = json.loads((plans / "plan.json").read_text())
     if change == "stray":
         doc["routing"][0]["model"] = "ghost"
+    elif change.startswith("dropped "):
+        doc["dropped"] = {"dropped 2": 2, "dropped true": True}[change]
+    elif change == "no deployment":
+        del doc["deployment"]
+    elif change.startswith("model "):  # in the routing and the deployment alike
+        for entry in (doc["routing"][0], *[d for d in doc["deployment"]
+                                           if d["model"] == doc["routing"][0]["model"]]):
+            entry["model"] = change.removeprefix("model ")
     else:
         for row in doc["routing"]:
             row["probability"] /= 2
         doc["dropped"] = 0.5 if change == "dropped" else 0.0
-    (tmp_path / "p.json").write_text(json.dumps(doc))
+    (tmp_path / "p.json").write_text(json.dumps(doc))  # a lone surrogate stays \ud800 here
     args = (["export", "--plan", "p.json", "--format", "litellm"] if command == "export"
             else ["diff", str(plans / "plan.json"), "p.json"])
     result = run(args, tmp_path)
@@ -307,6 +326,22 @@ def test_catalog_gateway_names_blank_or_broken(tmp_path: Path, plans: Path, valu
     routed = {row["model"] for row in json.loads((plans / "plan.json").read_text())["routing"]}
     params = {e["litellm_params"]["model"] for e in yaml.safe_load(result.stdout)["model_list"]}
     assert params == routed
+
+
+@pytest.mark.parametrize("make", ["fifo", "deep"])
+def test_a_store_manifest_that_would_hang_or_recurse_is_refused(tmp_path: Path, store: Path,
+                                                              make: str) -> None:
+    damaged = tmp_path / "stats"
+    shutil.copytree(store, damaged)
+    (damaged / "manifest.json").unlink()
+    if make == "fifo":
+        os.mkfifo(damaged / "manifest.json")
+    else:
+        (damaged / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run(["plan", "--stats", "stats", "--catalog", str(SAMPLE / "catalog.csv"),
+                  "--budget", "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--quiet"],
+                 tmp_path)
+    one_error(result, ExitCode.BAD_DATA, "manifest.json", "stats --rebuild")
 
 
 def test_a_failed_first_stats_run_leaves_no_store_behind(tmp_path: Path) -> None:

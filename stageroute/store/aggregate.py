@@ -248,7 +248,17 @@ def store_problem(frame: pl.DataFrame) -> str | None:
                   (seen & (pl.col(m2) < -1e-9 * pl.col(n)), f"column '{m2}' is negative")]
     rules += [(~pl.col(c).is_finite() | (pl.col(c) < 0), f"column '{c}' is not a finite number "
                ">= 0") for c in ("input_tokens", "output_tokens")]
-    rules += [(pl.col("cost_bins").list.len() != pl.col("cost_counts").list.len(),
+    top = math.ceil(math.log2(MAX_AMOUNT) * BINS_PER_OCTAVE) + 1  # the bin of the dearest cost
+    low = -1075 * BINS_PER_OCTAVE  # below the bin of the smallest subnormal
+    bins = pl.col("cost_bins")
+    rules += [(bins.list.eval((pl.element() != ZERO_BIN)
+                              & ((pl.element() < low) | (pl.element() > top))).list.any(),
+               "column 'cost_bins' holds a bin that no cost in [0, 1e100] falls in"),
+              (pl.col("cost_counts").list.eval(pl.element() < 0).list.any(),
+               "column 'cost_counts' holds a negative count"),
+              (pl.col("cost_counts").list.sum() != pl.col("rows"),
+               "column 'cost_counts' does not count every row once"),
+              (bins.list.len() != pl.col("cost_counts").list.len(),
                "columns 'cost_bins' and 'cost_counts' differ in length"),
               (pl.struct("window", "model", "segment").is_duplicated(),
                "repeats a (window, model, segment) row")]

@@ -41,11 +41,15 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
     path = out / MANIFEST
     if not path.exists():
         return None
+    if not path.is_file():  # a FIFO would block the read for ever
+        raise BadDataError(f"statistics store {out}: {MANIFEST} is not a regular file; rebuild "
+                           "the store with stats --rebuild")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadDataError(f"statistics store {out}: {MANIFEST} cannot be read ({exc}); rebuild "
-                           "the store with stats --rebuild") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise BadDataError(f"statistics store {out}: {MANIFEST} cannot be read ({reason}); "
+                           "rebuild the store with stats --rebuild") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BadDataError(f"statistics store {out}: {MANIFEST} is not a stageroute statistics "
                            "manifest; point --out at a store directory (or an empty one)")
