@@ -167,8 +167,10 @@ def test_export_comments_cannot_be_broken_out_of(tmp_path: Path, plans: Path, fm
 
 @pytest.mark.parametrize(("change", "words"), [
     ("seg.json", ("one routing table per segment", "without --segments")),
-    ("sum", ("add up to 1.4", "more than 1")),
+    ("sum", ("add up to 1.4", "expected 1")),
     ("twice", ("twice in 'routing'",)),
+    ("stray", ("routes traffic to", "not in its 'deployment'")),
+    ("true", ("each row needs",)),
 ])
 def test_replay_logs_refuses_a_plan_it_cannot_evaluate(tmp_path: Path, plans: Path, change: str,
                                                         words: tuple[str, ...]) -> None:
@@ -179,6 +181,12 @@ def test_replay_logs_refuses_a_plan_it_cannot_evaluate(tmp_path: Path, plans: Pa
         doc = json.loads((plans / "plan.json").read_text())
         if change == "sum":
             doc["routing"][0]["probability"] = 1.0
+        elif change == "stray":  # a catalog model the plan does not deploy
+            doc["routing"][0]["model"] = next(
+                m for m in pl.read_csv(SAMPLE / "catalog.csv")["model"]
+                if m not in {d["model"] for d in doc["deployment"]})
+        elif change == "true":
+            doc["routing"][0]["probability"] = True
         else:  # the same model again, first at probability 0
             doc["routing"].insert(0, {**doc["routing"][0], "probability": 0.0})
         plan = tmp_path / "plan.json"

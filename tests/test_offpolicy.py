@@ -185,7 +185,8 @@ def test_the_cli_prints_the_replay_document_with_estimators_and_diagnostics(tmp_
     _, frame = make_log("routerbench", 20_000, 4, skewed(len(matrix.models)))
     frame.write_parquet(tmp_path / "logs.parquet")
     plan = {"schema_version": 1, "routing": [{"model": "claude-v1", "probability": 0.4},
-                                              {"model": "gpt-3.5-turbo-1106", "probability": 0.6}]}
+                                              {"model": "gpt-3.5-turbo-1106", "probability": 0.6}],
+            "deployment": [{"model": "claude-v1"}, {"model": "gpt-3.5-turbo-1106"}]}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     result = _cli("--logs", "logs.parquet", "--catalog", str(ROUTERBENCH / "catalog.csv"),
                   "--relative-budget", "0.3", "--max-deployed", "3", "--plan", "plan.json",

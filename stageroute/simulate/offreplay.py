@@ -165,29 +165,18 @@ def plan_table(path: Path, models: tuple[str, ...]) -> NDArray[np.float64]:
     index = {m: j for j, m in enumerate(models)}
     w = np.zeros(len(models))
     rows = routing if isinstance(routing, list) else []
-    listed: set[str] = set()
     if isinstance(doc.get("segments"), dict | list) or any(
             isinstance(row, dict) and "segment" in row for row in rows):
         raise BadDataError(f"plan {path} has one routing table per segment (plan --segments); "
                            "replay --logs --plan evaluates one table for all requests, pass a "
                            "plan written without --segments")
-    for row in rows:
-        model, prob = (row.get("model"), row.get("probability")) if isinstance(row, dict) else (
-            None, None)
-        if model not in index or not isinstance(prob, int | float) or not prob >= 0:
-            raise BadDataError(f"plan {path}: routing entry {row!r} is not a catalog model with a "
-                               "probability >= 0; pass a plan written by 'stageroute plan'")
-        if model in listed:
-            raise BadDataError(f"plan {path} lists {shown(model)} twice in 'routing'; pass a plan "
-                               "written by 'stageroute plan'")
-        listed.add(model)
-        w[index[model]] = float(prob)
-    if w.sum() > 1.0 + 1e-9:
-        raise BadDataError(f"plan {path}: the routing probabilities add up to {w.sum():.6g}, "
-                           "more than 1; pass a plan written by 'stageroute plan'")
-    if not w.sum() > 0:
-        raise BadDataError(f"plan {path} has no routing table with a probability > 0; pass a "
-                           "plan written by 'stageroute plan'")
+    from stageroute.export import read_routing  # the checks export and diff make
+
+    for model, prob in read_routing(path, "replay --logs --plan")[1]:
+        if model not in index:
+            raise BadDataError(f"plan {path}: routing entry {shown(model)} is not a catalog "
+                               "model; pass a plan written by 'stageroute plan' with this catalog")
+        w[index[model]] = prob
     return w
 
 
