@@ -100,7 +100,7 @@ DAMAGE: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
         pl.col("cost_bins").list.eval(pl.lit(2**31 - 1, pl.Int32))),
     "cost_counts' holds a negative count": lambda x: x.with_columns(
         pl.col("cost_counts").list.eval(-pl.element())),
-    "cost_counts' does not count every row": lambda x: x.with_columns(
+    "cost_counts' does not count each cost once": lambda x: x.with_columns(
         pl.col("cost_counts").list.eval(pl.element() * 0)),
 }
 
