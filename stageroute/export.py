@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stageroute.errors import BadDataError, UsageError, shown
-from stageroute.inputs.catalog import MAX_ID_LENGTH, read_catalog
+from stageroute.inputs.catalog import MAX_ID_LENGTH, has_hidden, read_catalog
 from stageroute.inputs.previous import HINT, read_plan
 
 WEIGHT_TOTAL = 1000  # the weights' sum, raised (x10) until every share has RELATIVE_UNITS units
@@ -148,7 +147,7 @@ def _routing_tables(plan_path: str | Path, option: str,
                 "\"model\": \"<id>\" and \"probability\" in [0, 1]"
                 + (" and \"segment\": \"<name>\"" if segmented else "") + "; pass " + HINT
             )
-        if _hidden(model) or len(model) > MAX_ID_LENGTH:
+        if has_hidden(model) or len(model) > MAX_ID_LENGTH:
             raise BadDataError(
                 f"plan {plan_path}, routing row {i + 1} has the model {shown(model, 80)}, which "
                 "holds a control or invisible character or is too long for a model id (the "
@@ -202,12 +201,6 @@ def _check_totals(doc: dict[str, Any], tables: dict[str, list[tuple[str, float]]
             raise BadDataError(
                 f"{where}plan {plan_path} routes traffic to {shown(stray[0], 60)}, which is not "
                 f"in its 'deployment'; pass {HINT}")
-
-
-def _hidden(text: str) -> bool:
-    """Whether ``text`` holds a control, format, line-separator or surrogate character (the
-    catalog's ``HIDDEN_CHARACTERS``, and lone surrogates, which JSON can carry)."""
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in text)
 
 
 def _catalog_columns(catalog: str | Path | None, models: Sequence[str],

@@ -197,6 +197,7 @@ def test_the_cli_prints_and_writes_the_contextual_document(tmp_path: Path) -> No
     ([f"s{i}" for i in range(257)], "257 distinct segments, more than 256"),
     (["chat", "a\nb"], "control or invisible character"),
     (["chat", "zero\u200bwidth"], "control or invisible character"),
+    (["chat", "lone\ud800surrogate"], "control or invisible character"),  # from a plan's JSON
     (["chat", "x" * 1001], "1,001 characters long"),
     (["chat", " code"], "surrounding whitespace"),
     (["Code", "code"], "differ only in case"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from stageroute.inputs.files import (
 UTC = dt.UTC
 # Control and format characters (newline, tab, NUL, zero-width space, ...) are invisible or break
 # lines: no real id or name has them, a broken export does (a regex for Polars' str.contains).
-HIDDEN_CHARACTERS = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
+HIDDEN_CHARACTERS = "[" + "".join(rf"\p{{{c}}}" for c in HIDDEN_CATEGORIES) + "]"
 MAX_ID_LENGTH = 1000  # longer ids come from broken quoting (a quote that swallows the file)
 LAST_RELEASE = dt.datetime(9000, 1, 1, tzinfo=UTC)  # later "releases" are placeholders
 
@@ -44,6 +46,13 @@ CATALOG_SCHEMA: dict[str, pl.DataType] = {
 _LIMITS = ("rpm", "tpm")
 _REQUIRED = ("model", "released")
 _FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".json": "JSON", ".toml": "TOML"}
+
+
+def has_hidden(text: str) -> bool:
+    """Whether ``text`` holds a character of ``HIDDEN_CATEGORIES`` (what ``HIDDEN_CHARACTERS``
+    matches in a Polars column), or a lone surrogate, which a JSON string can carry and a Polars
+    column cannot hold."""
+    return any(unicodedata.category(ch) in (*HIDDEN_CATEGORIES, "Cs") for ch in text)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

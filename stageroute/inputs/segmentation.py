@@ -15,7 +15,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.errors import BadDataError, UsageError, shown
-from stageroute.inputs.catalog import HIDDEN_CHARACTERS, MAX_ID_LENGTH
+from stageroute.inputs.catalog import MAX_ID_LENGTH, has_hidden
 from stageroute.inputs.files import quote
 from stageroute.inputs.outcomes import OutcomeMatrix
 from stageroute.inputs.prompts import load_prompts
@@ -88,11 +88,10 @@ def check_segment_names(names: Sequence[str], where: str, fix: str = "") -> None
             "routing table solved jointly and a gateway group; group the values into at most "
             f"{MAX_SEGMENTS} segments{fix}"
         )
-    hidden = pl.Series(names, dtype=pl.String).str.contains(HIDDEN_CHARACTERS).to_list()
     folded: dict[str, str] = {}
-    for name, odd in zip(names, hidden, strict=True):
+    for name in names:
         problem = ("contains a control or invisible character (newline, tab, zero-width space, "
-                   "...)" if odd else
+                   "...)" if has_hidden(name) else
                    f"is {len(name):,} characters long (at most {MAX_ID_LENGTH:,})"
                    if len(name) > MAX_ID_LENGTH else
                    "has surrounding whitespace" if name != name.strip() else None)
