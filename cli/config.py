@@ -161,7 +161,7 @@ def use_config(ctx: typer.Context, value: Path | None) -> Path | None:
     path = value if value is not None else Path(CONFIG_NAME)
     if value is None and not path.is_file():
         return value
-    from stageroute_cli.main import app
+    from stageroute_cli.common import app
 
     commands = {info.name or info.callback.__name__: info.callback
                 for info in app.registered_commands

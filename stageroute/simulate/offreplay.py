@@ -24,7 +24,6 @@ from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, load_bandit_log
 from stageroute.inputs.catalog import load_catalog
 from stageroute.inputs.outcomes import OutcomeMatrix, available_mask
-from stageroute.inputs.previous import read_plan
 from stageroute.options import Policy
 from stageroute.render.output import json_number
 from stageroute.simulate import loop as compiled
@@ -159,20 +158,20 @@ def check_log(log: BanditLog, stages: NDArray[np.int64]) -> list[str]:
 
 
 def plan_table(path: Path, models: tuple[str, ...]) -> NDArray[np.float64]:
-    """The routing table of a plan JSON as weights over the catalog's models."""
-    doc = read_plan(path)
-    routing = doc.get("routing")
-    index = {m: j for j, m in enumerate(models)}
-    w = np.zeros(len(models))
-    rows = routing if isinstance(routing, list) else []
+    """The routing table of a plan JSON as weights over the catalog's models (checked as export
+    and diff check it: ``export.read_segment_routing``)."""
+    from stageroute.export import read_segment_routing
+
+    doc, tables = read_segment_routing(path, "replay --logs --plan")
     if isinstance(doc.get("segments"), dict | list) or any(
-            isinstance(row, dict) and "segment" in row for row in rows):
+            isinstance(row, dict) and "segment" in row for row in doc["routing"]):
         raise BadDataError(f"plan {path} has one routing table per segment (plan --segments); "
                            "replay --logs --plan evaluates one table for all requests, pass a "
                            "plan written without --segments")
-    from stageroute.export import read_routing  # the checks export and diff make
-
-    for model, prob in read_routing(path, "replay --logs --plan")[1]:
+    index = {m: j for j, m in enumerate(models)}
+    w = np.zeros(len(models))
+    (rows,) = tables.values()
+    for model, prob in rows:
         if model not in index:
             raise BadDataError(f"plan {path}: routing entry {shown(model)} is not a catalog "
                                "model; pass a plan written by 'stageroute plan' with this catalog")
