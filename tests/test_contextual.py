@@ -217,3 +217,30 @@ def test_a_column_with_a_value_per_prompt_is_refused_before_replaying() -> None:
     frame, matrix, _ = routerbench()
     with pytest.raises(BadDataError, match="3,150 distinct segments.*--segments auto"):
         segments_by_column(frame, matrix, "sample_id")
+
+
+def test_a_free_slot_goes_to_the_most_promising_model_not_the_first_in_the_pool() -> None:
+    # Two segments; a well-sampled expensive model (2) that the budget holds at 0.7, a newcomer
+    # (3, untried: mu_U = 1 on its 0.3 slice): the LP plans no traffic for the third slot, so
+    # models 0 (weak) and 1 (strong) tie on the objective. The slot goes to model 1, the higher
+    # bound (plan --segments' tie rule), not to model 0, the first in the pool.
+    from stageroute.simulate import loop as compiled
+    from stageroute.simulate.contextual import _stage_set
+    from stageroute.simulate.replay import policy_knobs
+
+    n_seg, n_models, n = 2, 4, 5_000.0
+    cells = np.zeros((6, n_seg, n_models))
+    for j, (reward, cost) in enumerate([(0.3, 0.1), (0.6, 0.1), (0.9, 10.0)]):
+        cells[compiled.N_R, :, j] = cells[compiled.N_C, :, j] = n
+        cells[compiled.MEAN_R, :, j], cells[compiled.MEAN_C, :, j] = reward, cost
+        cells[compiled.M2_R, :, j] = n * reward * (1 - reward)
+    stats = cells.sum(axis=1)
+    stats[compiled.MEAN_R] = cells[compiled.MEAN_R, 0]
+    stats[compiled.MEAN_C] = cells[compiled.MEAN_C, 0]
+    stats[compiled.M2_R] = cells[compiled.M2_R].sum(axis=0)
+    cfg = ReplayConfig(budget=7.1, max_deployed=3, horizon=1_000, contextual=True)
+    kn = policy_knobs(Policy.CONTEXTUAL, cfg, 10.0)
+    prior = np.array([np.nan, np.nan, np.nan, 0.1])
+    chosen = _stage_set(np.ones(n_models, dtype=bool), cells, stats, np.full(n_seg, 0.5), kn,
+                        prior, np.ones(n_models), cfg, 1_000.0)
+    assert chosen == (1, 2, 3)

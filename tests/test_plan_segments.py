@@ -300,3 +300,23 @@ def test_one_segment_value_with_two_newcomers_plans_as_without_segments(tmp_path
     flat = make_plan(logs, cat, config(max_deployed=3))
     assert [(m.model, m.action, m.reason) for m in seg.candidates] == \
         [(m.model, m.action, m.reason) for m in flat.candidates]
+
+
+@pytest.mark.parametrize("name", ["x y", "x\u00a0y", "x\u3000 y"])
+def test_whitespace_in_a_segment_becomes_a_dash_in_its_group_name(tmp_path, name):
+    """A group name is a model name clients send: one word, as --model-name is."""
+    logs, cat = write_inputs(tmp_path)
+    doc = plan_document(make_plan(logs, cat, config(segments=True)))
+    for row in doc["routing"]:
+        if row["segment"] == "A":
+            row["segment"] = name
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(doc))
+    groups = {e["model_name"] for e in
+              yaml.safe_load(export_plan(path, ExportFormat.LITELLM, "chat").text)["model_list"]}
+    assert groups == {"chat-x-y", "chat-B"}
+    doc["routing"] = [{**row, "segment": "x-y"} if row["segment"] == "B" else row
+                      for row in doc["routing"]]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(BadDataError, match="same gateway group 'chat-x-y'"):
+        export_plan(path, ExportFormat.ENVOY, "chat")

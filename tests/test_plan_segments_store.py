@@ -349,3 +349,21 @@ def test_too_many_sets_within_the_limit_are_refused_with_the_fix():
         # sets of 2: the current pair, or one of the 2 with one of the 4 others (8)
         joint_deploy_within(u, c, np.ones(2) / 2, np.ones(n), 1.0, 2, False, np.arange(n),
                             ChangeLimit(~current, 1), most=16)
+
+
+@pytest.mark.parametrize("from_store", [False, True])
+def test_a_segment_of_only_models_outside_the_catalog_is_named_in_a_warning(tmp_path, from_store):
+    """Its rows are ignored with their models, so the plan has no table for it: say so."""
+    logs, catalog = write_inputs(tmp_path)
+    frame = pl.read_parquet(logs)
+    ghost = frame.head(500).with_columns(pl.lit("Z").alias("segment"), pl.lit("ghost").alias("model"),
+                                         (pl.col("request_id") + "z").alias("request_id"))
+    pl.concat([frame, ghost]).write_parquet(logs)
+    source = store_of(logs, tmp_path / "stats") if from_store else logs
+    doc = doc_of(source, catalog, segments=True)
+    assert set(doc["segments"]) == {"A", "B"}
+    lost = [w for w in doc["warnings"] if "segment 'Z'" in w]
+    assert len(lost) == 1 and "only in rows of models not in the catalog (500 rows)" in lost[0]
+    assert ("statistics store" in lost[0]) == from_store
+    plain = doc_of(logs if not from_store else source, catalog)  # without --segments: no word
+    assert not any("segment 'Z'" in w for w in plain["warnings"])

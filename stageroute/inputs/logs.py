@@ -251,7 +251,7 @@ def _summarise(scan: LogScan, as_of: dt.datetime, strict: bool, recent: dt.timed
         tokens=TokenMeans(lambda: _token_pass(scan, as_of, all_before)),
         cost_source="tokens" if scan.cost_from_tokens else "column",
         label=scan.source.label,
-        notes=unmatched,
+        notes=unmatched + lost_segments(cells, is_known, f"the logs {scan.source.label}"),
         cells=None if cells is None else cell_figures(cells.filter(is_known)),
     )
 
@@ -263,6 +263,25 @@ def _unmatched_feedback(scan: LogScan, counts: pl.DataFrame | None) -> tuple[str
     return (f"--feedback names no request of the logs {scan.source.label} (none of its "
             "request_ids is a log row's), so it adds no reward; check that it is the feedback of "
             "these logs and that both write the same request ids",)
+
+
+def lost_segments(cells: pl.DataFrame | None, is_known: pl.Expr, where: str) -> tuple[str, ...]:
+    """A warning naming the segments whose rows are all of models not in the catalog: the
+    plan has no table (and the gateway no group) for them. ``where``: "the logs PATH" or the
+    store's phrase."""
+    if cells is None:
+        return ()
+    kept = cells.filter(is_known)["segment"].unique()
+    lost = (cells.filter(~pl.col("segment").is_in(kept.implode()))
+            .group_by("segment").agg(pl.col("rows").sum()).sort("segment", nulls_last=True))
+    if lost.height == 0:
+        return ()
+    first = lost.row(0, named=True)
+    name = "null" if first["segment"] is None else quote(first["segment"])
+    more = f" (and {lost.height - 1} more)" if lost.height > 1 else ""
+    return (f"{where}: the segment {name}{more} appears only in rows of models not "
+            f"in the catalog ({first['rows']:,} rows): the plan has no routing table for it, and its "
+            "requests match no gateway group; add those models to the catalog",)
 
 
 def refuse_unknown(unknown: pl.DataFrame, label: str) -> None:

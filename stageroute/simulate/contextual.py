@@ -39,11 +39,12 @@ from stageroute.simulate.replay import (
 
 
 def joint_deploy(u: NDArray[np.float64], c: NDArray[np.float64], w: NDArray[np.float64],
-                 a: NDArray[np.float64], config: ReplayConfig
-                 ) -> tuple[NDArray[np.bool_], JointRouting]:
-    """Joint DeployOPT (``optimize.joint.deploy_joint``) with the replay's options."""
+                 a: NDArray[np.float64], config: ReplayConfig,
+                 order: NDArray[np.intp] | None = None) -> tuple[NDArray[np.bool_], JointRouting]:
+    """Joint DeployOPT (``optimize.joint.deploy_joint``) with the replay's options; ``order``
+    breaks ties between sets of the same value (default: index order)."""
     return deploy_joint(u, c, w, a, config.budget, config.max_deployed, config.solver,
-                        config.allow_drop)
+                        config.allow_drop, order=order)
 
 
 def oracle_contextual(matrix: OutcomeMatrix, seg: Segmentation, schedule: Schedule,
@@ -71,7 +72,13 @@ def _stage_set(pool: NDArray[np.bool_], cells: NDArray[np.float64],
                queries: float) -> tuple[int, ...]:
     """The deployed set of a stage: joint DeployOPT on the shrunk cell bounds, with the
     exploration caps and the refill of ``optimize.explore`` counted per model, exploring at
-    most one under-sampled model (``optimize.explore.one_newcomer``), as ``plan --segments``."""
+    most one under-sampled model (``optimize.explore.one_newcomer``), as ``plan --segments``.
+
+    Sets of the same value go to the per-model preference order (mu_U desc, then c_L asc), as
+    in ``plan --segments`` and the one-table DeployOPT: a free slot goes to the most promising
+    model, not to the first in the pool. Such ties are common: a newcomer at mu_U = 1 on its
+    slice and a budget-bound model can take all the traffic the LP plans, leaving the third
+    slot at share 0, yet that model carries the newcomer's traffic once its bounds fall."""
     idx = np.flatnonzero(pool)
     u_all, c_all = shrunk_bounds(cells, kn, prior)
     u_cell, c_cell = u_all[:, idx], c_all[:, idx]
@@ -83,7 +90,7 @@ def _stage_set(pool: NDArray[np.bool_], cells: NDArray[np.float64],
 
     def solve(bounds: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
         chosen = joint_deploy(np.where(bounds[None, :] < 0, -1.0, u_cell), c_cell, w, caps,
-                              config)[0]
+                              config, preference_order(bounds, c))[0]
         return chosen, chosen
 
     chosen_mask, _ = refill(solve, u, c, n_r, alpha[idx], share, need, queries)

@@ -24,6 +24,7 @@ from stageroute.inputs.files import quote
 from stageroute.inputs.logs import (
     LogSummary,
     TokenMeans,
+    lost_segments,
     model_figures,
     open_logs,
     require_segment_column,
@@ -222,7 +223,7 @@ def windows_summary(parts: pl.DataFrame, catalog: pl.DataFrame, as_of: dt.dateti
         tokens=TokenMeans(lambda: means),
         cost_source=cost_source,
         label=label,
-        notes=notes,
+        notes=notes + (lost_segments(kept, is_known, f"statistics store {label}") if segments else ()),
         cells=window_cells(kept.filter(is_known), weighted) if segments else None,
     )
 
