@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stageroute.errors import UsageError, shown
+from stageroute.errors import BadDataError, UsageError, shown
 from stageroute.options import Radius, Solver
 
 # Defaults chosen by replay on RouterBench and MMLU-Pro, both refresh settings, relative budgets
@@ -35,6 +35,25 @@ def _positive(value: float, option: str, example: str, lo: float = 0.0, hi: floa
     limits = "a finite number > 0" if lo == 0 and hi == math.inf else (
         f"a number >= {lo:g}" if hi == math.inf else f"a number in [{lo:g}, {hi:g}]")
     raise UsageError(f"{option} must be {limits}, got {value!r}; give e.g. {option} {example}")
+
+
+def absolute_budget(fraction: float, top: float, source: str) -> float:
+    """The budget in currency of ``--relative-budget fraction``: that fraction of ``top``, the
+    largest per-model mean cost in ``source`` ("the outcomes", "the logs").
+
+    Raises:
+        BadDataError: every mean cost is 0 (nothing to be relative to).
+        UsageError: the budget falls below the smallest one stageroute plans with.
+    """
+    if not (math.isfinite(top) and top > 0):
+        raise BadDataError(f"every model's mean cost in {source} is 0, so --relative-budget has "
+                           "nothing to be relative to; give --budget in currency instead")
+    budget = fraction * top
+    if not budget >= MIN_COST_SCALE:
+        raise UsageError(f"--relative-budget {fraction:g} of the largest mean cost in {source} "
+                         f"({top:.4g}) is a budget of {budget:.3g}, below the smallest stageroute "
+                         f"plans with ({MIN_COST_SCALE:g}); give a larger --relative-budget")
+    return budget
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -336,6 +336,10 @@ HOSTILE_CASES = [
     Case("relative-budget-negative", "`replay --relative-budget -0.3` (blames --relative-budget)",
          ExitCode.USAGE, ("--relative-budget", "-0.3", "--relative-budget 0.3"), command="replay",
          drop=("--budget",), extra=("--relative-budget", "-0.3")),
+    Case("relative-budget-tiny", "`replay --relative-budget 1e-12`: a budget below 1e-12 in "
+         "currency (blames --relative-budget)", ExitCode.USAGE,
+         ("--relative-budget 1e-12", "below the smallest", "give a larger --relative-budget"),
+         command="replay", drop=("--budget",), extra=("--relative-budget", "1e-12")),
     Case("both-budgets", "`replay --budget 0.002 --relative-budget 0.3`", ExitCode.USAGE,
          ("exactly one of --budget and --relative-budget", "both"), command="replay",
          extra=("--relative-budget", "0.3")),

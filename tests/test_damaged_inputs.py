@@ -463,6 +463,18 @@ def test_import_routerbench_refuses_what_the_outcomes_loader_refuses(
     assert {p.name for p in tmp_path.iterdir()} - {"o.parquet.lock"} == {"o.parquet", "w.csv"}
 
 
+@pytest.mark.parametrize(("model", "why"), [("", "is empty"), (" a", "surrounding whitespace"),
+                                           ("a\nb", "control or invisible")])
+def test_import_routerbench_refuses_columns_that_name_no_model(tmp_path: Path, model: str,
+                                                              why: str) -> None:
+    """A score column's name is the model id written: one no catalog can list is refused."""
+    pl.DataFrame({"sample_id": ["s0"], "eval_name": ["e"], "ok": [1.0], "ok|total_cost": [0.1],
+                  model: [0.5], f"{model}|total_cost": [0.1]}).write_parquet(tmp_path / "w.parquet")
+    result = run(["import", "routerbench", "w.parquet", "--output", "o.parquet"], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, "RouterBench file w.parquet", why, "rename both columns")
+    assert not (tmp_path / "o.parquet").exists()
+
+
 def test_import_routerbench_output_loads_in_replay(tmp_path: Path) -> None:
     (tmp_path / "w.csv").write_text("sample_id,eval_name,a,a|total_cost,b,b|total_cost\n"
                                     "s1,e,1,0.1,0,0\ns2,e,0.5,0.2,1,1e-100\n")
@@ -537,3 +549,26 @@ def test_a_config_file_with_a_byte_order_mark(tmp_path: Path) -> None:
                   "--config", "c.toml", "--json"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["budget"] == 0.002
+
+
+@pytest.mark.parametrize("damage", ["totals-fifo", "rows-overflow"])
+def test_store_files_that_are_not_files_or_count_past_int64(tmp_path: Path, store: Path,
+                                                          damage: str) -> None:
+    """A totals file that is a FIFO is not "missing"; counts whose sum wraps int64 are not
+    "no rows": both are named for what they are."""
+    damaged = tmp_path / "stats"
+    shutil.copytree(store, damaged)
+    totals = next(damaged.glob("totals-*.parquet"))
+    if damage == "totals-fifo":
+        totals.unlink()
+        os.mkfifo(totals)
+        words: tuple[str, ...] = (totals.name, "is not a regular file")
+    else:
+        for path in [totals, *sorted((damaged / "windows").glob("*.parquet"))]:
+            frame = pl.read_parquet(path)
+            frame.with_columns(pl.lit(2**62, pl.Int64).alias("rows")).write_parquet(path)
+        words = ("column 'rows' is above 1e+12",)
+    result = run(["plan", "--stats", "stats", "--catalog", str(SAMPLE / "catalog.csv"),
+                  "--budget", "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--quiet"],
+                 tmp_path)
+    one_error(result, ExitCode.BAD_DATA, *words, "stats --rebuild")

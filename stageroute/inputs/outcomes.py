@@ -15,6 +15,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.errors import BadDataError
+from stageroute.inputs.catalog import MAX_ID_LENGTH, has_hidden
 from stageroute.inputs.checks import MAX_AMOUNT
 from stageroute.inputs.files import (
     csv_header_problem,
@@ -210,6 +211,25 @@ def simulate_log(outcomes: OutcomeMatrix, catalog: pl.DataFrame, rows: int,
     })
 
 
+def _check_model_columns(models: list[str], path: Path) -> None:
+    """Refuse a score column whose name cannot be a model id (the catalog's rules: not empty, no
+    control or invisible character, no surrounding whitespace, at most ``MAX_ID_LENGTH``
+    characters): the outcomes written would name a model no catalog can list."""
+    for model in models:
+        what = ("is empty" if not model else
+                "contains a control or invisible character (newline, tab, zero-width space, ...)"
+                if has_hidden(model) else
+                f"is {len(model):,} characters long (at most {MAX_ID_LENGTH:,})"
+                if len(model) > MAX_ID_LENGTH else
+                "has surrounding whitespace" if model != model.strip() else None)
+        if what is not None:
+            raise BadDataError(
+                f"RouterBench file {path}, the model of the columns {quote(model, 60)} and "
+                f"{quote(model + '|total_cost', 80)} {what}, so no catalog can list it; rename "
+                "both columns to the model's id"
+            )
+
+
 def import_routerbench(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
     """Turn RouterBench's wide layout into the long outcomes format.
 
@@ -256,6 +276,7 @@ def import_routerbench(path: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
             f"RouterBench file {path} does not have the wide layout: it needs sample_id, and per "
             "model a score column '<model>' and a cost column '<model>|total_cost'"
         )
+    _check_model_columns(models, path)
     if "eval_name" not in wide.columns:
         wide = wide.with_columns(pl.lit(None, pl.String).alias("eval_name"))
     # The loader's column types; text scores and costs are parsed (what does not parse counts as

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute.config import SharedConfig
+from stageroute.config import SharedConfig, absolute_budget
 from stageroute.errors import BadDataError, InfeasibleError, UsageError, shown
 from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, load_bandit_log
@@ -287,11 +287,7 @@ def resolve_budget(config: OffPolicyConfig, log: BanditLog) -> float:
         return config.budget
     n = np.bincount(log.model, minlength=len(log.models))
     total = np.bincount(log.model, weights=log.cost, minlength=len(log.models))
-    top = float((total[n > 0] / n[n > 0]).max())
-    if not top > 0:
-        raise BadDataError("every model's mean cost in the logs is 0, so --relative-budget has "
-                           "nothing to be relative to; give --budget in currency instead")
-    return config.budget * top
+    return absolute_budget(config.budget, float((total[n > 0] / n[n > 0]).max()), "the logs")
 
 
 def evaluate_log(log: BanditLog, catalog: pl.DataFrame, config: OffPolicyConfig

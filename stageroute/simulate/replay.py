@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute.config import SharedConfig
+from stageroute.config import SharedConfig, absolute_budget
 from stageroute.errors import BadDataError, UsageError, shown
 from stageroute.estimate.bounds import cost_lcb, reward_ucb
 from stageroute.estimate.prior import price_cost, typical_tokens
@@ -322,13 +322,7 @@ def resolve(config: ReplayConfig, outcomes: OutcomeMatrix) -> ReplayConfig:
     relative budget), the number of stages and gamma."""
     budget = config.budget
     if config.relative_budget:
-        top = float(outcomes.mean_cost.max())
-        if not (math.isfinite(top) and top > 0):
-            raise BadDataError(
-                "every model's mean cost in the outcomes is 0, so --relative-budget has nothing to "
-                "be relative to; give --budget in currency instead"
-            )
-        budget = config.budget * top
+        budget = absolute_budget(config.budget, float(outcomes.mean_cost.max()), "the outcomes")
     gamma = config.resolve_gamma(len(outcomes.models), config.horizon)
     return replace(config, budget=budget, relative_budget=False, stages=config.n_stages, gamma=gamma)
 

@@ -29,6 +29,9 @@ from stageroute.inputs.files import quote
 BINS_PER_OCTAVE = 32
 ZERO_BIN = -(2**31) + 1  # costs of 0 (and of nothing: a null cost)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# The most rows one (window, model, segment) of a store may count: a trillion requests; a
+# million such rows still sum within int64.
+MAX_WINDOW_ROWS = 10**12
 
 # The fine table's value columns (its keys are the group's keys and "bin").
 FINE_SCHEMA: dict[str, pl.DataType] = {
@@ -236,6 +239,8 @@ def store_problem(frame: pl.DataFrame) -> str | None:
     rules: list[tuple[pl.Expr, str]] = [(pl.col(c).is_null(), f"column '{c}' is empty")
                                         for c in required]
     rules += [(pl.col(c) < 0, f"column '{c}' is negative") for c in counts]
+    rules += [(pl.col("rows") > MAX_WINDOW_ROWS, f"column 'rows' is above {MAX_WINDOW_ROWS:.0e}, "
+               "more requests than one window of one model holds (sums of such counts overflow)")]
     rules += [((pl.col("n_reward") > pl.col("rows")) | (pl.col("n_cost") > pl.col("rows")),
                "counts more rewards or costs than rows")]
     for n, mean, m2, lo, hi in (("n_reward", "mean_reward", "m2_reward", 0.0, 1.0),

@@ -103,8 +103,10 @@ def store_frames(out: Path, paths: list[Path]) -> pl.DataFrame:
         return pl.DataFrame(schema=STORE_SCHEMA)
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise BadDataError(f"statistics store {out}: {missing[0].name} listed in {MANIFEST} is "
-                           "missing; rebuild the store with stats --rebuild")
+        what = ("is not a regular file (a directory, FIFO or device)" if missing[0].exists()
+                else "is missing")
+        raise BadDataError(f"statistics store {out}: {missing[0].name} listed in {MANIFEST} "
+                           f"{what}; rebuild the store with stats --rebuild")
     try:
         frame = pl.read_parquet([str(p) for p in paths])
         frame = frame.select(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items())
