@@ -13,7 +13,7 @@ import polars as pl
 
 from stageroute.errors import BadDataError, InputMissingError
 from stageroute.inputs.files import first_line
-from stageroute.store.aggregate import FINE_SCHEMA, store_problem
+from stageroute.store.aggregate import FINE_SCHEMA, store_problem, window_start_expr
 
 FORMAT = "stageroute-stats"
 VERSION = 1
@@ -142,10 +142,49 @@ def load_store(out: str | Path, manifest: dict[str, Any] | None = None,
     manifest = manifest if manifest is not None else open_store(out)
     names = [entry["file"] for _, entry in sorted(manifest["windows"].items(),
                                                   key=lambda item: int(item[0]))]
-    return manifest, store_frames(out, [out / WINDOWS_DIR / n for n in names])
+    frame = store_frames(out, [out / WINDOWS_DIR / n for n in names])
+    # The build's own partial manifests (its windows only) carry no geometry to check against.
+    problem = _window_problem(frame, manifest) if "window_seconds" in manifest else None
+    if problem is not None:
+        raise BadDataError(f"statistics store {out}: {problem}; rebuild the store with stats "
+                           "--rebuild")
+    return manifest, frame
+
+
+def _window_problem(frame: pl.DataFrame, manifest: dict[str, Any]) -> str | None:
+    """What places a window file's rows outside their window: a window the manifest does not
+    list, a window_start not where the manifest's anchor and window_seconds put that window, or
+    a first or last request outside it."""
+    length = dt.timedelta(seconds=manifest["window_seconds"])
+    anchor = dt.datetime.fromisoformat(str(manifest["anchor"]))
+    start = window_start_expr(pl.col("window"), anchor, length)
+    listed = pl.Series([int(w) for w in manifest["windows"]], dtype=pl.Int64)
+    rules = [(~pl.col("window").is_in(listed.implode()), "is not a window its manifest lists"),
+             (pl.col("window_start") != start, "does not start where the manifest's anchor and "
+              "window_seconds put it"),
+             ((pl.col("first_seen") < pl.col("window_start"))
+              | (pl.col("last_seen") >= pl.col("window_start") + length),
+              "has a request outside the window")]
+    for rule, what in rules:
+        bad = frame.filter(rule)
+        if bad.height:
+            row = bad.row(0, named=True)
+            return f"window {row['window']} (starting {row['window_start']}) {what}"
+    return None
 
 
 def load_totals(out: str | Path, manifest: dict[str, Any]) -> pl.DataFrame | None:
-    """The store's totals (one row per model and segment over every window; None: none kept)."""
+    """The store's totals (one row per model and segment over every window; None: none kept);
+    their last request is at most the manifest's ``last_seen``."""
     name = manifest.get("totals")
-    return store_frames(Path(out), [Path(out) / name]) if name else None
+    if not name:
+        return None
+    frame = store_frames(Path(out), [Path(out) / name])
+    newest = manifest.get("last_seen")
+    if newest is not None and frame.height:
+        last: dt.datetime | None = frame["last_seen"].max()  # type: ignore[assignment]
+        if last is not None and last > dt.datetime.fromisoformat(str(newest)):
+            raise BadDataError(f"statistics store {out}: {name} has a request at {last}, after "
+                               f"the manifest's last_seen {newest}; rebuild the store with "
+                               "stats --rebuild")
+    return frame
