@@ -572,3 +572,41 @@ def test_store_files_that_are_not_files_or_count_past_int64(tmp_path: Path, stor
                   "--budget", "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--quiet"],
                  tmp_path)
     one_error(result, ExitCode.BAD_DATA, *words, "stats --rebuild")
+
+
+@pytest.mark.parametrize("damage", ["shifted-start", "window-seconds", "late-request",
+                                    "totals-9999"])
+def test_store_rows_outside_their_window_are_refused(tmp_path: Path, store: Path,
+                                                     damage: str) -> None:
+    """Window files must sit where the manifest's anchor and window_seconds put them, with
+    their requests inside; totals no later than the manifest's last_seen."""
+    import datetime as dt
+    import json
+
+    damaged = tmp_path / "stats"
+    shutil.copytree(store, damaged)
+    first = sorted((damaged / "windows").glob("*.parquet"))[0]
+    frame = pl.read_parquet(first)
+    hour = dt.timedelta(hours=1)
+    if damage == "shifted-start":
+        frame.with_columns(pl.col("window_start") + hour).write_parquet(first)
+        words: tuple[str, ...] = ("does not start where",)
+    elif damage == "window-seconds":
+        manifest = json.loads((damaged / "manifest.json").read_text())
+        manifest["window_seconds"] = 3600
+        (damaged / "manifest.json").write_text(json.dumps(manifest))
+        words = ("does not start where",)
+    elif damage == "late-request":
+        frame.with_columns(pl.col("last_seen") + dt.timedelta(days=30)).write_parquet(first)
+        words = ("has a request outside the window",)
+    else:
+        totals = next(damaged.glob("totals-*.parquet"))
+        pl.read_parquet(totals).with_columns(
+            pl.lit(dt.datetime(9999, 1, 1, tzinfo=dt.UTC)).alias("last_seen")).write_parquet(totals)
+        words = ("9999", "after the manifest's last_seen")
+    # A drift window makes the plan read the window files (otherwise the totals stand for them).
+    drift = [] if damage == "totals-9999" else ["--window", "365d"]
+    result = run(["plan", "--stats", "stats", "--catalog", str(SAMPLE / "catalog.csv"),
+                  "--budget", "0.002", "--max-deployed", "3", "--as-of", AS_OF, "--quiet",
+                  *drift], tmp_path)
+    one_error(result, ExitCode.BAD_DATA, *words, "stats --rebuild")
