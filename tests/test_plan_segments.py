@@ -196,10 +196,9 @@ def test_the_document_validates_and_export_writes_one_group_per_segment(tmp_path
         read_routing(path, "stageroute diff")
 
 
-@pytest.mark.parametrize(("name", "why"), [("a\nb", "control or invisible"),
-                                           ("b", "differ only in case"), (" A", "whitespace")])
-def test_export_refuses_segment_names_that_cannot_be_group_names(tmp_path, name, why):
-    """A plan edited by hand (or by another tool) meets the rule plan --segments applies."""
+def plan_with_segment_renamed(tmp_path: Path, name: str) -> tuple[Path, dict]:
+    """A plan --segments document (segments A and B) with segment A renamed ``name``, written
+    to plan.json as a hand edit would: (its path, the document)."""
     logs, cat = write_inputs(tmp_path)
     doc = plan_document(make_plan(logs, cat, config(segments=True)))
     for row in doc["routing"]:
@@ -207,6 +206,14 @@ def test_export_refuses_segment_names_that_cannot_be_group_names(tmp_path, name,
             row["segment"] = name
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(doc))
+    return path, doc
+
+
+@pytest.mark.parametrize(("name", "why"), [("a\nb", "control or invisible"),
+                                           ("b", "differ only in case"), (" A", "whitespace")])
+def test_export_refuses_segment_names_that_cannot_be_group_names(tmp_path, name, why):
+    """A plan edited by hand (or by another tool) meets the rule plan --segments applies."""
+    path, _ = plan_with_segment_renamed(tmp_path, name)
     with pytest.raises(BadDataError, match=why):
         export_plan(path, ExportFormat.LITELLM)
 
@@ -305,13 +312,7 @@ def test_one_segment_value_with_two_newcomers_plans_as_without_segments(tmp_path
 @pytest.mark.parametrize("name", ["x y", "x\u00a0y", "x\u3000 y"])
 def test_whitespace_in_a_segment_becomes_a_dash_in_its_group_name(tmp_path, name):
     """A group name is a model name clients send: one word, as --model-name is."""
-    logs, cat = write_inputs(tmp_path)
-    doc = plan_document(make_plan(logs, cat, config(segments=True)))
-    for row in doc["routing"]:
-        if row["segment"] == "A":
-            row["segment"] = name
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(doc))
+    path, doc = plan_with_segment_renamed(tmp_path, name)
     groups = {e["model_name"] for e in
               yaml.safe_load(export_plan(path, ExportFormat.LITELLM, "chat").text)["model_list"]}
     assert groups == {"chat-x-y", "chat-B"}

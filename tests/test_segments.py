@@ -18,6 +18,7 @@ from stageroute.estimate.segments import (
     EFFECT_PRIOR,
     FIT_R,
     KAPPA_R,
+    PRIOR_SEGMENTS,
     VAR_R,
     cell_bounds,
     global_stats,
@@ -171,7 +172,8 @@ def test_identical_segments_pool_fully_up_to_the_cap() -> None:
     x = np.array([0.0, 1.0, 1.0, 0.0])
     stats = cell_stats([[x], [x], [x]])
     pool = pooling_of(stats, global_stats(stats))[0]
-    assert pool[KAPPA_R, 0] == 4.0  # tau2 estimate <= 0: kappa = the mean count of a segment
+    # tau2 estimate <= 0: kappa = PRIOR_SEGMENTS times the mean count of a segment
+    assert pool[KAPPA_R, 0] == PRIOR_SEGMENTS * 4.0
 
 
 def test_shrunk_bounds_cover_the_true_cell_means() -> None:

@@ -37,10 +37,15 @@ variance sigma2).
   random-effects model on the residuals d_s = x_s - a_m - b_s: Q = sum_s n_s d_s^2 has
   expectation (S_m - 1) sigma2 + tau2 (n_m - sum_s n_s^2 / n_m), so
   tau2 = (Q - (S_m - 1) sigma2) / (n_m - sum_s n_s^2 / n_m).
-- kappa = sigma2 / tau2, capped at n_m / S_m (the mean count of a seen segment): tau2 is floored
-  at sigma2 / (n_m / S_m), the sampling variance of one average segment's mean, a spread that
-  S_m segments cannot tell from 0. tau2 <= 0 (segments look alike) gives the cap: the prior then
-  counts as one average segment, never as all the model's samples.
+- kappa = sigma2 / tau2, capped at PRIOR_SEGMENTS n_m / S_m (three times the mean count of a seen
+  segment): tau2 is floored at a third of sigma2 / (n_m / S_m), the sampling variance of one
+  average segment's mean, a spread that S_m segments cannot tell from 0 (the estimate's own
+  standard error at tau2 = 0 is about sigma2 sqrt(2 (S_m - 1)) / n_m, that floor with a factor
+  of 2.7 at S_m = 14). tau2 <= 0 (segments look alike) gives the cap: the prior then counts as
+  three average segments, never as all the model's samples (S_m > 3). The factor was chosen by
+  replay (below): the true interaction on both shared tables is small (sigma2 / tau2 of the
+  true cell means is 20-700), so a newcomer's 40 samples over 14 segments (3 per segment, the
+  old cap) left each cell's radius 2.6 times the model's and every cell explored on its own.
 - A cell nobody tried (n = 0) of a model seen in two segments or more gets the prior alone: mean
   a_m + b_s, count kappa. A model seen in one segment only: tau2 is not identified and kappa = 0,
   no pooling, its other cells untried (mu_U = 1 and the cost prior, as in the non-contextual
@@ -60,6 +65,13 @@ RouterBench 0.7187 / 0.7465 and MMLU-Pro 0.4955 / 0.5125 with this prior; 0.7171
 0.4927 / 0.5098 with the prior at the model's plain mean and kept from untried cells (kappa <= n,
 the previous estimator); 0.7172 / 0.7425 and 0.4956 / 0.5117 with the joint fit's effects (own
 cells included) and kappa <= n; 0.7180 / 0.7459 and 0.4958 / 0.5127 with them and no such cap.
+
+The factor PRIOR_SEGMENTS (the same replay, with the one-newcomer rule and DeployOPT's ties by
+preference, seeds 0-9; RouterBench / MMLU-Pro at 0.3 / 0.7): 1 gave 0.7182 / 0.7466 and
+0.4988 / 0.5144; 2: 0.7181 / 0.7449 and 0.4985 / 0.5150; 3: 0.7182 / 0.7457 and 0.4994 /
+0.5153; 6: 0.7179 / 0.7456 and 0.4979 / 0.5151; 12: 0.7152 / 0.7446 and 0.4979 / 0.5153; the
+standard-error floor sqrt(2 (S_m - 1)): 0.7170 / 0.7462 and 0.4982 / 0.5151. On seeds 10-19,
+MMLU-Pro: 1 gave 0.4995 / 0.5147, 3 gave 0.4994 / 0.5153.
 """
 
 from __future__ import annotations
@@ -89,6 +101,7 @@ from stageroute.simulate.loop import (
 # in the joint fit of the segment effects (``fit_effects``).
 KAPPA_R, VAR_R, KAPPA_C, VAR_C, BASE_R, BASE_C, FIT_R = range(7)
 EFFECT_PRIOR = 1.0  # pseudo-samples at 0 on each segment effect (keeps an empty segment at 0)
+PRIOR_SEGMENTS = 3.0  # the prior counts as at most this many average segments of the model
 
 
 @njit(cache=True)
@@ -150,7 +163,7 @@ def model_pooling(stats, glob, effect, weight, base, j, row_n):  # type: ignore[
         return 0.0, sigma2
     spread = total - square / total
     tau2 = (q - (seen - 1) * sigma2) / spread if spread > 0 else 0.0
-    cap = total / seen
+    cap = PRIOR_SEGMENTS * total / seen
     if tau2 <= 0.0:
         return cap, sigma2
     return min(sigma2 / tau2, cap), sigma2
