@@ -37,6 +37,12 @@ def _positive(value: float, option: str, example: str, lo: float = 0.0, hi: floa
     raise UsageError(f"{option} must be {limits}, got {value!r}; give e.g. {option} {example}")
 
 
+def check_epsilon(epsilon: float) -> None:
+    """epsilon-greedy's exploration rate is in [0, 1]; else a UsageError."""
+    if not (math.isfinite(epsilon) and 0 <= epsilon <= 1):
+        raise UsageError(f"--epsilon must be in [0, 1], got {epsilon!r}; give e.g. --epsilon 0.1")
+
+
 def absolute_budget(fraction: float, top: float, source: str) -> float:
     """The budget in currency of ``--relative-budget fraction``: that fraction of ``top``, the
     largest per-model mean cost in ``source`` ("the outcomes", "the logs").

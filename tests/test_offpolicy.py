@@ -319,3 +319,11 @@ def test_a_stage_whose_pool_cannot_carry_the_traffic_names_the_stage_and_the_poo
     with pytest.raises(InfeasibleError, match=r"stage 1 of 3 .*max_share values sum to 0\.9 < 1.*"
                                               r"that the logger served: 'atlas-lite-1'"):
         evaluate_log(log, cat, config)
+
+
+@pytest.mark.parametrize("epsilon", [-0.1, 2.0, float("nan")])
+def test_an_exploration_rate_outside_0_1_is_refused_as_in_replay(epsilon: float) -> None:
+    from stageroute.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--epsilon must be in \[0, 1\].*--epsilon 0.1"):
+        OffPolicyConfig(budget=0.002, max_deployed=3, policies=("uniform",), epsilon=epsilon)

@@ -9,7 +9,6 @@ a warning in the result.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute.config import SharedConfig, absolute_budget
+from stageroute.config import SharedConfig, absolute_budget, check_epsilon
 from stageroute.errors import BadDataError, InfeasibleError, UsageError, shown
 from stageroute.estimate.prior import price_cost, typical_tokens
 from stageroute.inputs.banditlog import BanditLog, LoggingPolicy, load_bandit_log
@@ -93,8 +92,7 @@ class OffPolicyConfig(SharedConfig):
             raise UsageError(f"--min-kept must be an integer >= 1, got {self.min_kept}")
         if self.stages is not None and self.stages < 1:
             raise UsageError(f"--stages must be an integer >= 1, got {self.stages}")
-        if not (math.isfinite(self.epsilon) and 0 <= self.epsilon <= 1):
-            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon!r}")
+        check_epsilon(self.epsilon)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ only: the served model's reward and cost for that prompt.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from stageroute.config import SharedConfig, absolute_budget
+from stageroute.config import SharedConfig, absolute_budget, check_epsilon
 from stageroute.errors import BadDataError, UsageError, shown
 from stageroute.estimate.bounds import cost_lcb, reward_ucb
 from stageroute.estimate.prior import price_cost, typical_tokens
@@ -124,9 +123,7 @@ class ReplayConfig(SharedConfig):
         if not 0 <= self.first_seed <= MAX_SEED - self.seeds:
             raise UsageError(f"--seed must be an integer in [0, 2^63 - 1 - --seeds], got "
                              f"{self.first_seed}; give e.g. --seed 0")
-        if not (math.isfinite(self.epsilon) and 0 <= self.epsilon <= 1):
-            raise UsageError(f"--epsilon must be in [0, 1], got {self.epsilon!r}; give e.g. "
-                             "--epsilon 0.1")
+        check_epsilon(self.epsilon)
         if not self.policies:
             raise UsageError("--policy: give at least one policy")
         if self.start is not None and self.end is not None and self.end <= self.start:
