@@ -214,8 +214,17 @@ def simulate_log(outcomes: OutcomeMatrix, catalog: pl.DataFrame, rows: int,
 def _check_model_columns(models: list[str], path: Path) -> None:
     """Refuse a score column whose name cannot be a model id (the catalog's rules: not empty, no
     control or invisible character, no surrounding whitespace, at most ``MAX_ID_LENGTH``
-    characters): the outcomes written would name a model no catalog can list."""
+    characters, not differing from another only in case): the outcomes written would name a
+    model no catalog can list."""
+    folded: dict[str, str] = {}
     for model in models:
+        other = folded.setdefault(model.lower(), model)
+        if other != model:
+            raise BadDataError(
+                f"RouterBench file {path} has the models {quote(other, 60)} and {quote(model, 60)}, "
+                "which differ only in case; a catalog matches ids exactly and cannot list both, "
+                "so rename one pair of columns"
+            )
         what = ("is empty" if not model else
                 "contains a control or invisible character (newline, tab, zero-width space, ...)"
                 if has_hidden(model) else
