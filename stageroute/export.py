@@ -249,7 +249,6 @@ def export_plan(plan_path: str | Path, fmt: ExportFormat, model_name: str = "sta
         raise UsageError(f"--model-name {shown(model_name)} is not a model name clients can send; "
                          "give one word such as stageroute")
     doc, tables = read_segment_routing(plan_path)
-    _distinct_groups(model_name, tables, plan_path)
     routed = list(dict.fromkeys(m for rows in tables.values() for m, p in rows if p > 0))
     columns = _catalog_columns(catalog, routed, plan_path)
     segments: dict[str, tuple[Target, ...]] = {}
@@ -272,26 +271,12 @@ def export_plan(plan_path: str | Path, fmt: ExportFormat, model_name: str = "sta
 
 def group_name(model_name: str, segment: str, segments: Mapping[str, object]) -> str:
     """The gateway's model name of a segment: ``model_name`` alone while there is one segment
-    (and for the segment "", the rows whose segment was null), else ``model_name-segment`` with
-    each run of whitespace in the segment (spaces, no-break or ideographic spaces) as one "-":
-    a model name clients send is one word, as ``--model-name`` is."""
-    if len(segments) == 1 or not segment:
-        return model_name
-    return f"{model_name}-{'-'.join(segment.split())}"
+    (and for the segment "", the rows whose segment was null), else
+    ``model_name-<segmentation.group_key(segment)>`` (whitespace as "-"; ``check_segment_names``
+    refuses two segments that would name one group)."""
+    from stageroute.inputs.segmentation import group_key
 
-
-def _distinct_groups(model_name: str, segments: Mapping[str, object], plan_path: str | Path,
-                     ) -> None:
-    """Refuse two segments that would name the same gateway group (``group_name``)."""
-    seen: dict[str, str] = {}
-    for segment in segments:
-        name = group_name(model_name, segment, segments)
-        other = seen.setdefault(name, segment)
-        if other != segment:
-            raise BadDataError(f"plan {plan_path} has the segments {shown(other, 60)} and "
-                               f"{shown(segment, 60)}, which name the same gateway group "
-                               f"{shown(name, 80)} (whitespace in a segment becomes '-'); "
-                               "rename one in the logs' segment column and plan again")
+    return model_name if len(segments) == 1 or not segment else f"{model_name}-{group_key(segment)}"
 
 
 def _comments(header: Sequence[str]) -> str:

@@ -35,7 +35,7 @@ from stageroute.optimize.deploy import (
     deployment_on,
     solve_deploy,
 )
-from stageroute.optimize.explore import deploy_caps, one_newcomer, refill
+from stageroute.optimize.explore import deploy_caps, refill_one_newcomer
 from stageroute.optimize.route import Routing
 from stageroute.optimize.solver import require_solver
 from stageroute.options import format_duration, window_start
@@ -394,8 +394,6 @@ def _deploy_explorable(cand: Candidates, config: PlanConfig, current: list[str],
     that their slots go to other models."""
     n_r, need = cand.n_r.astype(np.float64), float(config.min_samples)
     caps = deploy_caps(n_r, cand.a, config.canary_share, need, config.max_deployed)
-    u = one_newcomer(cand.u, cand.c, n_r, need, config.canary_share, config.max_deployed,
-                     0 if cells is None else len(cells.names))
 
     def one_table(u: NDArray[np.float64], now: NDArray[np.bool_] | None,
                   additions: int | None) -> Deployment:
@@ -408,8 +406,9 @@ def _deploy_explorable(cand: Candidates, config: PlanConfig, current: list[str],
         decision = _solve_deployment(cand, config, current, bounds, deploy)
         return decision.dep.chosen, decision
 
-    decision, excluded = refill(solve, u, cand.c, n_r, cand.a, config.canary_share, need,
-                                queries)
+    decision, excluded, u = refill_one_newcomer(
+        solve, cand.u, cand.c, n_r, cand.a, config.canary_share, need, queries,
+        config.max_deployed, 0 if cells is None else len(cells.names), lambda d: d.dep.chosen)
     waiting = tuple(int(i) for i in np.flatnonzero((u < 0) & (cand.u >= 0)))
     return replace(decision, unexplorable=tuple(int(i) for i in excluded if i not in waiting),
                    waiting=waiting, cells=cells)

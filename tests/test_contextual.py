@@ -201,8 +201,9 @@ def test_the_cli_prints_and_writes_the_contextual_document(tmp_path: Path) -> No
     (["chat", "x" * 1001], "1,001 characters long"),
     (["chat", " code"], "surrounding whitespace"),
     (["Code", "code"], "differ only in case"),
-    (["caf\u00e9", "cafe\u0301"], "differ only in case or Unicode form"),  # NFC and NFD
-    (["\uff21", "a"], "differ only in case or Unicode form"),  # fullwidth A (NFKC)
+    (["caf\u00e9", "cafe\u0301"], "differ only in case, Unicode form"),  # NFC and NFD
+    (["\uff21", "a"], "differ only in case, Unicode form"),  # fullwidth A (NFKC)
+    (["a b", "a-b"], "or whitespace"),  # one gateway group, chat-a-b
 ])
 def test_segments_that_cannot_name_gateway_groups_are_refused(names: list[str],
                                                               message: str) -> None:

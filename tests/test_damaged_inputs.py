@@ -576,7 +576,7 @@ def test_store_files_that_are_not_files_or_count_past_int64(tmp_path: Path, stor
 
 
 @pytest.mark.parametrize("damage", ["shifted-start", "window-seconds", "late-request",
-                                    "totals-9999"])
+                                    "swapped-files", "totals-9999"])
 def test_store_rows_outside_their_window_are_refused(tmp_path: Path, store: Path,
                                                      damage: str) -> None:
     """Window files must sit where the manifest's anchor and window_seconds put them, with
@@ -597,6 +597,12 @@ def test_store_rows_outside_their_window_are_refused(tmp_path: Path, store: Path
         manifest["window_seconds"] = 3600
         (damaged / "manifest.json").write_text(json.dumps(manifest))
         words = ("does not start where",)
+    elif damage == "swapped-files":  # each file holds the other's window, both listed
+        second = sorted((damaged / "windows").glob("*.parquet"))[1]
+        other = pl.read_parquet(second)
+        frame.write_parquet(second)
+        other.write_parquet(first)
+        words = ("is not the window its manifest lists the file for",)
     elif damage == "late-request":
         frame.with_columns(pl.col("last_seen") + dt.timedelta(days=30)).write_parquet(first)
         words = ("has a request outside the window",)

@@ -184,15 +184,17 @@ def test_ties_in_the_mip_phase_go_to_the_lexicographically_first_set(u, c, a, bu
         assert tuple(np.flatnonzero(dep.chosen)) == expected
 
 
-@pytest.mark.parametrize(("max_deployed", "words", "not_words"), [
-    (3, "the pool has only 2 model(s)", "raise --max-deployed"),
-    (1, "raise --max-deployed", "the pool has only"),
+@pytest.mark.parametrize(("shares", "max_deployed", "words", "not_words"), [
+    ([0.4, 0.3], 3, "the pool has only 2 model(s)", "raise --max-deployed"),
+    ([0.6, 0.5], 1, "raise --max-deployed", "the pool has only"),
+    ([0.4, 0.3], 1, "even all 2 models of the pool sum to 0.7", "raise --max-deployed"),
 ])
-def test_a_pool_that_cannot_carry_the_traffic_says_what_would_help(max_deployed, words,
+def test_a_pool_that_cannot_carry_the_traffic_says_what_would_help(shares, max_deployed, words,
                                                                   not_words):
-    """Raising --max-deployed helps only when the pool has more models than it counts."""
+    """Raising --max-deployed helps only when the pool has more models than it counts and
+    their max_share values could carry the traffic."""
     with pytest.raises(InfeasibleError) as err:
-        solve_deploy(np.array([0.5, 0.6]), np.array([0.1, 0.1]), np.array([0.4, 0.3]), 1.0,
+        solve_deploy(np.array([0.5, 0.6]), np.array([0.1, 0.1]), np.array(shares), 1.0,
                      max_deployed)
     assert words in str(err.value) and not_words not in str(err.value)
     assert "--allow-drop" in str(err.value)

@@ -207,3 +207,27 @@ def test_one_newcomer_applies_only_to_bounded_exploration_beside_enough_known_mo
     assert one_newcomer(u, c, n_r, 40.0, 0.3, 2, 2).tolist() == [0.8, -1.0, 1.0]
     assert one_newcomer(u, c, np.array([500.0, 50.0, 0.0]), 40.0, 0.3, 2, 2) is u  # one under
     assert one_newcomer(u, c, n_r, 40.0, 0.3, 2, 1) is u  # one segment: the one-table plan
+
+
+def test_a_declined_newcomer_does_not_keep_the_newer_ones_out():
+    """one_newcomer picks model 2 (it has rewards); DeployOPT declines it (its bounds are
+    poor), so the next under-sampled model, 3, is explored instead of none for ever."""
+    from stageroute.optimize.explore import refill_one_newcomer
+
+    u = np.array([0.8, 0.7, 0.3, 1.0, 1.0])
+    c = np.array([0.1, 0.2, 0.1, 0.5, 0.3])
+    n_r = np.array([500.0, 300.0, 12.0, 0.0, 0.0])
+    alpha = np.ones(5)
+
+    def solve(bounds):  # the best 3 by bound, model 2 never (declined)
+        mask = np.zeros(bounds.size, dtype=bool)
+        mask[[i for i in np.argsort(-bounds, kind="stable") if i != 2 and bounds[i] >= 0][:3]] = True
+        return mask, mask
+
+    answer, _, bounds = refill_one_newcomer(solve, u, c, n_r, alpha, 0.3, 40.0, 1000.0, 3, 2,
+                                            lambda m: m)
+    assert answer.tolist() == [True, True, False, True, False]
+    assert bounds.tolist() == [0.8, 0.7, -1.0, 1.0, -1.0]  # 4 waits: one newcomer at a time
+    declined_only = refill_one_newcomer(solve, u[:3], c[:3], n_r[:3], alpha[:3], 0.3, 40.0,
+                                        1000.0, 3, 2, lambda m: m)
+    assert declined_only[0].tolist() == [True, True, False]  # none left to try: the known ones

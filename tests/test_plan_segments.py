@@ -319,5 +319,11 @@ def test_whitespace_in_a_segment_becomes_a_dash_in_its_group_name(tmp_path, name
     doc["routing"] = [{**row, "segment": "x-y"} if row["segment"] == "B" else row
                       for row in doc["routing"]]
     path.write_text(json.dumps(doc))
-    with pytest.raises(BadDataError, match="same gateway group 'chat-x-y'"):
+    with pytest.raises(BadDataError, match="would name the same gateway group"):
         export_plan(path, ExportFormat.ENVOY, "chat")
+    # and where plans come from: a log whose segments would name one group
+    logs, cat = write_inputs(tmp_path)
+    frame = pl.read_parquet(logs)
+    frame.with_columns(pl.col("segment").replace({"A": "x y", "B": "X-Y"})).write_parquet(logs)
+    with pytest.raises(BadDataError, match="'X-Y' and 'x y'.*whitespace.*same gateway group"):
+        make_plan(logs, cat, config(segments=True))

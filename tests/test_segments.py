@@ -168,12 +168,16 @@ def test_kappa_recovers_the_between_segment_variance() -> None:
     assert pool[VAR_R, 0] / pool[KAPPA_R, 0] == pytest.approx(tau**2, rel=0.15)
 
 
-def test_identical_segments_pool_fully_up_to_the_cap() -> None:
+@pytest.mark.parametrize(("segments", "kappa"), [(2, 4.0), (3, 8.0), (4, PRIOR_SEGMENTS * 4.0),
+                                                 (6, PRIOR_SEGMENTS * 4.0)])
+def test_identical_segments_pool_fully_up_to_the_cap(segments: int, kappa: float) -> None:
+    """tau2 estimate <= 0: kappa is the cap, PRIOR_SEGMENTS average segments (4 samples each
+    here), but never more than the samples outside one segment: a cell's prior never outweighs
+    the rest of the model."""
     x = np.array([0.0, 1.0, 1.0, 0.0])
-    stats = cell_stats([[x], [x], [x]])
+    stats = cell_stats([[x]] * segments)
     pool = pooling_of(stats, global_stats(stats))[0]
-    # tau2 estimate <= 0: kappa = PRIOR_SEGMENTS times the mean count of a segment
-    assert pool[KAPPA_R, 0] == PRIOR_SEGMENTS * 4.0
+    assert pool[KAPPA_R, 0] == kappa
 
 
 def test_shrunk_bounds_cover_the_true_cell_means() -> None:

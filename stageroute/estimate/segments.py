@@ -37,15 +37,16 @@ variance sigma2).
   random-effects model on the residuals d_s = x_s - a_m - b_s: Q = sum_s n_s d_s^2 has
   expectation (S_m - 1) sigma2 + tau2 (n_m - sum_s n_s^2 / n_m), so
   tau2 = (Q - (S_m - 1) sigma2) / (n_m - sum_s n_s^2 / n_m).
-- kappa = sigma2 / tau2, capped at PRIOR_SEGMENTS n_m / S_m (three times the mean count of a seen
-  segment): tau2 is floored at a third of sigma2 / (n_m / S_m), the sampling variance of one
-  average segment's mean, a spread that S_m segments cannot tell from 0 (the estimate's own
-  standard error at tau2 = 0 is about sigma2 sqrt(2 (S_m - 1)) / n_m, that floor with a factor
-  of 2.7 at S_m = 14). tau2 <= 0 (segments look alike) gives the cap: the prior then counts as
-  three average segments, never as all the model's samples (S_m > 3). The factor was chosen by
-  replay (below): the true interaction on both shared tables is small (sigma2 / tau2 of the
-  true cell means is 20-700), so a newcomer's 40 samples over 14 segments (3 per segment, the
-  old cap) left each cell's radius 2.6 times the model's and every cell explored on its own.
+- kappa = sigma2 / tau2, capped at min(PRIOR_SEGMENTS, S_m - 1) n_m / S_m: the prior counts as
+  at most three average segments of the model, and never as more than its samples outside one
+  average segment (so a cell nobody tried is never surer than the model's other cells together).
+  With S_m > 3 that floors tau2 at sigma2 S_m / (3 n_m), about the DerSimonian-Laird estimate's
+  own standard error when tau2 = 0, sigma2 sqrt(2 (S_m - 1)) / n_m (0.9 of it at S_m = 14): an
+  interaction the estimate cannot tell from 0. tau2 <= 0 (segments look alike) gives the cap.
+  The factor was chosen by replay (below): the true interaction on both shared tables is small
+  (sigma2 / tau2 of the true cell means is 20-700), and with a cap of one segment a newcomer's
+  40 samples over MMLU-Pro's 14 segments (3 per segment) left each cell's radius 2.6 times the
+  model's, so every cell was explored on its own.
 - A cell nobody tried (n = 0) of a model seen in two segments or more gets the prior alone: mean
   a_m + b_s, count kappa. A model seen in one segment only: tau2 is not identified and kappa = 0,
   no pooling, its other cells untried (mu_U = 1 and the cost prior, as in the non-contextual
@@ -71,7 +72,10 @@ preference, seeds 0-9; RouterBench / MMLU-Pro at 0.3 / 0.7): 1 gave 0.7182 / 0.7
 0.4988 / 0.5144; 2: 0.7181 / 0.7449 and 0.4985 / 0.5150; 3: 0.7182 / 0.7457 and 0.4994 /
 0.5153; 6: 0.7179 / 0.7456 and 0.4979 / 0.5151; 12: 0.7152 / 0.7446 and 0.4979 / 0.5153; the
 standard-error floor sqrt(2 (S_m - 1)): 0.7170 / 0.7462 and 0.4982 / 0.5151. On seeds 10-19,
-MMLU-Pro: 1 gave 0.4995 / 0.5147, 3 gave 0.4994 / 0.5153.
+MMLU-Pro: 1 gave 0.4995 / 0.5147, 3 gave 0.4994 / 0.5153. The bound S_m - 1 came after (a
+reviewer's point: with 2 or 3 segments three average segments outweigh the rest of the model);
+with it and ``optimize.explore.refill_one_newcomer`` (seeds 0-9): RouterBench 0.7171 / 0.7452,
+MMLU-Pro 0.4996 / 0.5156.
 """
 
 from __future__ import annotations
@@ -163,7 +167,7 @@ def model_pooling(stats, glob, effect, weight, base, j, row_n):  # type: ignore[
         return 0.0, sigma2
     spread = total - square / total
     tau2 = (q - (seen - 1) * sigma2) / spread if spread > 0 else 0.0
-    cap = PRIOR_SEGMENTS * total / seen
+    cap = min(PRIOR_SEGMENTS, seen - 1.0) * total / seen
     if tau2 <= 0.0:
         return cap, sigma2
     return min(sigma2 / tau2, cap), sigma2

@@ -55,6 +55,18 @@ def has_hidden(text: str) -> bool:
     return any(unicodedata.category(ch) in (*HIDDEN_CATEGORIES, "Cs") for ch in text)
 
 
+def id_problem(name: str) -> str | None:
+    """What keeps ``name`` from being a model id or a gateway name (a control or invisible
+    character, more than ``MAX_ID_LENGTH`` characters, surrounding whitespace), as the end of a
+    sentence "... which <problem>"; None: nothing. The catalog's own column check is the
+    vectorised form of the first two (it strips whitespace with a note)."""
+    if has_hidden(name):
+        return "contains a control or invisible character (newline, tab, zero-width space, ...)"
+    if len(name) > MAX_ID_LENGTH:
+        return f"is {len(name):,} characters long (at most {MAX_ID_LENGTH:,})"
+    return "has surrounding whitespace" if name != name.strip() else None
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object, refusing a key given twice (JSON readers silently keep the last one)."""
     keys = [k for k, _ in pairs]

@@ -268,20 +268,21 @@ def _unmatched_feedback(scan: LogScan, counts: pl.DataFrame | None) -> tuple[str
 def lost_segments(cells: pl.DataFrame | None, is_known: pl.Expr, where: str) -> tuple[str, ...]:
     """A warning naming the segments whose rows are all of models not in the catalog: the
     plan has no table (and the gateway no group) for them. ``where``: "the logs PATH" or the
-    store's phrase."""
+    store's phrase. (A null segment is read as the segment "" before this.)"""
     if cells is None:
         return ()
     kept = cells.filter(is_known)["segment"].unique()
     lost = (cells.filter(~pl.col("segment").is_in(kept.implode()))
-            .group_by("segment").agg(pl.col("rows").sum()).sort("segment", nulls_last=True))
+            .group_by("segment").agg(pl.col("rows").sum()).sort("segment"))
     if lost.height == 0:
         return ()
-    first = lost.row(0, named=True)
-    name = "null" if first["segment"] is None else quote(first["segment"])
-    more = f" (and {lost.height - 1} more)" if lost.height > 1 else ""
-    return (f"{where}: the segment {name}{more} appears only in rows of models not "
-            f"in the catalog ({first['rows']:,} rows): the plan has no routing table for it, and its "
-            "requests match no gateway group; add those models to the catalog",)
+    names = lost["segment"].to_list()
+    rows = int(lost["rows"].sum())
+    which = (f"the segment {quote(names[0])} appears" if len(names) == 1 else
+             f"the segments {quote(names[0])} and {len(names) - 1} more appear")
+    return (f"{where}: {which} only in rows of models not in the catalog ({rows:,} rows): the "
+            "plan has no routing table for them, and their requests match no gateway group; add "
+            "those models to the catalog",)
 
 
 def refuse_unknown(unknown: pl.DataFrame, label: str) -> None:

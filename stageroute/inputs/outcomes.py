@@ -15,7 +15,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.errors import BadDataError
-from stageroute.inputs.catalog import MAX_ID_LENGTH, has_hidden
+from stageroute.inputs.catalog import id_problem
 from stageroute.inputs.checks import MAX_AMOUNT
 from stageroute.inputs.files import (
     csv_header_problem,
@@ -212,10 +212,9 @@ def simulate_log(outcomes: OutcomeMatrix, catalog: pl.DataFrame, rows: int,
 
 
 def _check_model_columns(models: list[str], path: Path) -> None:
-    """Refuse a score column whose name cannot be a model id (the catalog's rules: not empty, no
-    control or invisible character, no surrounding whitespace, at most ``MAX_ID_LENGTH``
-    characters, not differing from another only in case): the outcomes written would name a
-    model no catalog can list."""
+    """Refuse a score column whose name cannot be a model id (not empty, ``catalog.id_problem``,
+    and the catalog's case rule: not differing from another only in case): the outcomes written
+    would name a model no catalog can list."""
     folded: dict[str, str] = {}
     for model in models:
         other = folded.setdefault(model.lower(), model)
@@ -225,12 +224,7 @@ def _check_model_columns(models: list[str], path: Path) -> None:
                 "which differ only in case; a catalog matches ids exactly and cannot list both, "
                 "so rename one pair of columns"
             )
-        what = ("is empty" if not model else
-                "contains a control or invisible character (newline, tab, zero-width space, ...)"
-                if has_hidden(model) else
-                f"is {len(model):,} characters long (at most {MAX_ID_LENGTH:,})"
-                if len(model) > MAX_ID_LENGTH else
-                "has surrounding whitespace" if model != model.strip() else None)
+        what = "is empty" if not model else id_problem(model)
         if what is not None:
             raise BadDataError(
                 f"RouterBench file {path}, the model of the columns {quote(model, 60)} and "

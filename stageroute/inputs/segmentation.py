@@ -15,7 +15,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from stageroute.errors import BadDataError, UsageError, shown
-from stageroute.inputs.catalog import MAX_ID_LENGTH, has_hidden
+from stageroute.inputs.catalog import id_problem
 from stageroute.inputs.files import quote
 from stageroute.inputs.outcomes import OutcomeMatrix
 from stageroute.inputs.prompts import load_prompts
@@ -73,11 +73,18 @@ def segments_by_column(frame: pl.DataFrame, matrix: OutcomeMatrix, column: str) 
     return Segmentation(names, np.array([code[x] for x in labels], dtype=np.int64))
 
 
+def group_key(name: str) -> str:
+    """A segment's part of its gateway group name (``export.group_name``): each run of
+    whitespace (spaces, no-break or ideographic spaces) as one "-", since a model name clients
+    send is one word."""
+    return "-".join(name.split())
+
+
 def check_segment_names(names: Sequence[str], where: str, fix: str = "") -> None:
     """Refuse segments that cannot become routing tables and gateway groups: more than
-    ``MAX_SEGMENTS`` (``fix``: another way out, appended to that message), names with control
-    or invisible characters, longer than an id may be, with surrounding whitespace, or
-    differing from another only in case or Unicode normalisation (NFKC).
+    ``MAX_SEGMENTS`` (``fix``: another way out, appended to that message), names that are no
+    gateway name (``catalog.id_problem``), or two that would name the same group: equal after
+    ``group_key``, case folding and Unicode normalisation (NFKC).
 
     Raises:
         BadDataError: naming ``where`` the segments come from and the first offending value.
@@ -90,20 +97,16 @@ def check_segment_names(names: Sequence[str], where: str, fix: str = "") -> None
         )
     folded: dict[str, str] = {}
     for name in names:
-        problem = ("contains a control or invisible character (newline, tab, zero-width space, "
-                   "...)" if has_hidden(name) else
-                   f"is {len(name):,} characters long (at most {MAX_ID_LENGTH:,})"
-                   if len(name) > MAX_ID_LENGTH else
-                   "has surrounding whitespace" if name != name.strip() else None)
+        problem = id_problem(name)
         if problem is not None:
             raise BadDataError(f"{where} has the segment {quote(name)}, which {problem}; "
                                "write plain segment names (they name gateway groups)")
-        other = folded.setdefault(unicodedata.normalize("NFKC", name).casefold(), name)
+        other = folded.setdefault(unicodedata.normalize("NFKC", group_key(name)).casefold(), name)
         if other != name:
             raise BadDataError(f"{where} has the segments {quote(other)} and {quote(name)}, which "
-                               "differ only in case or Unicode form (an accented letter as one "
-                               "character or as letter and accent) and would name the same "
-                               "gateway group; keep one spelling")
+                               "differ only in case, Unicode form (an accented letter as one "
+                               "character or as letter and accent) or whitespace (which becomes "
+                               "'-') and would name the same gateway group; keep one spelling")
 
 
 def cell_truth(matrix: OutcomeMatrix, seg: Segmentation

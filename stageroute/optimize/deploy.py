@@ -185,8 +185,12 @@ def _checked(u: ArrayLike, c: ArrayLike, a: ArrayLike, max_deployed: int, allow_
     k = min(max_deployed, u.size)
     top = np.sort(a)[::-1][:k].sum()
     if not allow_drop and top < 1.0 - 1e-12:
-        fix = ("raise --max-deployed or the catalog's max_share" if k < u.size else
+        whole = float(a.sum())
+        fix = ("raise --max-deployed or the catalog's max_share"
+               if k < u.size and whole >= 1.0 - 1e-12 else
                f"the pool has only {u.size} model(s), all of them counted: raise the catalog's "
+               "max_share or make more models available" if k == u.size else
+               f"even all {u.size} models of the pool sum to {whole:.4g}: raise the catalog's "
                "max_share or make more models available")
         raise InfeasibleError(
             f"no {k} models can carry all traffic: the largest {k} max_share values sum to "

@@ -202,16 +202,41 @@ def one_newcomer(u: Floats, c: Floats, n_r: Floats, min_samples: float, share: f
     bound (for an untried model its list price, the one hint of quality the catalog gives),
     then the pool order. Applies only with two ``segments`` or more, when exploration is bounded
     (``share`` < 1) and the pool has M_max - 1 well-sampled models to deploy beside the
-    newcomer; else ``u`` as it is.
+    newcomer; else ``u`` as it is. Models already left out (u < 0) are not picked.
     """
-    under = np.flatnonzero(np.asarray(n_r) < min_samples)
+    short = np.asarray(n_r) < min_samples
+    under = np.flatnonzero(short & (np.asarray(u) >= 0))  # models already left out stay out
     if (segments < 2 or share >= 1.0 or under.size <= 1
-            or n_r.size - under.size < max_deployed - 1):
+            or n_r.size - int(short.sum()) < max_deployed - 1):
         return u
     first = under[np.lexsort((under, -np.asarray(c)[under], -np.asarray(n_r)[under]))[0]]
     out = np.array(u, dtype=np.float64, copy=True)
     out[under[under != first]] = -1.0
     return out
+
+
+def refill_one_newcomer(solve: Callable[[Floats], tuple[NDArray[np.bool_], T]], u: Floats,
+                        c: Floats, n_r: Floats, alpha: Floats, share: float, min_samples: float,
+                        queries: float, max_deployed: int, segments: int,
+                        deployed: Callable[[T], NDArray[np.bool_]],
+                        ) -> tuple[T, Ints, Floats]:
+    """``refill`` on the bounds ``one_newcomer`` leaves; when DeployOPT declines its pick (the
+    set holds no under-sampled model), the next one in that order, until one is deployed or
+    none is left. Without this, a model whose first rewards were poor stays the pick (it has
+    the most rewards) in every later stage, is never deployed, and keeps every newer model
+    out for good. ``deployed(answer)``: the chosen mask of an answer.
+
+    Returns refill's answer and exclusions, and the bounds of the last solve.
+    """
+    short = np.asarray(n_r) < min_samples
+    bounds = np.array(u, dtype=np.float64, copy=True)
+    while True:
+        one = one_newcomer(bounds, c, n_r, min_samples, share, max_deployed, segments)
+        answer, excluded = refill(solve, one, c, n_r, alpha, share, min_samples, queries)
+        pick = short & (one >= 0)
+        if one is bounds or not pick.any() or deployed(answer)[short].any():
+            return answer, excluded, one
+        bounds[pick] = -1.0  # declined at its optimistic bounds: the next one
 
 
 def explorable(chosen: Ints, n_r: Floats, alpha: Floats, share: float, min_samples: float,

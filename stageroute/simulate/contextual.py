@@ -20,7 +20,7 @@ from stageroute.estimate.segments import shrunk_bounds
 from stageroute.inputs.outcomes import OutcomeMatrix
 from stageroute.inputs.segmentation import Segmentation, cell_truth
 from stageroute.optimize.deploy import preference_order
-from stageroute.optimize.explore import deploy_caps, explorable, one_newcomer, refill
+from stageroute.optimize.explore import deploy_caps, explorable, refill_one_newcomer
 from stageroute.optimize.joint import JointRouting, deploy_joint
 from stageroute.options import Policy
 from stageroute.simulate import loop as compiled
@@ -85,7 +85,6 @@ def _stage_set(pool: NDArray[np.bool_], cells: NDArray[np.float64],
     u, c = bounds_of(stats, idx, kn, prior)  # the per-model bounds order the preferences
     n_r = stats[compiled.N_R, idx]
     share, need = config.canary_share, float(config.min_samples)
-    u = one_newcomer(u, c, n_r, need, share, config.max_deployed, cells.shape[1])
     caps = deploy_caps(n_r, alpha[idx], share, need, config.max_deployed)
 
     def solve(bounds: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
@@ -93,7 +92,8 @@ def _stage_set(pool: NDArray[np.bool_], cells: NDArray[np.float64],
                               config, preference_order(bounds, c))[0]
         return chosen, chosen
 
-    chosen_mask, _ = refill(solve, u, c, n_r, alpha[idx], share, need, queries)
+    chosen_mask, _, u = refill_one_newcomer(solve, u, c, n_r, alpha[idx], share, need, queries,
+                                            config.max_deployed, cells.shape[1], lambda m: m)
     chosen = np.array([i for i in preference_order(u, c) if chosen_mask[i]], dtype=np.int64)
     final, _ = explorable(idx[chosen], stats[compiled.N_R], alpha, share, need, queries)
     return tuple(sorted(int(j) for j in final))

@@ -29,8 +29,9 @@ from stageroute.inputs.files import quote
 BINS_PER_OCTAVE = 32
 ZERO_BIN = -(2**31) + 1  # costs of 0 (and of nothing: a null cost)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# The most rows one (window, model, segment) of a store may count: a trillion requests; a
-# million such rows still sum within int64.
+# The most rows one (window, model, segment) of a store may count: a trillion requests. Every
+# other count is at most its rows (``store_problem``), so sums over fewer than 9 million store
+# rows stay within int64 (a store that large would hold a million windows of 9 models).
 MAX_WINDOW_ROWS = 10**12
 
 # The fine table's value columns (its keys are the group's keys and "bin").
@@ -241,8 +242,8 @@ def store_problem(frame: pl.DataFrame) -> str | None:
     rules += [(pl.col(c) < 0, f"column '{c}' is negative") for c in counts]
     rules += [(pl.col("rows") > MAX_WINDOW_ROWS, f"column 'rows' is above {MAX_WINDOW_ROWS:.0e}, "
                "more requests than one window of one model holds (sums of such counts overflow)")]
-    rules += [((pl.col("n_reward") > pl.col("rows")) | (pl.col("n_cost") > pl.col("rows")),
-               "counts more rewards or costs than rows")]
+    rules += [(pl.any_horizontal(pl.col(c) > pl.col("rows") for c in counts[1:]),
+               "counts more rewards, costs or token values than rows")]
     for n, mean, m2, lo, hi in (("n_reward", "mean_reward", "m2_reward", 0.0, 1.0),
                                 ("n_cost", "mean_cost", "m2_cost", 0.0, MAX_AMOUNT)):
         seen = pl.col(n) > 0
