@@ -406,12 +406,12 @@ def _deploy_explorable(cand: Candidates, config: PlanConfig, current: list[str],
         decision = _solve_deployment(cand, config, current, bounds, deploy)
         return decision.dep.chosen, decision
 
-    decision, excluded, u = refill_one_newcomer(
+    decision, excluded, _, held = refill_one_newcomer(
         solve, cand.u, cand.c, n_r, cand.a, config.canary_share, need, queries,
         config.max_deployed, 0 if cells is None else len(cells.names), lambda d: d.dep.chosen)
-    waiting = tuple(int(i) for i in np.flatnonzero((u < 0) & (cand.u >= 0)))
-    return replace(decision, unexplorable=tuple(int(i) for i in excluded if i not in waiting),
-                   waiting=waiting, cells=cells)
+    waiting = tuple(int(i) for i in np.flatnonzero(held))
+    return replace(decision, unexplorable=tuple(int(i) for i in excluded), waiting=waiting,
+                   cells=cells)
 
 
 def _solve_deployment(cand: Candidates, config: PlanConfig, current: list[str],

@@ -224,10 +224,12 @@ def test_a_declined_newcomer_does_not_keep_the_newer_ones_out():
         mask[[i for i in np.argsort(-bounds, kind="stable") if i != 2 and bounds[i] >= 0][:3]] = True
         return mask, mask
 
-    answer, _, bounds = refill_one_newcomer(solve, u, c, n_r, alpha, 0.3, 40.0, 1000.0, 3, 2,
-                                            lambda m: m)
+    answer, excluded, bounds, held = refill_one_newcomer(solve, u, c, n_r, alpha, 0.3, 40.0, 1000.0,
+                                                  3, 2, lambda m: m)
     assert answer.tolist() == [True, True, False, True, False]
     assert bounds.tolist() == [0.8, 0.7, -1.0, 1.0, -1.0]  # 4 waits: one newcomer at a time
+    assert held.tolist() == [False, False, False, False, True]  # 2 was declined, not held
+    assert excluded.size == 0  # neither is unexplorable: 2 was declined, 4 is held
     declined_only = refill_one_newcomer(solve, u[:3], c[:3], n_r[:3], alpha[:3], 0.3, 40.0,
                                         1000.0, 3, 2, lambda m: m)
     assert declined_only[0].tolist() == [True, True, False]  # none left to try: the known ones

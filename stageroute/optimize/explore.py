@@ -219,14 +219,16 @@ def refill_one_newcomer(solve: Callable[[Floats], tuple[NDArray[np.bool_], T]], 
                         c: Floats, n_r: Floats, alpha: Floats, share: float, min_samples: float,
                         queries: float, max_deployed: int, segments: int,
                         deployed: Callable[[T], NDArray[np.bool_]],
-                        ) -> tuple[T, Ints, Floats]:
+                        ) -> tuple[T, Ints, Floats, NDArray[np.bool_]]:
     """``refill`` on the bounds ``one_newcomer`` leaves; when DeployOPT declines its pick (the
     set holds no under-sampled model), the next one in that order, until one is deployed or
     none is left. Without this, a model whose first rewards were poor stays the pick (it has
     the most rewards) in every later stage, is never deployed, and keeps every newer model
     out for good. ``deployed(answer)``: the chosen mask of an answer.
 
-    Returns refill's answer and exclusions, and the bounds of the last solve.
+    Returns refill's answer, the models refill left out as unexplorable (not those the rule or
+    a decline left out), the bounds of the last solve, and which models the rule held back for
+    a later stage (not the declined picks: DeployOPT chose without them).
     """
     short = np.asarray(n_r) < min_samples
     bounds = np.array(u, dtype=np.float64, copy=True)
@@ -235,7 +237,7 @@ def refill_one_newcomer(solve: Callable[[Floats], tuple[NDArray[np.bool_], T]], 
         answer, excluded = refill(solve, one, c, n_r, alpha, share, min_samples, queries)
         pick = short & (one >= 0)
         if one is bounds or not pick.any() or deployed(answer)[short].any():
-            return answer, excluded, one
+            return answer, excluded[one[excluded] >= 0], one, (one < 0) & (bounds >= 0)
         bounds[pick] = -1.0  # declined at its optimistic bounds: the next one
 
 

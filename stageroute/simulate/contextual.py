@@ -92,7 +92,7 @@ def _stage_set(pool: NDArray[np.bool_], cells: NDArray[np.float64],
                               config, preference_order(bounds, c))[0]
         return chosen, chosen
 
-    chosen_mask, _, u = refill_one_newcomer(solve, u, c, n_r, alpha[idx], share, need, queries,
+    chosen_mask, _, u, _ = refill_one_newcomer(solve, u, c, n_r, alpha[idx], share, need, queries,
                                             config.max_deployed, cells.shape[1], lambda m: m)
     chosen = np.array([i for i in preference_order(u, c) if chosen_mask[i]], dtype=np.int64)
     final, _ = explorable(idx[chosen], stats[compiled.N_R], alpha, share, need, queries)

@@ -102,7 +102,7 @@ SOURCE = "__file__"  # the column of each window row's file name while it is che
 
 def store_frames(out: Path, paths: list[Path], source: str | None = None) -> pl.DataFrame:
     """Store rows from ``paths`` (``STORE_SCHEMA``), every file checked present and readable;
-    ``source``: also a column of that name holding each row's file name."""
+    ``source``: also a column of that name holding each row's path (as ``str`` of its entry)."""
     if not paths:
         return pl.DataFrame(schema=STORE_SCHEMA)
     missing = [p for p in paths if not p.is_file()]
@@ -113,9 +113,8 @@ def store_frames(out: Path, paths: list[Path], source: str | None = None) -> pl.
                            f"{what}; rebuild the store with stats --rebuild")
     try:
         frame = pl.read_parquet([str(p) for p in paths], include_file_paths=source)
-        kept = [pl.col(c).cast(t) for c, t in STORE_SCHEMA.items()]
-        frame = frame.select(*kept, *([pl.col(source).str.split("/").list.last()
-                                       .str.split("\\").list.last()] if source else []))
+        frame = frame.select(*(pl.col(c).cast(t) for c, t in STORE_SCHEMA.items()),
+                             *([source] if source else []))
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise BadDataError(f"statistics store {out}: a window file cannot be read as the store's "
                            f"({first_line(exc)}); rebuild the store with stats --rebuild") from None
@@ -146,27 +145,30 @@ def load_store(out: str | Path, manifest: dict[str, Any] | None = None,
     """The manifest and every window's rows (``STORE_SCHEMA``), in window order."""
     out = Path(out)
     manifest = manifest if manifest is not None else open_store(out)
-    names = [entry["file"] for _, entry in sorted(manifest["windows"].items(),
-                                                  key=lambda item: int(item[0]))]
-    frame = store_frames(out, [out / WINDOWS_DIR / n for n in names], source=SOURCE)
+    windows = {str(out / WINDOWS_DIR / entry["file"]): int(w) for w, entry in
+               sorted(manifest["windows"].items(), key=lambda item: int(item[0]))}
+    paths = [Path(p) for p in windows]
     # The build's own partial manifests (its windows only) carry no geometry to check against.
-    problem = _window_problem(frame, manifest) if "window_seconds" in manifest else None
+    if "window_seconds" not in manifest:
+        return manifest, store_frames(out, paths)
+    frame = store_frames(out, paths, source=SOURCE)
+    problem = _window_problem(frame, manifest, windows)
     if problem is not None:
         raise BadDataError(f"statistics store {out}: {problem}; rebuild the store with stats "
                            "--rebuild")
     return manifest, frame.drop(SOURCE)
 
 
-def _window_problem(frame: pl.DataFrame, manifest: dict[str, Any]) -> str | None:
-    """What places a window file's rows (``frame``, with their file name in ``SOURCE``) outside
-    their window: a window other than the one the manifest lists the file for, a window_start
-    not where the manifest's anchor and window_seconds put that window, or a first or last
-    request outside it."""
+def _window_problem(frame: pl.DataFrame, manifest: dict[str, Any], windows: dict[str, int],
+                    ) -> str | None:
+    """What places a window file's rows (``frame``, with their file's path in ``SOURCE``)
+    outside their window: a window other than the one the manifest lists the file for
+    (``windows``: path -> window), a window_start not where the manifest's anchor and
+    window_seconds put that window, or a first or last request outside it."""
     length = dt.timedelta(seconds=manifest["window_seconds"])
     anchor = dt.datetime.fromisoformat(str(manifest["anchor"]))
     start = window_start_expr(pl.col("window"), anchor, length)
-    listed = {entry["file"]: int(w) for w, entry in manifest["windows"].items()}
-    own = pl.col(SOURCE).replace_strict(listed, return_dtype=pl.Int64)  # every file is listed
+    own = pl.col(SOURCE).replace_strict(windows, return_dtype=pl.Int64)  # every file is listed
     rules = [(pl.col("window") != own, "is not the window its manifest lists the file for"),
              (pl.col("window_start") != start, "does not start where the manifest's anchor and "
               "window_seconds put it"),
